@@ -24,3 +24,16 @@ pub use form::DeclarationForm;
 pub use record::{EnrichedDeclaration, Enrichment, RawDeclaration, Rejection};
 pub use reference::ReferenceData;
 pub use validate::{check_form, check_references, ErrorCode, FieldError};
+
+/// Runs every check on a raw declaration and enriches it: what the enricher does to each record.
+pub fn accept(raw: RawDeclaration, reference: &ReferenceData, enricher_version: &str) -> Result<EnrichedDeclaration, (RawDeclaration, Vec<FieldError>)> {
+    let received_at = chrono::DateTime::from_timestamp_millis(raw.received_at_ms).unwrap_or_default();
+    let checked = check_form(&raw.form).and_then(|facts| check_references(&raw.form, &facts, reference, received_at));
+    match checked {
+        Ok(checked) => {
+            let enrichment = enrich(&raw.form, &checked, reference, enricher_version);
+            Ok(EnrichedDeclaration { raw, enrichment })
+        }
+        Err(errors) => Err((raw, errors)),
+    }
+}

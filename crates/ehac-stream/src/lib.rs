@@ -1,1 +1,16 @@
+//! Plumbing every e-HAC service shares, written once: Kafka clients and topics, the Avro codec,
+//! the ClickHouse client and migrations, logging and metrics, the admin HTTP endpoints
+//! (`/healthz`, `/readyz`, `/metrics`) and graceful shutdown.
+//!
+//! Nothing here knows what a declaration means; that lives in `ehac-domain`.
+
+pub mod admin;
 pub mod codec;
+pub mod config;
+pub mod kafka;
+pub mod shutdown;
+pub mod telemetry;
+pub mod warehouse;
+
+/// This build's version, stamped on every record a service writes.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

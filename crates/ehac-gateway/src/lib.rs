@@ -1,0 +1,203 @@
+//! The front door: airports, kiosks and apps POST declarations here.
+//!
+//! A declaration is checked with the same pure form rules the enricher applies
+//! ([`ehac_domain::check_form`]), so a traveller gets every field error at once (422) while still
+//! at the kiosk. An accepted one gets an id and is produced to the raw topic; the answer (202)
+//! goes out only once the broker acknowledged it, so "accepted" means "durable in Kafka".
+//!
+//! Routes: `POST /v1/declarations`, plus `/healthz`, `/readyz`, `/metrics`.
+
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use ehac_domain::{check_form, DeclarationForm, FieldError, RawDeclaration};
+use ehac_stream::admin::{self, Readiness};
+use ehac_stream::codec::RAW;
+use ehac_stream::config::KafkaArgs;
+use ehac_stream::kafka;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::GatewayMetrics;
+
+/// HTTP gateway for e-HAC declarations.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "ehac-gateway", version, about)]
+pub struct Config {
+    /// Address to serve the API and the admin endpoints on.
+    #[arg(long, env = "EHAC_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Largest request body accepted; larger ones get 413.
+    #[arg(long, env = "EHAC_GATEWAY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// How long to wait for the broker to acknowledge a declaration before answering 503.
+    #[arg(long, env = "EHAC_GATEWAY_PRODUCE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub produce_timeout_ms: u64,
+}
+
+struct Gateway {
+    producer: FutureProducer,
+    topic: String,
+    produce_timeout: Duration,
+    metrics: GatewayMetrics,
+}
+
+/// A started gateway: where it listens, and the task serving it.
+pub struct Running {
+    pub addr: SocketAddr,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Waits until the gateway has drained after shutdown.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await?
+    }
+}
+
+/// Binds the listener and starts serving. Returns once the port is bound.
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let registry = ehac_stream::telemetry::registry("gateway");
+    let metrics = GatewayMetrics::register(&registry)?;
+    let producer = kafka::producer(&config.kafka.kafka_brokers)?;
+    let readiness = Readiness::default();
+    readiness.check("kafka", "broker not contacted yet");
+    tokio::spawn(watch_broker(producer.clone(), config.kafka.topics.raw.clone(), readiness.clone(), shutdown.clone()));
+
+    let gateway = Arc::new(Gateway {
+        producer: producer.clone(),
+        topic: config.kafka.topics.raw.clone(),
+        produce_timeout: Duration::from_millis(config.produce_timeout_ms),
+        metrics,
+    });
+    let app = Router::new()
+        .route("/v1/declarations", post(submit))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .with_state(gateway)
+        .merge(admin::routes(registry, readiness))
+        .fallback(not_found);
+
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, topic = %config.kafka.topics.raw, "gateway listening");
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+        // Every in-flight request awaited its own delivery; flush anything librdkafka still holds.
+        tokio::task::spawn_blocking(move || producer.flush(Timeout::After(Duration::from_secs(10)))).await??;
+        tracing::info!("gateway drained");
+        Ok(())
+    });
+    Ok(Running { addr, task })
+}
+
+/// Answer body for everything that is not a 202.
+#[derive(Serialize)]
+struct Problem {
+    error: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<FieldError>,
+}
+
+fn problem(status: StatusCode, error: &'static str, message: impl Into<String>, errors: Vec<FieldError>) -> Response {
+    (status, Json(Problem { error, message: message.into(), errors })).into_response()
+}
+
+#[derive(Serialize)]
+struct Accepted {
+    declaration_id: String,
+    received_at: String,
+}
+
+async fn submit(State(gateway): State<Arc<Gateway>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let started = Instant::now();
+    let (outcome, response) = handle(&gateway, body).await;
+    gateway.metrics.requests.with_label_values(&[outcome]).inc();
+    if outcome == "accepted" {
+        gateway.metrics.ack_seconds.observe(started.elapsed().as_secs_f64());
+    }
+    response
+}
+
+async fn handle(gateway: &Gateway, body: Result<Bytes, BytesRejection>) -> (&'static str, Response) {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ("too_large", problem(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the declaration is larger than this gateway accepts", vec![]));
+        }
+        Err(rejection) => return ("malformed", problem(rejection.status(), "unreadable_body", rejection.body_text(), vec![])),
+    };
+    let form: DeclarationForm = match serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body)) {
+        Ok(form) => form,
+        Err(e) => {
+            let path = e.path().to_string();
+            let field = FieldError { code: "malformed_json".into(), field: if path == "." { String::new() } else { path }, message: e.inner().to_string() };
+            return ("malformed", problem(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not a valid declaration: {}", field.message), vec![field]));
+        }
+    };
+    if let Err(errors) = check_form(&form) {
+        for e in &errors {
+            gateway.metrics.field_errors.with_label_values(&[&e.code]).inc();
+        }
+        return ("invalid", problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_declaration", format!("{} field(s) need fixing", errors.len()), errors));
+    }
+
+    let received_at = chrono::Utc::now();
+    let declaration_id = form.declaration_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let raw = RawDeclaration { declaration_id, received_at_ms: received_at.timestamp_millis(), gateway_version: ehac_stream::VERSION.to_owned(), form };
+    let payload = match RAW.encode(&raw) {
+        Ok(payload) => payload,
+        Err(e) => {
+            tracing::error!(error = %e, "a checked form failed to encode");
+            return ("internal", problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the declaration could not be encoded", vec![]));
+        }
+    };
+    let record = FutureRecord::to(&gateway.topic).key(&raw.declaration_id).payload(&payload);
+    match gateway.producer.send(record, Timeout::After(gateway.produce_timeout)).await {
+        Ok(_) => {
+            let body = Accepted { declaration_id: raw.declaration_id, received_at: received_at.to_rfc3339() };
+            ("accepted", (StatusCode::ACCEPTED, Json(body)).into_response())
+        }
+        Err((e, _)) => {
+            tracing::warn!(error = %e, declaration_id = %raw.declaration_id, "broker did not acknowledge");
+            ("unavailable", problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the declaration could not be stored; retry with the same declaration_id", vec![]))
+        }
+    }
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    problem(StatusCode::NOT_FOUND, "not_found", format!("no route for {method} {}; declarations are submitted with POST /v1/declarations", uri.path()), vec![])
+}
+
+/// Marks the gateway ready while the broker answers metadata requests for the raw topic.
+async fn watch_broker(producer: FutureProducer, topic: String, readiness: Readiness, shutdown: CancellationToken) {
+    loop {
+        let (p, t) = (producer.clone(), topic.clone());
+        let probe = tokio::task::spawn_blocking(move || p.client().fetch_metadata(Some(&t), Duration::from_secs(3)).map(|m| m.topics().first().map(|t| t.partitions().len()).unwrap_or(0))).await;
+        match probe {
+            Ok(Ok(partitions)) if partitions > 0 => readiness.ready("kafka"),
+            Ok(Ok(_)) => readiness.not_ready("kafka", format!("topic {topic} has no partitions")),
+            Ok(Err(e)) => readiness.not_ready("kafka", e.to_string()),
+            Err(e) => readiness.not_ready("kafka", e.to_string()),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}

@@ -1,0 +1,23 @@
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+
+pub struct GatewayMetrics {
+    /// Requests by outcome: accepted, invalid, malformed, too_large, unavailable, internal.
+    pub requests: IntCounterVec,
+    /// Time from request to the broker's acknowledgement, for accepted declarations.
+    pub ack_seconds: Histogram,
+    /// Form errors returned to clients, by code.
+    pub field_errors: IntCounterVec,
+}
+
+impl GatewayMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let requests = IntCounterVec::new(Opts::new("gateway_requests_total", "Declaration submissions by outcome"), &["outcome"])?;
+        let buckets = vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+        let ack_seconds = Histogram::with_opts(HistogramOpts::new("gateway_ack_seconds", "Time to the broker's acknowledgement of an accepted declaration").buckets(buckets))?;
+        let field_errors = IntCounterVec::new(Opts::new("gateway_field_errors_total", "Form errors returned to clients, by code"), &["code"])?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(ack_seconds.clone()))?;
+        registry.register(Box::new(field_errors.clone()))?;
+        Ok(GatewayMetrics { requests, ack_seconds, field_errors })
+    }
+}

@@ -1,0 +1,115 @@
+//! Kafka clients configured once for the whole pipeline. Only standard Kafka APIs are used, so
+//! the same code runs against Apache Kafka, Redpanda, MSK and (here) tansu.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+/// An idempotent producer: acks from all in-sync replicas, no duplicates from its own retries.
+pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .create()
+}
+
+/// Logs partition assignments so an operator can follow rebalances.
+pub struct RebalanceLog;
+
+impl ClientContext for RebalanceLog {}
+
+impl ConsumerContext for RebalanceLog {
+    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => tracing::info!(partitions = %describe(tpl), "partitions assigned"),
+            Rebalance::Revoke(tpl) => tracing::info!(partitions = %describe(tpl), "partitions revoked"),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+fn describe(tpl: &TopicPartitionList) -> String {
+    tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect::<Vec<_>>().join(",")
+}
+
+pub type GroupConsumer = StreamConsumer<RebalanceLog>;
+
+/// A consumer-group member that commits only what the caller says is done (no auto-commit),
+/// starts new groups at the earliest offset, and rebalances cooperatively.
+pub fn consumer(brokers: &str, group: &str, topics: &[&str]) -> Result<GroupConsumer, KafkaError> {
+    let consumer: GroupConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .create_with_context(RebalanceLog)?;
+    consumer.subscribe(topics)?;
+    Ok(consumer)
+}
+
+/// Creates the topics with `partitions` each, leaving existing ones as they are.
+pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics(&new, &options).await? {
+        match result {
+            Ok(topic) => tracing::info!(topic, partitions, "topic created"),
+            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => tracing::info!(topic, "topic exists"),
+            Err((topic, code)) => anyhow::bail!("creating topic {topic}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+/// Waits for the first message (or shutdown), then gathers more until `max` messages or
+/// `linger` has passed. Empty only when shutdown fired. Messages are copied out of
+/// librdkafka's buffers so the batch can outlive the poll.
+pub async fn next_batch(consumer: &GroupConsumer, max: usize, linger: Duration, shutdown: &CancellationToken) -> Result<Vec<OwnedMessage>, KafkaError> {
+    let mut batch = Vec::with_capacity(max);
+    tokio::select! {
+        _ = shutdown.cancelled() => return Ok(batch),
+        first = consumer.recv() => batch.push(first?.detach()),
+    }
+    let deadline = tokio::time::Instant::now() + linger;
+    while batch.len() < max {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(message) => batch.push(message?.detach()),
+            Err(_elapsed) => break,
+        }
+    }
+    Ok(batch)
+}
+
+/// Commits, for every partition in `batch`, the offset after its last message. Call only once
+/// everything the batch produced is durable downstream.
+pub fn commit_batch(consumer: &GroupConsumer, batch: &[OwnedMessage]) -> Result<(), KafkaError> {
+    let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+    for m in batch {
+        let entry = next.entry((m.topic(), m.partition())).or_insert(0);
+        *entry = (*entry).max(m.offset() + 1);
+    }
+    if next.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    }
+    consumer.commit(&tpl, CommitMode::Sync)
+}
