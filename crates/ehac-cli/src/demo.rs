@@ -1,0 +1,131 @@
+//! `ehac demo`: the main job on one machine. Installs what is missing, starts a fresh broker and
+//! ClickHouse, starts the gateway, enricher and sink as separate processes, plays a holiday surge
+//! through the gateway's HTTP API, waits for the pipeline to drain, prints the analysts' queries
+//! and a SUMMARY counted in ClickHouse, then stops everything (SIGTERM, so each service drains).
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use ehac_devstack::{free_port, spawn, Lifetime, Stack, StackOptions, Tools};
+use ehac_stream::config::Topics;
+
+use crate::loadgen;
+use crate::warehouse_report;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Where the demo's servers keep their data and the services their logs (wiped first).
+    #[arg(long, default_value = ".ehac/demo")]
+    pub dir: PathBuf,
+    #[arg(long, env = "EHAC_PARTITIONS", default_value_t = 12)]
+    pub partitions: i32,
+    /// Enricher processes (one consumer group).
+    #[arg(long, default_value_t = 1)]
+    pub enrichers: usize,
+    /// Sink processes (one consumer group).
+    #[arg(long, default_value_t = 1)]
+    pub sinks: usize,
+    #[command(flatten)]
+    pub load: loadgen::LoadArgs,
+}
+
+/// A service process started by the demo.
+struct Service {
+    name: String,
+    child: Child,
+}
+
+fn service_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name(name);
+    anyhow::ensure!(path.is_file(), "{} not found next to {} (build the workspace's binaries: cargo build --release --bins)", name, exe.display());
+    Ok(path)
+}
+
+fn start_service(dir: &std::path::Path, name: &str, binary: &str, args: &[String], brokers: &str) -> anyhow::Result<Service> {
+    let mut command = Command::new(service_binary(binary)?);
+    command.args(args).env("EHAC_KAFKA_BROKERS", brokers).env("RUST_LOG", "info,rdkafka=warn");
+    let child = spawn(command, &dir.join(format!("{name}.log")), Lifetime::Attached)?;
+    Ok(Service { name: name.to_owned(), child })
+}
+
+async fn wait_ready(http: &reqwest::Client, url: &str, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(r) = http.get(url).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{url} not ready after {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
+    let wall = Instant::now();
+    let _ = std::fs::remove_dir_all(&args.dir);
+    std::fs::create_dir_all(&args.dir)?;
+    let dir = args.dir.canonicalize()?;
+
+    println!("== e-HAC demo: {} declarations, a {}x holiday surge, {} partitions", args.load.count, args.load.surge_factor, args.partitions);
+    let tools = Tools::find_or_install()?;
+    let stack = Stack::start(&tools, StackOptions::ephemeral(dir.join("stack"))?).await.context("starting broker and ClickHouse")?;
+    stack.provision(&Topics::default(), args.partitions).await?;
+    println!("stack: kafka {} (tansu, sqlite), clickhouse {}", stack.kafka_brokers(), stack.clickhouse_url());
+
+    let brokers = stack.kafka_brokers();
+    let gateway_port = free_port()?;
+    let mut services = vec![start_service(&dir, "gateway", "ehac-gateway", &["--listen".into(), format!("127.0.0.1:{gateway_port}")], &brokers)?];
+    for i in 0..args.enrichers {
+        services.push(start_service(&dir, &format!("enricher-{i}"), "ehac-enricher", &["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?)], &brokers)?);
+    }
+    for i in 0..args.sinks {
+        let sink_args = ["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?), "--clickhouse-url".into(), stack.clickhouse_url()];
+        services.push(start_service(&dir, &format!("sink-{i}"), "ehac-sink", &sink_args, &brokers)?);
+    }
+    let http = reqwest::Client::new();
+    let gateway = format!("http://127.0.0.1:{gateway_port}");
+    wait_ready(&http, &format!("{gateway}/readyz"), Duration::from_secs(60)).await?;
+    println!("services: gateway {gateway}, {} enricher(s), {} sink(s); logs in {}", args.enrichers, args.sinks, dir.display());
+
+    args.load.gateway = gateway;
+    let load = loadgen::run(&args.load).await?;
+    println!("{}", load.line());
+
+    print!("draining the pipeline into ClickHouse...");
+    let drain_started = Instant::now();
+    let stored = warehouse_report::wait_for(&http, &stack.clickhouse_url(), load.accepted, Duration::from_secs(60)).await?;
+    println!(" {:.1}s after the last request", drain_started.elapsed().as_secs_f64());
+
+    for (name, sql) in ehac_stream::warehouse::ANALYST_QUERIES {
+        println!("\n-- {name}");
+        print!("{}", warehouse_report::table(&http, &stack.clickhouse_url(), sql).await?);
+    }
+
+    let mut clean = true;
+    for service in &services {
+        ehac_devstack::signal_term(service.child.id());
+    }
+    for service in &mut services {
+        let status = service.child.wait()?;
+        if !status.success() {
+            clean = false;
+            eprintln!("{} exited with {status}; see {}/{}.log", service.name, dir.display(), service.name);
+        }
+    }
+    println!("\nservices stopped with SIGTERM: {}", if clean { "all drained and exited 0" } else { "NOT all exited cleanly" });
+    drop(stack);
+
+    let lost = load.accepted as i64 - stored.stored as i64 - stored.rejected as i64;
+    println!("demo wall time {:.1}s; refused at the gateway (422) {}; failed requests {}", wall.elapsed().as_secs_f64(), load.refused, load.failed);
+    println!("SUMMARY accepted={} stored={} rejected={} lost={} duplicated={}", load.accepted, stored.stored, stored.rejected, lost, stored.duplicated);
+    if lost != 0 || stored.duplicated != 0 || load.failed != 0 || !clean {
+        bail!("the demo did not end clean");
+    }
+    Ok(())
+}

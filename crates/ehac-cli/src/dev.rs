@@ -1,0 +1,97 @@
+//! `ehac dev up|down|status`: a long-lived local broker and ClickHouse for development, data
+//! under one project-local directory, pids recorded in `<dir>/stack.json`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+use ehac_devstack::{alive, terminate, BrokerStorage, Lifetime, Stack, StackOptions, Tools};
+use ehac_stream::config::Topics;
+use serde::{Deserialize, Serialize};
+
+#[derive(Subcommand)]
+pub enum Action {
+    /// Install what is missing, start tansu and ClickHouse, create topics, run migrations.
+    Up {
+        #[arg(long, env = "EHAC_DEV_DIR", default_value = ".ehac/dev")]
+        dir: PathBuf,
+        #[arg(long, env = "EHAC_DEV_KAFKA_PORT", default_value_t = 9092)]
+        kafka_port: u16,
+        #[arg(long, env = "EHAC_DEV_CLICKHOUSE_HTTP_PORT", default_value_t = 8123)]
+        clickhouse_http_port: u16,
+        #[arg(long, env = "EHAC_DEV_CLICKHOUSE_TCP_PORT", default_value_t = 9000)]
+        clickhouse_tcp_port: u16,
+        #[arg(long, env = "EHAC_PARTITIONS", default_value_t = 12)]
+        partitions: i32,
+    },
+    /// Stop the servers `up` started.
+    Down {
+        #[arg(long, env = "EHAC_DEV_DIR", default_value = ".ehac/dev")]
+        dir: PathBuf,
+    },
+    /// Whether the servers are running, and where.
+    Status {
+        #[arg(long, env = "EHAC_DEV_DIR", default_value = ".ehac/dev")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    kafka_brokers: String,
+    clickhouse_url: String,
+    pids: Vec<(String, u32)>,
+}
+
+pub async fn run(action: Action) -> anyhow::Result<()> {
+    match action {
+        Action::Up { dir, kafka_port, clickhouse_http_port, clickhouse_tcp_port, partitions } => {
+            let state_file = dir.join("stack.json");
+            if let Ok(state) = read_state(&dir) {
+                if state.pids.iter().all(|(_, pid)| alive(*pid)) {
+                    println!("already up: kafka {} clickhouse {}", state.kafka_brokers, state.clickhouse_url);
+                    return Ok(());
+                }
+            }
+            let tools = Tools::find_or_install()?;
+            let options = StackOptions { dir: dir.clone(), kafka_port, clickhouse_http_port, clickhouse_tcp_port, storage: BrokerStorage::Sqlite, lifetime: Lifetime::Detached };
+            let stack = Stack::start(&tools, options).await?;
+            stack.provision(&Topics::default(), partitions).await?;
+            let state = State { kafka_brokers: stack.kafka_brokers(), clickhouse_url: stack.clickhouse_url(), pids: stack.pids.clone() };
+            std::fs::write(&state_file, serde_json::to_string_pretty(&state)?)?;
+            println!("up: kafka {} clickhouse {} (data in {})", state.kafka_brokers, state.clickhouse_url, dir.display());
+            println!("export EHAC_KAFKA_BROKERS={} EHAC_CLICKHOUSE_URL={}", state.kafka_brokers, state.clickhouse_url);
+            Ok(())
+        }
+        Action::Down { dir } => {
+            let state = read_state(&dir)?;
+            for (name, pid) in &state.pids {
+                terminate(*pid, Duration::from_secs(15));
+                println!("stopped {name} ({pid})");
+            }
+            std::fs::remove_file(dir.join("stack.json"))?;
+            Ok(())
+        }
+        Action::Status { dir } => {
+            let state = read_state(&dir)?;
+            let mut all = true;
+            for (name, pid) in &state.pids {
+                let up = alive(*pid);
+                all &= up;
+                println!("{name:<18} pid {pid:<8} {}", if up { "running" } else { "NOT RUNNING" });
+            }
+            println!("kafka {}  clickhouse {}", state.kafka_brokers, state.clickhouse_url);
+            if !all {
+                anyhow::bail!("part of the stack is down: `ehac dev down` then `ehac dev up`");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn read_state(dir: &std::path::Path) -> anyhow::Result<State> {
+    let path = dir.join("stack.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("no stack recorded at {} (run `ehac dev up`)", path.display()))?;
+    Ok(serde_json::from_str(&text)?)
+}

@@ -1,0 +1,195 @@
+//! Synthetic declarations sent to a gateway on a schedule: a baseline rate, a surge of
+//! `surge_factor` times that rate, then the baseline again.
+//!
+//! Requests are scheduled on a clock (open loop) and latency is measured from each request's
+//! scheduled time, so a queue building up in front of the gateway shows in the figures instead
+//! of silently slowing the sender down (coordinated omission). At most `concurrency` requests
+//! are in flight; beyond that, waiting for a slot counts as latency too.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ehac_domain::sample::{Flaw, SampleGenerator};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// Gateway base URL.
+    #[arg(long, env = "EHAC_GATEWAY_URL", default_value = "http://127.0.0.1:8080")]
+    pub gateway: String,
+    /// Declarations to send.
+    #[arg(long, default_value_t = 50_000)]
+    pub count: u64,
+    /// Declarations per second outside the surge.
+    #[arg(long, default_value_t = 500.0)]
+    pub baseline_rate: f64,
+    /// The surge's rate as a multiple of the baseline.
+    #[arg(long, default_value_t = 10.0)]
+    pub surge_factor: f64,
+    /// Share of all declarations sent during the surge.
+    #[arg(long, default_value_t = 0.6)]
+    pub surge_share: f64,
+    /// Percent of declarations with a form error (the gateway answers 422).
+    #[arg(long, default_value_t = 1.5)]
+    pub invalid_form_percent: f64,
+    /// Percent of declarations that pass the form check but fail a reference check (the enricher
+    /// rejects them).
+    #[arg(long, default_value_t = 1.5)]
+    pub invalid_reference_percent: f64,
+    /// Most requests in flight at once.
+    #[arg(long, default_value_t = 128)]
+    pub concurrency: usize,
+    /// Seed for the generator: the same seed sends the same declarations.
+    #[arg(long, default_value_t = 2020_12_19)]
+    pub seed: u64,
+    /// client_id of every declaration sent (kiosk or app id).
+    #[arg(long, default_value = "loadgen")]
+    pub client_id: String,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct LoadResult {
+    pub sent: u64,
+    /// Answered 202: the gateway holds these and the pipeline owes a row for each.
+    pub accepted: u64,
+    /// Answered 422: the traveller was told what to fix; nothing enters the pipeline.
+    pub refused: u64,
+    /// No answer or another status, after retries.
+    pub failed: u64,
+    pub elapsed: Duration,
+    /// Latency of accepted requests from their scheduled send time, sorted, in microseconds.
+    pub latencies_us: Vec<u64>,
+}
+
+impl LoadResult {
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() as f64 * p).ceil() as usize).clamp(1, self.latencies_us.len()) - 1;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "loadgen sent={} accepted={} refused={} failed={} in {:.1}s ({:.0}/s); ack latency from schedule p50={:.1}ms p99={:.1}ms p99.9={:.1}ms",
+            self.sent, self.accepted, self.refused, self.failed, self.elapsed.as_secs_f64(),
+            self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9), self.percentile_ms(0.5), self.percentile_ms(0.99), self.percentile_ms(0.999)
+        )
+    }
+}
+
+/// Send time of every request, in seconds from the start.
+fn schedule(args: &LoadArgs) -> Vec<f64> {
+    let surge = (args.count as f64 * args.surge_share).round() as u64;
+    let before = (args.count - surge) / 2;
+    let mut t = 0.0;
+    (0..args.count)
+        .map(|i| {
+            let rate = if i >= before && i < before + surge { args.baseline_rate * args.surge_factor } else { args.baseline_rate };
+            let at = t;
+            t += 1.0 / rate;
+            at
+        })
+        .collect()
+}
+
+fn bodies(args: &LoadArgs) -> Vec<Vec<u8>> {
+    let mut generator = SampleGenerator::new(args.seed);
+    let now = chrono::Utc::now();
+    let form_cut = args.invalid_form_percent / 100.0;
+    let reference_cut = form_cut + args.invalid_reference_percent / 100.0;
+    (0..args.count)
+        .map(|i| {
+            // Spread flaws evenly over the run rather than in clumps.
+            let position = ((i * 7919) % 10_000) as f64 / 10_000.0;
+            let flaw = if position < form_cut { Flaw::Form } else if position < reference_cut { Flaw::Reference } else { Flaw::None };
+            let mut form = generator.declaration(now, &args.client_id, flaw);
+            // Client-generated ids: a retried request is recognisably the same declaration.
+            form.declaration_id = Some(uuid::Uuid::now_v7().to_string());
+            serde_json::to_vec(&form).expect("forms serialise")
+        })
+        .collect()
+}
+
+enum Outcome {
+    Accepted,
+    Refused,
+    Failed,
+}
+
+async fn send(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Outcome {
+    let mut backoff = Duration::from_millis(100);
+    for attempt in 0..4 {
+        let response = client.post(url).header("content-type", "application/json").body(body.clone()).send().await;
+        match response.map(|r| r.status().as_u16()) {
+            Ok(202) => return Outcome::Accepted,
+            Ok(422) => return Outcome::Refused,
+            Ok(503) | Err(_) if attempt < 3 => {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            _ => return Outcome::Failed,
+        }
+    }
+    Outcome::Failed
+}
+
+pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
+    let times = schedule(args);
+    let bodies = bodies(args);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).timeout(Duration::from_secs(30)).build()?;
+    let url = format!("{}/v1/declarations", args.gateway.trim_end_matches('/'));
+    let slots = Arc::new(Semaphore::new(args.concurrency));
+    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(args.count as usize)));
+
+    let bar = if std::io::stderr().is_terminal() { ProgressBar::new(args.count) } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} {msg}")?);
+    let plain_every = (args.count / 10).max(1);
+
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (at, body)) in times.into_iter().zip(bodies).enumerate() {
+        let scheduled = start + Duration::from_secs_f64(at);
+        tokio::time::sleep_until(scheduled).await;
+        let permit = slots.clone().acquire_owned().await?;
+        let (client, url, counts, latencies, task_bar) = (client.clone(), url.clone(), counts.clone(), latencies.clone(), bar.clone());
+        tasks.spawn(async move {
+            let outcome = send(&client, &url, body).await;
+            drop(permit);
+            let slot = match outcome {
+                Outcome::Accepted => {
+                    latencies.lock().unwrap().push(scheduled.elapsed().as_micros() as u64);
+                    0
+                }
+                Outcome::Refused => 1,
+                Outcome::Failed => 2,
+            };
+            counts[slot].fetch_add(1, Ordering::Relaxed);
+            task_bar.inc(1);
+            task_bar.set_message(format!("accepted {} refused {} failed {}", counts[0].load(Ordering::Relaxed), counts[1].load(Ordering::Relaxed), counts[2].load(Ordering::Relaxed)));
+        });
+        while tasks.try_join_next().is_some() {}
+        if bar.is_hidden() && (i as u64 + 1) % plain_every == 0 {
+            eprintln!("loadgen: scheduled {}/{} after {:.1}s", i + 1, args.count, start.elapsed().as_secs_f64());
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    bar.finish();
+
+    let mut latencies_us = std::mem::take(&mut *latencies.lock().unwrap());
+    latencies_us.sort_unstable();
+    Ok(LoadResult {
+        sent: args.count,
+        accepted: counts[0].load(Ordering::Relaxed),
+        refused: counts[1].load(Ordering::Relaxed),
+        failed: counts[2].load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+        latencies_us,
+    })
+}

@@ -1,0 +1,62 @@
+//! What ClickHouse holds: the counts behind the demo's SUMMARY line, and analyst queries
+//! rendered as tables.
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// Counts in ClickHouse, never from in-process counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stored {
+    /// Distinct declarations in `ehac.declarations`.
+    pub stored: u64,
+    /// Distinct declarations in `ehac.rejections`.
+    pub rejected: u64,
+    /// Rows beyond the first for any declaration id, in both tables.
+    pub duplicated: u64,
+}
+
+async fn query(http: &reqwest::Client, url: &str, sql: &str) -> anyhow::Result<String> {
+    let response = http.post(url).body(sql.to_owned()).send().await.with_context(|| format!("querying ClickHouse at {url}"))?;
+    let status = response.status();
+    let text = response.text().await?;
+    anyhow::ensure!(status.is_success(), "ClickHouse answered {status}: {text}");
+    Ok(text)
+}
+
+pub async fn stored(http: &reqwest::Client, url: &str) -> anyhow::Result<Stored> {
+    let sql = "SELECT
+        (SELECT uniqExact(declaration_id) FROM ehac.declarations),
+        (SELECT uniqExact(declaration_id) FROM ehac.rejections),
+        (SELECT count() - uniqExact(declaration_id) FROM ehac.declarations) + (SELECT count() - uniqExact(declaration_id) FROM ehac.rejections)
+        FORMAT TabSeparated";
+    let text = query(http, url, sql).await?;
+    let numbers: Vec<u64> = text.split_whitespace().map(str::parse).collect::<Result<_, _>>().with_context(|| format!("unexpected answer {text:?}"))?;
+    anyhow::ensure!(numbers.len() == 3, "unexpected answer {text:?}");
+    Ok(Stored { stored: numbers[0], rejected: numbers[1], duplicated: numbers[2] })
+}
+
+/// Polls until ClickHouse holds `expected` declarations (stored + rejected) or nothing has
+/// changed for `patience`.
+pub async fn wait_for(http: &reqwest::Client, url: &str, expected: u64, patience: Duration) -> anyhow::Result<Stored> {
+    let mut last = Stored::default();
+    let mut last_change = tokio::time::Instant::now();
+    loop {
+        let now = stored(http, url).await?;
+        if now.stored + now.rejected >= expected {
+            return Ok(now);
+        }
+        if now != last {
+            last = now;
+            last_change = tokio::time::Instant::now();
+        } else if last_change.elapsed() > patience {
+            return Ok(now);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A query's result as a text table.
+pub async fn table(http: &reqwest::Client, url: &str, sql: &str) -> anyhow::Result<String> {
+    query(http, url, &format!("{}\nFORMAT PrettyCompactNoEscapes", sql.trim().trim_end_matches(';'))).await
+}

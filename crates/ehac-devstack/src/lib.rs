@@ -1,0 +1,301 @@
+//! A local stack of real servers: tansu (Kafka API) and ClickHouse, on loopback ports, with all
+//! their data under one directory. Used by `ehac dev up`, `ehac demo` and the integration tests.
+//!
+//! Servers started [`Lifetime::Attached`] die with the thread that started them (PR_SET_PDEATHSIG),
+//! so a test run or demo that crashes leaves no stray servers behind.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use ehac_stream::config::{ClickHouseArgs, Topics};
+
+/// The installer, compiled in so that `ehac dev up` works from any directory.
+pub const INSTALL_SCRIPT: &str = include_str!("../../../deploy/local/install.sh");
+
+/// Where the servers' binaries are.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub tansu: PathBuf,
+    pub clickhouse_server: PathBuf,
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))
+}
+
+fn tools_dir() -> PathBuf {
+    std::env::var_os("EHAC_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/ehac/tools"))
+}
+
+impl Tools {
+    /// Finds the binaries, or says exactly what to install.
+    pub fn find() -> anyhow::Result<Tools> {
+        let tansu = std::env::var_os("EHAC_TANSU").map(PathBuf::from).filter(|p| p.is_file())
+            .or_else(|| Some(tools_dir().join("bin/tansu")).filter(|p| p.is_file()))
+            .or_else(|| on_path("tansu"));
+        let clickhouse_server = on_path("clickhouse-server").or_else(|| Some(PathBuf::from("/usr/bin/clickhouse-server")).filter(|p| p.is_file()));
+        match (tansu, clickhouse_server) {
+            (Some(tansu), Some(clickhouse_server)) => Ok(Tools { tansu, clickhouse_server }),
+            (tansu, clickhouse) => {
+                let mut missing = Vec::new();
+                if tansu.is_none() {
+                    missing.push("tansu (cargo install tansu --locked --features libsql,dynostore)");
+                }
+                if clickhouse.is_none() {
+                    missing.push("clickhouse-server (apt-get install clickhouse-server clickhouse-client)");
+                }
+                bail!("missing {}: run `bash deploy/local/install.sh`, which installs both", missing.join(" and "))
+            }
+        }
+    }
+
+    /// Finds the binaries, running the installer first if any is missing.
+    pub fn find_or_install() -> anyhow::Result<Tools> {
+        if let Ok(tools) = Tools::find() {
+            return Ok(tools);
+        }
+        let status = Command::new("bash").arg("-c").arg(INSTALL_SCRIPT).status().context("running the installer")?;
+        if !status.success() {
+            bail!("the installer failed ({status})");
+        }
+        Tools::find()
+    }
+}
+
+/// How long the servers live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Killed when the thread that started them exits (tests, demo).
+    Attached,
+    /// Keep running after this process exits (`ehac dev up`).
+    Detached,
+}
+
+/// The broker's storage: durable SQLite, or memory (fast, forgets on exit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerStorage {
+    Sqlite,
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub dir: PathBuf,
+    pub kafka_port: u16,
+    pub clickhouse_http_port: u16,
+    pub clickhouse_tcp_port: u16,
+    pub storage: BrokerStorage,
+    pub lifetime: Lifetime,
+}
+
+impl StackOptions {
+    /// Free ports, durable broker storage, servers attached to this thread.
+    pub fn ephemeral(dir: impl Into<PathBuf>) -> anyhow::Result<Self> {
+        Ok(StackOptions {
+            dir: dir.into(),
+            kafka_port: free_port()?,
+            clickhouse_http_port: free_port()?,
+            clickhouse_tcp_port: free_port()?,
+            storage: BrokerStorage::Sqlite,
+            lifetime: Lifetime::Attached,
+        })
+    }
+}
+
+/// A running broker and ClickHouse.
+#[derive(Debug)]
+pub struct Stack {
+    pub options: StackOptions,
+    pub pids: Vec<(String, u32)>,
+    children: Vec<Child>,
+}
+
+/// A port the OS says is free now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts a process with stdout and stderr appended to `log`.
+pub fn spawn(mut command: Command, log: &Path, lifetime: Lifetime) -> anyhow::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    command.stdin(Stdio::null()).stdout(log_file.try_clone()?).stderr(log_file);
+    match lifetime {
+        Lifetime::Detached => {
+            command.process_group(0);
+        }
+        Lifetime::Attached => unsafe {
+            // Only async-signal-safe calls between fork and exec: prctl is one.
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        },
+    }
+    command.spawn().with_context(|| format!("starting {:?}", command.get_program()))
+}
+
+fn clickhouse_config(dir: &Path, http_port: u16, tcp_port: u16) -> String {
+    let d = dir.display();
+    // <yandex> is the root both 18.16 and modern servers accept. No interserver or other ports,
+    // so several servers can run side by side.
+    format!(
+        r#"<yandex>
+  <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/err.log</errorlog><size>50M</size><count>2</count></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>{http_port}</http_port>
+  <tcp_port>{tcp_port}</tcp_port>
+  <path>{d}/</path>
+  <tmp_path>{d}/tmp/</tmp_path>
+  <user_files_path>{d}/user_files/</user_files_path>
+  <format_schema_path>{d}/format_schemas/</format_schema_path>
+  <users_config>users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <timezone>UTC</timezone>
+  <mark_cache_size>268435456</mark_cache_size>
+  <max_concurrent_queries>100</max_concurrent_queries>
+</yandex>
+"#
+    )
+}
+
+const CLICKHOUSE_USERS: &str = r#"<yandex>
+  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+  <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+</yandex>
+"#;
+
+impl Stack {
+    /// Starts tansu and ClickHouse and waits until both answer.
+    pub async fn start(tools: &Tools, options: StackOptions) -> anyhow::Result<Stack> {
+        let broker_dir = options.dir.join("broker");
+        let clickhouse_dir = options.dir.join("clickhouse");
+        std::fs::create_dir_all(&broker_dir)?;
+        std::fs::create_dir_all(&clickhouse_dir)?;
+        let clickhouse_dir = clickhouse_dir.canonicalize()?;
+
+        let listener = format!("tcp://127.0.0.1:{}", options.kafka_port);
+        let mut tansu = Command::new(&tools.tansu);
+        tansu.current_dir(&broker_dir).arg("broker").args(["--listener-url", &listener, "--advertised-listener-url", &listener]);
+        // sqlite://FILE is relative to the working directory: the broker directory.
+        tansu.args(["--storage-engine", match options.storage { BrokerStorage::Sqlite => "sqlite://tansu.db", BrokerStorage::Memory => "memory://tansu/" }]);
+        let broker = spawn(tansu, &broker_dir.join("tansu.log"), options.lifetime)?;
+
+        std::fs::write(clickhouse_dir.join("config.xml"), clickhouse_config(&clickhouse_dir, options.clickhouse_http_port, options.clickhouse_tcp_port))?;
+        std::fs::write(clickhouse_dir.join("users.xml"), CLICKHOUSE_USERS)?;
+        let mut clickhouse = Command::new(&tools.clickhouse_server);
+        clickhouse.current_dir(&clickhouse_dir).arg(format!("--config-file={}", clickhouse_dir.join("config.xml").display()));
+        let clickhouse = spawn(clickhouse, &clickhouse_dir.join("stdout.log"), options.lifetime)?;
+
+        let pids = vec![("tansu".to_owned(), broker.id()), ("clickhouse-server".to_owned(), clickhouse.id())];
+        let mut stack = Stack { options, pids, children: vec![broker, clickhouse] };
+        if let Err(e) = stack.wait_until_up(Duration::from_secs(60)).await {
+            stack.stop();
+            return Err(e);
+        }
+        Ok(stack)
+    }
+
+    async fn wait_until_up(&mut self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        let http = reqwest::Client::new();
+        let ping = format!("{}/ping", self.clickhouse_url());
+        loop {
+            for child in &mut self.children {
+                if let Some(status) = child.try_wait()? {
+                    bail!("a server exited during start-up ({status}); see the logs under {}", self.options.dir.display());
+                }
+            }
+            let broker_up = tokio::net::TcpStream::connect(("127.0.0.1", self.options.kafka_port)).await.is_ok();
+            let clickhouse_up = matches!(http.get(&ping).send().await, Ok(r) if r.status().is_success());
+            if broker_up && clickhouse_up {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("servers not up after {within:?} (broker: {broker_up}, clickhouse: {clickhouse_up}); see the logs under {}", self.options.dir.display());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn kafka_brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.options.kafka_port)
+    }
+
+    pub fn clickhouse_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.options.clickhouse_http_port)
+    }
+
+    pub fn clickhouse_args(&self) -> ClickHouseArgs {
+        ClickHouseArgs { clickhouse_url: self.clickhouse_url(), clickhouse_user: "default".into(), clickhouse_password: String::new() }
+    }
+
+    /// Creates the pipeline's topics and applies the ClickHouse migrations.
+    pub async fn provision(&self, topics: &Topics, partitions: i32) -> anyhow::Result<()> {
+        let brokers = self.kafka_brokers();
+        // A fresh broker may refuse admin requests for a moment after it starts listening.
+        let mut attempt = 0;
+        loop {
+            match ehac_stream::kafka::ensure_topics(&brokers, &topics.all(), partitions).await {
+                Ok(()) => break,
+                Err(e) if attempt < 20 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, "broker not ready for topic creation yet");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e.context("creating topics")),
+            }
+        }
+        ehac_stream::warehouse::migrate(&ehac_stream::warehouse::client(&self.clickhouse_args())).await.context("applying migrations")?;
+        Ok(())
+    }
+
+    /// SIGTERM to every server, SIGKILL to any still running after 10 s.
+    pub fn stop(&mut self) {
+        for (_, pid) in &self.pids {
+            terminate(*pid, Duration::from_secs(10));
+        }
+        for child in &mut self.children {
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if self.options.lifetime == Lifetime::Attached {
+            self.stop();
+        }
+    }
+}
+
+/// Whether a process with this pid exists.
+pub fn alive(pid: u32) -> bool {
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+/// SIGTERM, then SIGKILL if still alive after `grace`.
+pub fn terminate(pid: u32, grace: Duration) {
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        // Reap if it is our child; harmless otherwise.
+        unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), libc::WNOHANG) };
+        if !alive(pid) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
+
+/// Sends SIGTERM and returns at once.
+pub fn signal_term(pid: u32) {
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+}
