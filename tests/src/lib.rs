@@ -1,1 +1,137 @@
+//! Test harness: one real pipeline per test binary, shared by its tests.
+//!
+//! The broker (tansu) and ClickHouse are real servers on free loopback ports with their data in
+//! a fresh directory; the gateway, enricher and sink run in-process on a runtime of their own.
+//! Tests tell their data apart by a unique `client_id`. A missing server binary fails the test
+//! with what to install; nothing is skipped.
 
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use ehac_devstack::{Stack, StackOptions, Tools};
+use ehac_domain::sample::{Flaw, SampleGenerator};
+use ehac_domain::DeclarationForm;
+use ehac_stream::config::{AdminArgs, ClickHouseArgs, KafkaArgs, Topics};
+use tokio_util::sync::CancellationToken;
+
+pub struct Pipeline {
+    pub gateway: String,
+    pub clickhouse_url: String,
+    pub clickhouse: ClickHouseArgs,
+    pub brokers: String,
+    pub topics: Topics,
+}
+
+static PIPELINE: OnceLock<Result<Pipeline, String>> = OnceLock::new();
+
+/// The shared pipeline, started on first use.
+pub fn pipeline() -> &'static Pipeline {
+    match PIPELINE.get_or_init(start) {
+        Ok(p) => p,
+        Err(e) => panic!("could not start the test pipeline: {e}"),
+    }
+}
+
+fn start() -> Result<Pipeline, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The servers are tied to this thread's life (PR_SET_PDEATHSIG), so it must outlive every
+    // test: it parks forever, and the servers die with the test process.
+    std::thread::Builder::new()
+        .name("ehac-test-pipeline".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("test runtime");
+            let started = runtime.block_on(start_pipeline());
+            let failed = started.is_err();
+            tx.send(started.map_err(|e| format!("{e:#}"))).ok();
+            if !failed {
+                runtime.block_on(std::future::pending::<()>());
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    rx.recv().map_err(|e| e.to_string())?
+}
+
+async fn start_pipeline() -> anyhow::Result<Pipeline> {
+    ehac_stream::telemetry::init_logging();
+    let tools = Tools::find()?;
+    let dir = std::env::temp_dir().join(format!("ehac-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let stack = Stack::start(&tools, StackOptions::ephemeral(&dir)?).await?;
+    let topics = Topics::default();
+    stack.provision(&topics, 4).await?;
+    let kafka = KafkaArgs { kafka_brokers: stack.kafka_brokers(), topics: topics.clone() };
+    let shutdown = CancellationToken::new();
+    let admin = || AdminArgs { admin_listen: "127.0.0.1:0".parse().unwrap() };
+
+    let gateway = ehac_gateway::start(
+        ehac_gateway::Config { listen: "127.0.0.1:0".parse().unwrap(), kafka: kafka.clone(), max_body_bytes: 64 * 1024, produce_timeout_ms: 5_000 },
+        shutdown.clone(),
+    )
+    .await?;
+    let enricher = ehac_enricher::Config { kafka: kafka.clone(), admin: admin(), group: "ehac-enricher".into(), batch_max: 500, batch_linger_ms: 20 };
+    tokio::spawn(ehac_enricher::run(enricher, shutdown.clone()));
+    let sink = ehac_sink::Config { kafka: kafka.clone(), clickhouse: stack.clickhouse_args(), admin: admin(), group: "ehac-sink".into(), batch_max: 2_000, batch_linger_ms: 100 };
+    tokio::spawn(ehac_sink::run(sink, shutdown.clone()));
+
+    let pipeline = Pipeline {
+        gateway: format!("http://{}", gateway.addr),
+        clickhouse_url: stack.clickhouse_url(),
+        clickhouse: stack.clickhouse_args(),
+        brokers: stack.kafka_brokers(),
+        topics,
+    };
+    // The stack lives as long as the process.
+    std::mem::forget(stack);
+    Ok(pipeline)
+}
+
+/// Declarations from the sample generator, all with the given flaw and client id.
+pub fn declarations(n: usize, client_id: &str, flaw: Flaw, seed: u64) -> Vec<DeclarationForm> {
+    let mut generator = SampleGenerator::new(seed);
+    (0..n).map(|_| generator.declaration(chrono::Utc::now(), client_id, flaw)).collect()
+}
+
+/// A client id no other test uses.
+pub fn unique_client(test: &str) -> String {
+    format!("test-{test}-{}", uuid_like())
+}
+
+fn uuid_like() -> String {
+    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+impl Pipeline {
+    pub async fn post(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new().post(format!("{}/v1/declarations", self.gateway)).header("content-type", "application/json").body(body).send().await.expect("gateway answers");
+        let status = response.status().as_u16();
+        let json = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("{}{}", self.gateway, path)).await.expect("gateway answers");
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Runs SQL on ClickHouse and returns the TabSeparated answer.
+    pub async fn sql(&self, sql: &str) -> String {
+        let response = reqwest::Client::new().post(&self.clickhouse_url).body(format!("{sql} FORMAT TabSeparated")).send().await.expect("ClickHouse answers");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "{sql}: {text}");
+        text
+    }
+
+    /// Polls a `SELECT count()`-like query until it returns `expected` or `within` passes;
+    /// returns the last value.
+    pub async fn wait_for_count(&self, sql: &str, expected: u64, within: Duration) -> u64 {
+        let deadline = Instant::now() + within;
+        loop {
+            let value: u64 = self.sql(sql).await.trim().parse().unwrap();
+            if value >= expected || Instant::now() > deadline {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}

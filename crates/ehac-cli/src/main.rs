@@ -23,7 +23,8 @@ enum Command {
         action: dev::Action,
     },
     /// Create the pipeline's topics (existing ones are left alone).
-    Topics {
+    #[command(name = "topics")]
+    CreateTopics {
         #[command(flatten)]
         kafka: KafkaArgs,
         #[arg(long, env = "EHAC_PARTITIONS", default_value_t = 12)]
@@ -49,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Dev { action } => dev::run(action).await,
-        Command::Topics { kafka, partitions } => ehac_stream::kafka::ensure_topics(&kafka.kafka_brokers, &kafka.topics.all(), partitions).await,
+        Command::CreateTopics { kafka, partitions } => ehac_stream::kafka::ensure_topics(&kafka.kafka_brokers, &kafka.topics.all(), partitions).await,
         Command::Migrate { clickhouse } => {
             let applied = ehac_stream::warehouse::migrate(&ehac_stream::warehouse::client(&clickhouse)).await?;
             println!("{} migration(s) applied{}", applied.len(), if applied.is_empty() { String::new() } else { format!(": {}", applied.join(", ")) });

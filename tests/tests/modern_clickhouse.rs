@@ -1,0 +1,15 @@
+//! The schema and the analysts' queries must run on modern ClickHouse too, not only on the
+//! 18.16 server this machine has: chdb (modern ClickHouse, in-process) checks them.
+
+use std::process::Command;
+
+#[test]
+fn migrations_and_analyst_queries_run_on_modern_clickhouse() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/chdb_check.py");
+    let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/clickhouse");
+    let output = Command::new("python3").arg(script).arg(schemas).output().expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "chdb check failed (pip install chdb-core if it is missing):\n{stdout}\n{stderr}");
+    assert!(stdout.contains("checked 1 migration(s) and 4 query(ies) on ClickHouse 2"), "{stdout}");
+}

@@ -1,0 +1,224 @@
+//! The walking skeleton, end to end on a real broker and a real ClickHouse: HTTP answers, rows
+//! stored exactly once, rejections with reasons, poison messages that do not stall anything.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use ehac_domain::sample::Flaw;
+use ehac_tests::{declarations, pipeline, unique_client};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, Message};
+
+const PATIENCE: Duration = Duration::from_secs(90);
+
+#[tokio::test]
+async fn valid_declarations_are_stored_exactly_once() {
+    let p = pipeline();
+    let client = unique_client("valid");
+    let mut accepted = BTreeSet::new();
+    for form in declarations(300, &client, Flaw::None, 1) {
+        let (status, body) = p.post(serde_json::to_vec(&form).unwrap()).await;
+        assert_eq!(status, 202, "{body}");
+        accepted.insert(body["declaration_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(accepted.len(), 300, "every declaration gets its own id");
+
+    let count = p.wait_for_count(&format!("SELECT count() FROM ehac.declarations WHERE client_id = '{client}'"), 300, PATIENCE).await;
+    assert_eq!(count, 300);
+    // Let any straggling duplicate arrive before counting distinct ids.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ids = p.sql(&format!("SELECT declaration_id FROM ehac.declarations WHERE client_id = '{client}' ORDER BY declaration_id")).await;
+    let stored: Vec<&str> = ids.lines().collect();
+    assert_eq!(stored.len(), 300, "no duplicates");
+    assert_eq!(stored.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(), accepted);
+
+    // Enrichment reached the table.
+    let row = p.sql(&format!("SELECT countIf(arrival_time_zone = ''), countIf(transport_mode = 'air' AND arrival_port_name = ''), countIf(nik IS NOT NULL AND home_province = '') FROM ehac.declarations WHERE client_id = '{client}'")).await;
+    assert_eq!(row.trim(), "0\t0\t0", "every row has time zone, airport name and (citizens) home province");
+}
+
+#[tokio::test]
+async fn a_client_supplied_declaration_id_is_kept() {
+    let p = pipeline();
+    let client = unique_client("client-id");
+    let mut form = declarations(1, &client, Flaw::None, 2).remove(0);
+    form.declaration_id = Some(format!("{client}-0001"));
+    let (status, body) = p.post(serde_json::to_vec(&form).unwrap()).await;
+    assert_eq!(status, 202);
+    assert_eq!(body["declaration_id"], format!("{client}-0001"));
+    let count = p.wait_for_count(&format!("SELECT count() FROM ehac.declarations WHERE declaration_id = '{client}-0001'"), 1, PATIENCE).await;
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn reference_failures_go_to_the_rejected_topic_and_table_with_reasons() {
+    let p = pipeline();
+    let client = unique_client("rejected");
+    let mut ids = BTreeSet::new();
+    for form in declarations(20, &client, Flaw::Reference, 3) {
+        let (status, body) = p.post(serde_json::to_vec(&form).unwrap()).await;
+        assert_eq!(status, 202, "reference checks run downstream, so the gateway accepts: {body}");
+        ids.insert(body["declaration_id"].as_str().unwrap().to_owned());
+    }
+    let count = p.wait_for_count(&format!("SELECT count() FROM ehac.rejections WHERE client_id = '{client}'"), 20, PATIENCE).await;
+    assert_eq!(count, 20);
+    let rows = p.sql(&format!("SELECT declaration_id, service, length(error_codes), error_codes[1], error_fields[1], error_messages[1] != '', length(payload) > 10, payload_json != '' FROM ehac.rejections WHERE client_id = '{client}'")).await;
+    for row in rows.lines() {
+        let cols: Vec<&str> = row.split('\t').collect();
+        assert!(ids.contains(cols[0]), "{row}");
+        assert_eq!(cols[1], "ehac-enricher");
+        assert!(cols[2].parse::<u32>().unwrap() >= 1);
+        assert!(["unknown_district", "unknown_airport", "arrival_before_departure"].contains(&cols[3]), "{row}");
+        assert!(cols[4].starts_with("trip.") || cols[4] == "traveller.nik", "{row}");
+        assert_eq!(&cols[5..], ["1", "1", "1"], "message, original payload and readable JSON kept: {row}");
+    }
+    let stored = p.sql(&format!("SELECT count() FROM ehac.declarations WHERE client_id = '{client}'")).await;
+    assert_eq!(stored.trim(), "0", "a rejected declaration is not stored as accepted");
+
+    // The rejected topic itself carries them, readable with the rejection schema.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &p.brokers)
+        .set("group.id", format!("{client}-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&p.topics.rejected]).unwrap();
+    let mut seen = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while seen.len() < ids.len() {
+        let message = tokio::time::timeout_at(deadline, consumer.recv()).await.expect("rejections on the topic").unwrap();
+        let rejection = ehac_stream::codec::REJECTION.decode(message.payload().unwrap()).unwrap();
+        if rejection.client_id == client {
+            assert!(!rejection.errors.is_empty());
+            assert_eq!(message.key(), rejection.declaration_id.as_deref().map(str::as_bytes));
+            seen.insert(rejection.declaration_id.unwrap());
+        }
+    }
+    assert_eq!(seen, ids);
+}
+
+#[tokio::test]
+async fn form_errors_get_422_listing_every_field() {
+    let p = pipeline();
+    let (status, body) = p.post("{}").await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "invalid_declaration");
+    let fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    for field in ["client_id", "traveller.full_name", "trip.arrival_port", "health.fever"] {
+        assert!(fields.contains(&field), "{field} not in {fields:?}");
+    }
+    assert!(body["errors"].as_array().unwrap().iter().all(|e| e["code"] == "required" && e["message"].as_str().unwrap().len() > 5));
+
+    let client = unique_client("form");
+    for form in declarations(8, &client, Flaw::Form, 4) {
+        let (status, body) = p.post(serde_json::to_vec(&form).unwrap()).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(!body["errors"].as_array().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn malformed_json_gets_400_with_the_reason() {
+    let p = pipeline();
+    let (status, body) = p.post("{\"client_id\": \"kiosk-1\", ").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "malformed_json");
+    assert!(body["message"].as_str().unwrap().contains("line 1"), "{body}");
+
+    let (status, body) = p.post(r#"{"traveller": {"full_name": 42}}"#).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["field"], "traveller.full_name", "{body}");
+
+    let (status, body) = p.post(r#"{"channel": "fax"}"#).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("kiosk"), "the allowed values are named: {body}");
+
+    let (status, body) = p.post(r#"{"travelers": {}}"#).await;
+    assert_eq!(status, 400, "a misspelt field is an error, not silently dropped: {body}");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_gets_413() {
+    let p = pipeline();
+    let big = format!("{{\"client_id\": \"{}\"}}", "x".repeat(100 * 1024));
+    let (status, body) = p.post(big).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"], "payload_too_large");
+}
+
+#[tokio::test]
+async fn unknown_routes_get_404_and_wrong_methods_405() {
+    let p = pipeline();
+    let (status, body) = p.get("/v2/declarations").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("POST /v1/declarations"), "{body}");
+    let (status, _) = p.get("/v1/declarations").await;
+    assert_eq!(status, 405);
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_are_served() {
+    let p = pipeline();
+    assert_eq!(p.get("/healthz").await.0, 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = p.get("/readyz").await;
+        if status == 200 {
+            assert!(body.contains("\"ready\":true"), "{body}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "gateway never ready: {body}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    p.post("{}").await;
+    let (status, metrics) = p.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("ehac_gateway_requests_total{outcome=\"invalid\",service=\"gateway\"}"), "{metrics}");
+    assert!(metrics.contains("ehac_gateway_field_errors_total"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_poison_message_is_rejected_without_stalling_its_partition() {
+    let p = pipeline();
+    let client = unique_client("poison");
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &p.brokers).create().unwrap();
+    // Same key as the valid declarations below, so it lands on the same partition before them.
+    let key = format!("{client}-0");
+    for payload in [&b"not avro at all"[..], &[0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 9][..]] {
+        producer.send(FutureRecord::to(&p.topics.raw).key(&key).payload(payload), Timeout::Never).await.unwrap();
+    }
+    for (i, mut form) in declarations(5, &client, Flaw::None, 5).into_iter().enumerate() {
+        form.declaration_id = Some(if i == 0 { key.clone() } else { format!("{client}-{i}") });
+        assert_eq!(p.post(serde_json::to_vec(&form).unwrap()).await.0, 202);
+    }
+    let stored = p.wait_for_count(&format!("SELECT count() FROM ehac.declarations WHERE client_id = '{client}'"), 5, PATIENCE).await;
+    assert_eq!(stored, 5, "declarations behind the poison still arrive");
+    let poison = p.sql("SELECT count(), min(error_codes[1]), min(declaration_id) FROM ehac.rejections WHERE service = 'ehac-enricher' AND error_codes[1] = 'undecodable'").await;
+    let cols: Vec<&str> = poison.trim_end_matches('\n').split('\t').collect();
+    assert!(cols[0].parse::<u32>().unwrap() >= 2, "{poison}");
+    assert_eq!(cols[1], "undecodable");
+    assert_eq!(cols[2], "", "no id can be read from an undecodable payload");
+}
+
+#[tokio::test]
+async fn migrations_are_recorded_once_and_rerunning_them_changes_nothing() {
+    let p = pipeline();
+    let client = ehac_stream::warehouse::client(&p.clickhouse);
+    let applied = ehac_stream::warehouse::migrate(&client).await.unwrap();
+    assert!(applied.is_empty(), "already applied: {applied:?}");
+    let recorded = p.sql("SELECT version, count() FROM ehac.schema_migrations GROUP BY version ORDER BY version").await;
+    let expected: String = ehac_stream::warehouse::MIGRATIONS.iter().map(|m| format!("{}\t1\n", m.version)).collect();
+    assert_eq!(recorded, expected);
+}
+
+#[tokio::test]
+async fn analyst_queries_run_on_this_clickhouse() {
+    let p = pipeline();
+    for (name, sql) in ehac_stream::warehouse::ANALYST_QUERIES {
+        let response = reqwest::Client::new().post(&p.clickhouse_url).body(sql.to_string()).send().await.unwrap();
+        assert!(response.status().is_success(), "{name}: {}", response.text().await.unwrap());
+    }
+}
