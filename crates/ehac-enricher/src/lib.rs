@@ -14,7 +14,6 @@ use ehac_stream::config::{AdminArgs, KafkaArgs};
 use ehac_stream::kafka;
 use futures::future::join_all;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
-use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::Message;
@@ -124,18 +123,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tracing::info!(%admin_addr, group = %config.group, from = %topics.raw, "enricher started");
     let linger = Duration::from_millis(config.batch_linger_ms);
 
-    loop {
-        let batch = match kafka::next_batch(&consumer, config.batch_max, linger, &shutdown).await {
-            Ok(batch) if batch.is_empty() => break,
-            Ok(batch) => batch,
-            Err(e) => {
-                readiness.not_ready("kafka", e.to_string());
-                tracing::warn!(error = %e, "consume failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        readiness.ready("kafka");
+    while let Some(batch) = kafka::next_batch(&consumer, config.batch_max, linger, &readiness, &shutdown).await {
         metrics.batch_size.observe(batch.len() as f64);
         let now_ms = chrono::Utc::now().timestamp_millis();
         let outputs: Vec<Output> = batch.iter().map(|m| classify(m.topic(), m.partition(), m.offset(), m.payload().unwrap_or_default(), reference, now_ms)).collect();
@@ -146,7 +134,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         for o in &outputs {
             metrics.records.with_label_values(&[match o.topic { Destination::Enriched => "enriched", Destination::Rejected => "rejected" }]).inc();
         }
-        commit(&consumer, &batch).await;
+        kafka::commit_batch(&consumer, &batch);
     }
     tracing::info!("enricher drained");
     Ok(())
@@ -173,12 +161,5 @@ async fn produce_all(producer: &FutureProducer, topics: &ehac_stream::config::To
             _ = shutdown.cancelled() => return false,
             _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(5)),
         }
-    }
-}
-
-async fn commit(consumer: &kafka::GroupConsumer, batch: &[OwnedMessage]) {
-    // A failed commit is not data loss: the batch is replayed and its records keep their keys.
-    if let Err(e) = kafka::commit_batch(consumer, batch) {
-        tracing::warn!(error = %e, "offset commit failed; the batch may be replayed");
     }
 }

@@ -141,18 +141,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tracing::info!(%admin_addr, group = %config.group, "sink started");
     let linger = Duration::from_millis(config.batch_linger_ms);
 
-    loop {
-        let batch = match kafka::next_batch(&consumer, config.batch_max, linger, &shutdown).await {
-            Ok(batch) if batch.is_empty() => break,
-            Ok(batch) => batch,
-            Err(e) => {
-                readiness.not_ready("kafka", e.to_string());
-                tracing::warn!(error = %e, "consume failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        readiness.ready("kafka");
+    while let Some(batch) = kafka::next_batch(&consumer, config.batch_max, linger, &readiness, &shutdown).await {
         metrics.batch_size.observe(batch.len() as f64);
         let decoded = decode(&batch, &topics.enriched, chrono::Utc::now().timestamp_millis());
 
@@ -179,9 +168,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         timer.observe_duration();
         metrics.rows.with_label_values(&["declarations"]).inc_by(decoded.declarations.len() as u64);
         metrics.rows.with_label_values(&["rejections"]).inc_by(decoded.rejections.len() as u64);
-        if let Err(e) = kafka::commit_batch(&consumer, &batch) {
-            tracing::warn!(error = %e, "offset commit failed; the batch may be replayed");
-        }
+        kafka::commit_batch(&consumer, &batch);
     }
     tracing::info!("sink drained");
     Ok(())

@@ -14,6 +14,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::Readiness;
+
 /// An idempotent producer: acks from all in-sync replicas, no duplicates from its own retries.
 pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
     ClientConfig::new()
@@ -77,10 +79,31 @@ pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> a
     Ok(())
 }
 
-/// Waits for the first message (or shutdown), then gathers more until `max` messages or
-/// `linger` has passed. Empty only when shutdown fired. Messages are copied out of
-/// librdkafka's buffers so the batch can outlive the poll.
-pub async fn next_batch(consumer: &GroupConsumer, max: usize, linger: Duration, shutdown: &CancellationToken) -> Result<Vec<OwnedMessage>, KafkaError> {
+/// Waits for the first message, then gathers more until `max` messages or `linger` has passed.
+/// `None` once shutdown fired. Consume errors mark the `kafka` readiness check down and are
+/// retried; librdkafka reconnects by itself. Messages are copied out of librdkafka's buffers so
+/// the batch can outlive the poll.
+pub async fn next_batch(consumer: &GroupConsumer, max: usize, linger: Duration, readiness: &Readiness, shutdown: &CancellationToken) -> Option<Vec<OwnedMessage>> {
+    loop {
+        match gather(consumer, max, linger, shutdown).await {
+            Ok(batch) if batch.is_empty() => return None,
+            Ok(batch) => {
+                readiness.ready("kafka");
+                return Some(batch);
+            }
+            Err(e) => {
+                readiness.not_ready("kafka", e.to_string());
+                tracing::warn!(error = %e, "consume failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn gather(consumer: &GroupConsumer, max: usize, linger: Duration, shutdown: &CancellationToken) -> Result<Vec<OwnedMessage>, KafkaError> {
     let mut batch = Vec::with_capacity(max);
     tokio::select! {
         _ = shutdown.cancelled() => return Ok(batch),
@@ -97,8 +120,15 @@ pub async fn next_batch(consumer: &GroupConsumer, max: usize, linger: Duration, 
 }
 
 /// Commits, for every partition in `batch`, the offset after its last message. Call only once
-/// everything the batch produced is durable downstream.
-pub fn commit_batch(consumer: &GroupConsumer, batch: &[OwnedMessage]) -> Result<(), KafkaError> {
+/// everything the batch produced is durable downstream. A failed commit is logged, not fatal:
+/// the batch is then read again, which is the at-least-once side of the trade.
+pub fn commit_batch(consumer: &GroupConsumer, batch: &[OwnedMessage]) {
+    if let Err(e) = try_commit(consumer, batch) {
+        tracing::warn!(error = %e, "offset commit failed; the batch may be replayed");
+    }
+}
+
+fn try_commit(consumer: &GroupConsumer, batch: &[OwnedMessage]) -> Result<(), KafkaError> {
     let mut next: HashMap<(&str, i32), i64> = HashMap::new();
     for m in batch {
         let entry = next.entry((m.topic(), m.partition())).or_insert(0);
