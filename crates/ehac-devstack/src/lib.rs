@@ -299,3 +299,19 @@ pub fn terminate(pid: u32, grace: Duration) {
 pub fn signal_term(pid: u32) {
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_server_is_an_error_that_says_what_to_install() {
+        // The only test in this binary, so changing the environment affects no other.
+        std::env::set_var("PATH", "");
+        std::env::set_var("EHAC_TOOLS_DIR", "/nonexistent");
+        std::env::remove_var("EHAC_TANSU");
+        let err = Tools::find().expect_err("tansu cannot be found").to_string();
+        assert!(err.contains("cargo install tansu --locked --features libsql,dynostore"), "{err}");
+        assert!(err.contains("deploy/local/install.sh"), "{err}");
+    }
+}
