@@ -12,7 +12,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::form::{DeclarationForm, TransportMode};
+use crate::form::{DeclarationForm, Sex, TransportMode};
 use crate::reference::{Airport, ReferenceData, Region};
 
 /// Stable machine-readable reason. Clients and analysts match on these strings: add new
@@ -27,6 +27,10 @@ pub enum ErrorCode {
     UnknownDistrict,
     SamePort,
     ArrivalBeforeDeparture,
+    /// The NIK's DDMMYY part does not match the declared date of birth.
+    NikDateOfBirthMismatch,
+    /// The NIK's day (+40 for women) does not match the declared sex.
+    NikSexMismatch,
     /// The message on the topic could not be decoded at all (bad Avro, unknown schema).
     Undecodable,
 }
@@ -42,6 +46,8 @@ impl ErrorCode {
             ErrorCode::UnknownDistrict => "unknown_district",
             ErrorCode::SamePort => "same_port",
             ErrorCode::ArrivalBeforeDeparture => "arrival_before_departure",
+            ErrorCode::NikDateOfBirthMismatch => "nik_date_of_birth_mismatch",
+            ErrorCode::NikSexMismatch => "nik_sex_mismatch",
             ErrorCode::Undecodable => "undecodable",
         }
     }
@@ -144,6 +150,11 @@ pub fn check_form(form: &DeclarationForm) -> Result<FormFacts, Vec<FieldError>> 
         e.push(FieldError::new(ErrorCode::Required, "traveller.sex", "is required: male or female"));
     }
     let date_of_birth = date(e, "traveller.date_of_birth", &t.date_of_birth);
+    if let (Some(nik), None) = (&t.nik, &t.passport_number) {
+        if nik.len() == 16 && nik.bytes().all(|b| b.is_ascii_digit()) {
+            check_nik_birth(e, nik, date_of_birth, t.sex);
+        }
+    }
     if required(e, "traveller.phone", &t.phone) && !is_phone(&t.phone) {
         e.push(FieldError::new(ErrorCode::InvalidFormat, "traveller.phone", "must be + and 8-15 digits, e.g. +6281234567890"));
     }
@@ -296,6 +307,38 @@ pub fn check_references<'r>(
             district,
         }),
         _ => Err(errors),
+    }
+}
+
+/// A NIK is PPKKCC DDMMYY SSSS: district of issue, birth date (day + 40 for women), serial.
+/// Checks the birth part against the declared date of birth and sex. The two-digit year is
+/// compared as is: the declared date of birth settles the century.
+fn check_nik_birth(errors: &mut Vec<FieldError>, nik: &str, date_of_birth: Option<NaiveDate>, sex: Option<Sex>) {
+    use chrono::Datelike;
+    let number = |range: std::ops::Range<usize>| nik[range].parse::<u32>().expect("all digits");
+    let (coded_day, month, year, serial) = (number(6..8), number(8..10), number(10..12), number(12..16));
+    let (day, coded_sex) = if coded_day > 40 { (coded_day - 40, Sex::Female) } else { (coded_day, Sex::Male) };
+    if !(1..=31).contains(&day) || !(1..=12).contains(&month) {
+        errors.push(FieldError::new(ErrorCode::InvalidFormat, "traveller.nik", "digits 7-12 must be a birth date DDMMYY (day + 40 for women)"));
+        return;
+    }
+    if serial == 0 {
+        errors.push(FieldError::new(ErrorCode::InvalidFormat, "traveller.nik", "the last four digits (serial) cannot be 0000"));
+    }
+    if let Some(dob) = date_of_birth {
+        if (dob.day(), dob.month(), dob.year().rem_euclid(100) as u32) != (day, month, year) {
+            errors.push(FieldError::new(
+                ErrorCode::NikDateOfBirthMismatch,
+                "traveller.nik",
+                format!("digits 7-12 say born {day:02}-{month:02}-{year:02}, but date_of_birth is {dob}"),
+            ));
+        }
+    }
+    if let Some(sex) = sex {
+        if sex != coded_sex {
+            let expected = if sex == Sex::Female { "41-71 (day + 40) for women" } else { "01-31 for men" };
+            errors.push(FieldError::new(ErrorCode::NikSexMismatch, "traveller.nik", format!("digits 7-8 must be {expected}")));
+        }
     }
 }
 

@@ -77,6 +77,14 @@ fn form_rules_each_catch_their_case() {
     let cases: &[(&str, Edit, &str, &str)] = &[
         ("short NIK", |f| f.traveller.nik = Some("31710445129".into()), "invalid_format", "traveller.nik"),
         ("NIK with letters", |f| f.traveller.nik = Some("31710445129000AB".into()), "invalid_format", "traveller.nik"),
+        // The sample citizen: 317104 district, 45-12-90 (5 Dec 1990 + 40: a woman), serial 0001.
+        ("NIK serial 0000", |f| f.traveller.nik = Some("3171044512900000".into()), "invalid_format", "traveller.nik"),
+        ("NIK birth date not a date", |f| f.traveller.nik = Some("3171047512900001".into()), "invalid_format", "traveller.nik"),
+        ("NIK month 13", |f| f.traveller.nik = Some("3171044513900001".into()), "invalid_format", "traveller.nik"),
+        ("NIK day differs from date of birth", |f| f.traveller.nik = Some("3171044612900001".into()), "nik_date_of_birth_mismatch", "traveller.nik"),
+        ("NIK year differs from date of birth", |f| f.traveller.nik = Some("3171044512910001".into()), "nik_date_of_birth_mismatch", "traveller.nik"),
+        ("NIK of a man, declared female", |f| f.traveller.nik = Some("3171040512900001".into()), "nik_sex_mismatch", "traveller.nik"),
+        ("declared male, NIK of a woman", |f| f.traveller.sex = Some(Sex::Male), "nik_sex_mismatch", "traveller.nik"),
         ("NIK and passport", |f| f.traveller.passport_number = Some("A1234567".into()), "identity_conflict", "traveller"),
         ("passport without nationality", |f| { f.traveller.nik = None; f.traveller.passport_number = Some("A1234567".into()); }, "required", "traveller.nationality"),
         ("lowercase nationality", |f| { f.traveller.nik = None; f.traveller.passport_number = Some("A1234567".into()); f.traveller.nationality = Some("sgp".into()); }, "invalid_format", "traveller.nationality"),
