@@ -1,7 +1,9 @@
 //! `ehac demo`: the main job on one machine. Installs what is missing, starts a fresh broker and
-//! ClickHouse, starts the gateway, enricher and sink as separate processes, plays a holiday surge
-//! through the gateway's HTTP API, waits for the pipeline to drain, prints the analysts' queries
-//! and a SUMMARY counted in ClickHouse, then stops everything (SIGTERM, so each service drains).
+//! ClickHouse, starts the gateway, enricher and sink as separate processes and a stand-in
+//! population registry, plays a holiday surge through the gateway's HTTP API while the registry
+//! goes offline for a while (seed 004), waits for the pipeline to drain, re-verifies the NIKs
+//! stored as pending, prints the analysts' queries and a SUMMARY counted in ClickHouse, then
+//! stops everything (SIGTERM, so each service drains).
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -27,6 +29,12 @@ pub struct DemoArgs {
     /// Sink processes (one consumer group).
     #[arg(long, default_value_t = 1)]
     pub sinks: usize,
+    /// Seconds into the load at which the population registry goes offline.
+    #[arg(long, default_value_t = 5)]
+    pub registry_outage_at_secs: u64,
+    /// Seconds the population registry stays offline (0: no outage).
+    #[arg(long, default_value_t = 15)]
+    pub registry_outage_secs: u64,
     #[command(flatten)]
     pub load: loadgen::LoadArgs,
 }
@@ -79,10 +87,15 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     println!("stack: kafka {} (tansu, sqlite), clickhouse {}", stack.kafka_brokers(), stack.clickhouse_url());
 
     let brokers = stack.kafka_brokers();
+    let registry_listen = format!("127.0.0.1:{}", free_port()?);
+    let registry_url = format!("http://{registry_listen}");
+    let start_registry = || start_service(&dir, "registry", "ehac-registry-sim", &["--listen".into(), registry_listen.clone()], &brokers);
+    let mut registry = start_registry()?;
     let gateway_port = free_port()?;
     let mut services = vec![start_service(&dir, "gateway", "ehac-gateway", &["--listen".into(), format!("127.0.0.1:{gateway_port}")], &brokers)?];
     for i in 0..args.enrichers {
-        services.push(start_service(&dir, &format!("enricher-{i}"), "ehac-enricher", &["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?)], &brokers)?);
+        let enricher_args = ["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?), "--registry-url".into(), registry_url.clone()];
+        services.push(start_service(&dir, &format!("enricher-{i}"), "ehac-enricher", &enricher_args, &brokers)?);
     }
     for i in 0..args.sinks {
         let sink_args = ["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?), "--clickhouse-url".into(), stack.clickhouse_url()];
@@ -94,7 +107,24 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     println!("services: gateway {gateway}, {} enricher(s), {} sink(s); logs in {}", args.enrichers, args.sinks, dir.display());
 
     args.load.gateway = gateway;
-    let load = loadgen::run(&args.load).await?;
+    let load = loadgen::run(&args.load);
+    let outage = async {
+        if args.registry_outage_secs == 0 {
+            return anyhow::Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(args.registry_outage_at_secs)).await;
+        // SIGKILL: the registry vanishes mid-request, as a crashed server would.
+        registry.child.kill()?;
+        registry.child.wait()?;
+        let offline = Instant::now();
+        tokio::time::sleep(Duration::from_secs(args.registry_outage_secs)).await;
+        registry = start_registry()?;
+        println!("\npopulation registry was offline for {:.0}s during the load; travellers kept being accepted", offline.elapsed().as_secs_f64());
+        Ok(())
+    };
+    let (load, outage) = tokio::join!(load, outage);
+    let load = load?;
+    outage?;
     println!("{}", load.line());
 
     print!("draining the pipeline into ClickHouse...");
@@ -102,12 +132,17 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     let stored = warehouse_report::wait_for(&http, &stack.clickhouse_url(), load.accepted, Duration::from_secs(60)).await?;
     println!(" {:.1}s after the last request", drain_started.elapsed().as_secs_f64());
 
+    wait_ready(&http, &format!("{registry_url}/healthz"), Duration::from_secs(10)).await?;
+    let reconciled = reconcile(&stack, &registry_url).await?;
+    println!("{}", reconciled.line());
+
     for (name, sql) in ehac_stream::warehouse::ANALYST_QUERIES {
         println!("\n-- {name}");
         print!("{}", warehouse_report::table(&http, &stack.clickhouse_url(), sql).await?);
     }
 
     let mut clean = true;
+    services.push(registry);
     for service in &services {
         ehac_devstack::signal_term(service.child.id());
     }
@@ -128,4 +163,17 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
         bail!("the demo did not end clean");
     }
     Ok(())
+}
+
+/// Re-verifies the NIKs stored as pending while the registry was offline.
+async fn reconcile(stack: &Stack, registry_url: &str) -> anyhow::Result<ehac_registry::reconcile::Report> {
+    let registry = ehac_registry::RegistryArgs {
+        registry_url: Some(registry_url.to_owned()),
+        registry_timeout_ms: 5_000,
+        registry_breaker_failures: 3,
+        registry_breaker_cooldown_ms: 1_000,
+    };
+    let verifier = registry.verifier(&ehac_stream::telemetry::registry("demo"))?.expect("a registry URL is set");
+    let warehouse = ehac_stream::warehouse::client(&stack.clickhouse_args()).with_database(ehac_stream::warehouse::DATABASE);
+    ehac_registry::reconcile::run_once(&warehouse, &verifier, 1_000, "ehac demo").await
 }

@@ -36,8 +36,8 @@ pub struct LoadArgs {
     /// Percent of declarations with a form error (the gateway answers 422).
     #[arg(long, default_value_t = 1.5)]
     pub invalid_form_percent: f64,
-    /// Percent of declarations that pass the form check but fail a reference check (the enricher
-    /// rejects them).
+    /// Percent of declarations that pass the form check but fail a reference check (unknown
+    /// airport or district, departure outside the window): the gateway answers 422 too.
     #[arg(long, default_value_t = 1.5)]
     pub invalid_reference_percent: f64,
     /// Most requests in flight at once.

@@ -1,11 +1,16 @@
-//! `ehac`: run the local stack, create topics, migrate ClickHouse, generate load, play the demo.
+//! `ehac`: run the local stack, create topics, migrate ClickHouse, generate load, play the demo,
+//! re-verify pending NIKs, replay dead letters.
 
 mod demo;
 mod dev;
 mod loadgen;
 mod warehouse_report;
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
+use ehac_cli::dlq;
+use ehac_registry::RegistryArgs;
 use ehac_stream::config::{ClickHouseArgs, KafkaArgs};
 
 #[derive(Parser)]
@@ -40,6 +45,32 @@ enum Command {
     /// The whole pipeline on a fresh local stack, a holiday surge through it, and a summary
     /// counted in ClickHouse.
     Demo(demo::DemoArgs),
+    /// Re-verify declarations stored with verification_status=pending (the registry was down)
+    /// and write the registry's answers to ehac.verifications.
+    Reconcile {
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// NIKs per registry request.
+        #[arg(long, default_value_t = 1_000)]
+        batch: u64,
+        /// Run again every this many seconds until SIGTERM, instead of once.
+        #[arg(long)]
+        every_secs: Option<u64>,
+    },
+    /// Dead letters: rejected declarations.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Send chosen rejected declarations through the pipeline again (after a rule or data
+    /// fix); declarations already stored are never sent again.
+    Replay(dlq::ReplayArgs),
 }
 
 #[tokio::main]
@@ -62,6 +93,30 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::Reconcile { clickhouse, registry, batch, every_secs } => reconcile(clickhouse, registry, batch, every_secs).await,
+        Command::Dlq { action: DlqAction::Replay(args) } => {
+            let report = dlq::replay(&args).await?;
+            println!("{}", report.line());
+            Ok(())
+        }
+    }
+}
+
+async fn reconcile(clickhouse: ClickHouseArgs, registry: RegistryArgs, batch: u64, every_secs: Option<u64>) -> anyhow::Result<()> {
+    anyhow::ensure!(registry.registry_url.is_some(), "--registry-url (or EHAC_REGISTRY_URL) is required to reconcile");
+    let metrics = ehac_stream::telemetry::registry("reconcile");
+    let verifier = registry.verifier(&metrics)?.expect("registry URL checked above");
+    let warehouse = ehac_stream::warehouse::client(&clickhouse).with_database(ehac_stream::warehouse::DATABASE);
+    let shutdown = ehac_stream::shutdown::on_signal();
+    let checked_by = format!("ehac-reconcile {}", ehac_stream::VERSION);
+    loop {
+        let report = ehac_registry::reconcile::run_once(&warehouse, &verifier, batch, &checked_by).await?;
+        println!("{}", report.line());
+        let Some(every) = every_secs else { return Ok(()) };
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(every)) => {}
+        }
     }
 }
 

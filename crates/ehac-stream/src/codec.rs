@@ -110,7 +110,7 @@ mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
     use ehac_domain::sample::{Flaw, SampleGenerator};
-    use ehac_domain::{check_form, check_references, enrich, FieldError, ReferenceData};
+    use ehac_domain::{enrich, validate, FieldError, Policy, ReferenceData, VerificationStatus};
 
     fn raw(seed: u64) -> RawDeclaration {
         let now = Utc.with_ymd_and_hms(2026, 12, 20, 1, 0, 0).unwrap();
@@ -134,9 +134,10 @@ mod tests {
         let reference = ReferenceData::embedded();
         for seed in 0..200 {
             let raw = raw(seed);
-            let facts = check_form(&raw.form).unwrap();
-            let checked = check_references(&raw.form, &facts, reference, Utc::now()).unwrap();
-            let enrichment = enrich(&raw.form, &checked, reference, "0.1.0");
+            let received_at = chrono::DateTime::from_timestamp_millis(raw.received_at_ms).unwrap();
+            let checked = validate(&raw.form, reference, &Policy::default(), received_at).unwrap();
+            let mut enrichment = enrich(&raw.form, &checked, reference, &Policy::default(), "0.1.0");
+            enrichment.verification_status = [VerificationStatus::Verified, VerificationStatus::NotFound][seed as usize % 2];
             let record = EnrichedDeclaration { raw, enrichment };
             assert_eq!(ENRICHED.decode(&ENRICHED.encode(&record).unwrap()).unwrap(), record);
         }
