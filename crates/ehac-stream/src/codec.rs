@@ -84,7 +84,10 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
         let fingerprint = u64::from_le_bytes(message[2..HEADER_LEN].try_into().unwrap());
         let writer = self.writers.get(&fingerprint).ok_or(CodecError::UnknownSchema(fingerprint, self.name))?;
         let body = &mut &message[HEADER_LEN..];
-        let value = apache_avro::from_avro_datum(writer, body, Some(&self.schema)).map_err(|source| CodecError::Body { schema: self.name, source })?;
+        // Resolution against the reader schema is only needed when the writer used another
+        // version; skipping it for the current one roughly halves the decode cost.
+        let reader = (fingerprint != self.fingerprint()).then_some(&self.schema);
+        let value = apache_avro::from_avro_datum(writer, body, reader).map_err(|source| CodecError::Body { schema: self.name, source })?;
         apache_avro::from_value(&value).map_err(|source| CodecError::Body { schema: self.name, source })
     }
 }
