@@ -105,7 +105,7 @@ async fn start_pipeline(options: PipelineOptions) -> anyhow::Result<Pipeline> {
     .await?;
     let enricher_shutdown = shutdown.child_token();
     let enricher = tokio::spawn(ehac_enricher::run(enricher_config(&kafka, &options), enricher_shutdown.clone()));
-    let sink = ehac_sink::Config { kafka: kafka.clone(), clickhouse: stack.clickhouse_args(), admin: admin(), group: "ehac-sink".into(), batch_max: 2_000, batch_linger_ms: 100 };
+    let sink = ehac_sink::Config { kafka: kafka.clone(), clickhouse: stack.clickhouse_args(), admin: admin(), group: "ehac-sink".into(), batch_max: 2_000, batch_linger_ms: 100, dedup_window: 100_000, handover_timeout_ms: 15_000 };
     tokio::spawn(ehac_sink::run(sink, shutdown.clone()));
 
     let pipeline = Pipeline {
@@ -183,7 +183,16 @@ impl Pipeline {
     }
 
     pub async fn post(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
-        let response = reqwest::Client::new().post(format!("{}/v1/declarations", self.gateway)).header("content-type", "application/json").body(body).send().await.expect("gateway answers");
+        self.post_with(body, &[]).await
+    }
+
+    /// POSTs a declaration with extra headers (e.g. `Idempotency-Key`).
+    pub async fn post_with(&self, body: impl Into<reqwest::Body>, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
+        let mut request = reqwest::Client::new().post(format!("{}/v1/declarations", self.gateway)).header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.body(body).send().await.expect("gateway answers");
         let status = response.status().as_u16();
         let json = response.json().await.unwrap_or(serde_json::Value::Null);
         (status, json)

@@ -53,6 +53,37 @@ async fn a_client_supplied_declaration_id_is_kept() {
 }
 
 #[tokio::test]
+async fn requests_retried_with_the_same_idempotency_key_are_stored_once() {
+    let p = pipeline();
+    let client = unique_client("idempotent");
+    let mut ids = BTreeSet::new();
+    for (i, form) in declarations(20, &client, Flaw::None, 7).into_iter().enumerate() {
+        let body = serde_json::to_vec(&form).unwrap();
+        let key = format!("{client}-attempt-{i}");
+        let mut answers = BTreeSet::new();
+        // The first request and two retries, as a kiosk on a flaky link would send them.
+        for _ in 0..3 {
+            let (status, answer) = p.post_with(body.clone(), &[("Idempotency-Key", &key)]).await;
+            assert_eq!(status, 202, "{answer}");
+            answers.insert(answer["declaration_id"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(answers.len(), 1, "every retry gets the same declaration id");
+        ids.extend(answers);
+    }
+    assert_eq!(ids.len(), 20);
+    let stored = p.wait_for_count(&format!("SELECT count() FROM ehac.declarations WHERE client_id = '{client}'"), 20, PATIENCE).await;
+    assert_eq!(stored, 20);
+    // Let any duplicate arrive before counting: the raw topic holds 60 records for 20 ids.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let counts = p.sql(&format!("SELECT count(), uniqExact(declaration_id) FROM ehac.declarations WHERE client_id = '{client}'")).await;
+    assert_eq!(counts.trim(), "20\t20", "one row per declaration, without FINAL");
+
+    let (status, body) = p.post_with("{}", &[("Idempotency-Key", "")]).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["field"], "Idempotency-Key");
+}
+
+#[tokio::test]
 async fn reference_failures_go_to_the_rejected_topic_and_table_with_reasons() {
     let p = pipeline();
     let client = unique_client("rejected");

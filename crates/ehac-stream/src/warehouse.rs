@@ -32,6 +32,7 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "0001_declarations", sql: include_str!("../../../schemas/clickhouse/migrations/0001_declarations.sql") },
     Migration { version: 2, name: "0002_verification", sql: include_str!("../../../schemas/clickhouse/migrations/0002_verification.sql") },
+    Migration { version: 3, name: "0003_exactly_once", sql: include_str!("../../../schemas/clickhouse/migrations/0003_exactly_once.sql") },
 ];
 
 /// The analysts' standard queries, `(name, sql)`; the demo prints them and tests run them on
