@@ -6,14 +6,14 @@
 //! stops everything (SIGTERM, so each service drains).
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use ehac_devstack::{free_port, spawn, Lifetime, Stack, StackOptions, Tools};
+use ehac_devstack::{free_port, Stack, StackOptions, Tools};
 use ehac_stream::config::Topics;
 
 use crate::loadgen;
+use crate::services::{bin_dir, wait_ready, Service};
 use crate::warehouse_report;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -39,41 +39,6 @@ pub struct DemoArgs {
     pub load: loadgen::LoadArgs,
 }
 
-/// A service process started by the demo.
-struct Service {
-    name: String,
-    child: Child,
-}
-
-fn service_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe.with_file_name(name);
-    anyhow::ensure!(path.is_file(), "{} not found next to {} (build the workspace's binaries: cargo build --release --bins)", name, exe.display());
-    Ok(path)
-}
-
-fn start_service(dir: &std::path::Path, name: &str, binary: &str, args: &[String], brokers: &str) -> anyhow::Result<Service> {
-    let mut command = Command::new(service_binary(binary)?);
-    command.args(args).env("EHAC_KAFKA_BROKERS", brokers).env("RUST_LOG", "info,rdkafka=warn");
-    let child = spawn(command, &dir.join(format!("{name}.log")), Lifetime::Attached)?;
-    Ok(Service { name: name.to_owned(), child })
-}
-
-async fn wait_ready(http: &reqwest::Client, url: &str, within: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(r) = http.get(url).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("{url} not ready after {within:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     let wall = Instant::now();
     let _ = std::fs::remove_dir_all(&args.dir);
@@ -87,19 +52,22 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     println!("stack: kafka {} (tansu, sqlite), clickhouse {}", stack.kafka_brokers(), stack.clickhouse_url());
 
     let brokers = stack.kafka_brokers();
+    let bin = bin_dir()?;
+    let kafka_env = [("EHAC_KAFKA_BROKERS", brokers.as_str())];
+    let start_service = |name: &str, binary: &str, service_args: &[String]| Service::start(&bin, &dir, name, binary, service_args, &kafka_env);
     let registry_listen = format!("127.0.0.1:{}", free_port()?);
     let registry_url = format!("http://{registry_listen}");
-    let start_registry = || start_service(&dir, "registry", "ehac-registry-sim", &["--listen".into(), registry_listen.clone()], &brokers);
+    let start_registry = || start_service("registry", "ehac-registry-sim", &["--listen".into(), registry_listen.clone()]);
     let mut registry = start_registry()?;
     let gateway_port = free_port()?;
-    let mut services = vec![start_service(&dir, "gateway", "ehac-gateway", &["--listen".into(), format!("127.0.0.1:{gateway_port}")], &brokers)?];
+    let mut services = vec![start_service("gateway", "ehac-gateway", &["--listen".into(), format!("127.0.0.1:{gateway_port}")])?];
     for i in 0..args.enrichers {
         let enricher_args = ["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?), "--registry-url".into(), registry_url.clone()];
-        services.push(start_service(&dir, &format!("enricher-{i}"), "ehac-enricher", &enricher_args, &brokers)?);
+        services.push(start_service(&format!("enricher-{i}"), "ehac-enricher", &enricher_args)?);
     }
     for i in 0..args.sinks {
         let sink_args = ["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?), "--clickhouse-url".into(), stack.clickhouse_url()];
-        services.push(start_service(&dir, &format!("sink-{i}"), "ehac-sink", &sink_args, &brokers)?);
+        services.push(start_service(&format!("sink-{i}"), "ehac-sink", &sink_args)?);
     }
     let http = reqwest::Client::new();
     let gateway = format!("http://127.0.0.1:{gateway_port}");
@@ -114,11 +82,10 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(args.registry_outage_at_secs)).await;
         // SIGKILL: the registry vanishes mid-request, as a crashed server would.
-        registry.child.kill()?;
-        registry.child.wait()?;
+        registry.kill()?;
         let offline = Instant::now();
         tokio::time::sleep(Duration::from_secs(args.registry_outage_secs)).await;
-        registry = start_registry()?;
+        registry.restart()?;
         println!("\npopulation registry was offline for {:.0}s during the load; travellers kept being accepted", offline.elapsed().as_secs_f64());
         Ok(())
     };
@@ -129,7 +96,7 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
 
     print!("draining the pipeline into ClickHouse...");
     let drain_started = Instant::now();
-    let stored = warehouse_report::wait_for(&http, &stack.clickhouse_url(), load.accepted, Duration::from_secs(60)).await?;
+    let stored = warehouse_report::wait_for(&http, &stack.clickhouse_url(), load.accepted, 0, Duration::from_secs(60)).await?;
     println!(" {:.1}s after the last request", drain_started.elapsed().as_secs_f64());
 
     wait_ready(&http, &format!("{registry_url}/healthz"), Duration::from_secs(10)).await?;
@@ -143,11 +110,8 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
 
     let mut clean = true;
     services.push(registry);
-    for service in &services {
-        ehac_devstack::signal_term(service.child.id());
-    }
     for service in &mut services {
-        let status = service.child.wait()?;
+        let status = service.stop()?;
         if !status.success() {
             clean = false;
             eprintln!("{} exited with {status}; see {}/{}.log", service.name, dir.display(), service.name);

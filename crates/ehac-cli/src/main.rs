@@ -1,15 +1,10 @@
 //! `ehac`: run the local stack, create topics, migrate ClickHouse, generate load, play the demo,
 //! re-verify pending NIKs, replay dead letters.
 
-mod demo;
-mod dev;
-mod loadgen;
-mod warehouse_report;
-
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ehac_cli::dlq;
+use ehac_cli::{chaos, demo, dev, dlq, loadgen};
 use ehac_registry::RegistryArgs;
 use ehac_stream::config::{ClickHouseArgs, KafkaArgs};
 
@@ -59,6 +54,9 @@ enum Command {
         #[arg(long)]
         every_secs: Option<u64>,
     },
+    /// The fault matrix: each scenario injects one fault while declarations flow, then counts
+    /// accepted, stored, rejected, lost and duplicated in ClickHouse.
+    Chaos(chaos::ChaosArgs),
     /// Dead letters: rejected declarations.
     Dlq {
         #[command(subcommand)]
@@ -76,7 +74,7 @@ enum DlqAction {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Demo(_) | Command::Loadgen(_)) {
+    if !matches!(cli.command, Command::Demo(_) | Command::Loadgen(_) | Command::Chaos(_)) {
         ehac_stream::telemetry::init_logging();
     }
     match cli.command {
@@ -94,6 +92,15 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo(args) => demo::run(args).await,
         Command::Reconcile { clickhouse, registry, batch, every_secs } => reconcile(clickhouse, registry, batch, every_secs).await,
+        Command::Chaos(args) => {
+            let results = chaos::run(&args).await?;
+            println!();
+            for r in &results {
+                println!("{}", chaos::line(r));
+            }
+            anyhow::ensure!(results.iter().all(chaos::ScenarioResult::passed), "a chaos scenario lost or duplicated declarations");
+            Ok(())
+        }
         Command::Dlq { action: DlqAction::Replay(args) } => {
             let report = dlq::replay(&args).await?;
             println!("{}", report.line());
