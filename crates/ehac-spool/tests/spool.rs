@@ -249,7 +249,9 @@ fn concurrent_appenders_share_fsyncs_and_keep_each_appenders_order() {
     });
     let stats = spool.stats();
     assert_eq!(stats.appends, (writers * each) as u64);
-    assert!(stats.fsyncs < stats.appends, "no group commit: {} fsyncs for {} appends", stats.fsyncs, stats.appends);
+    // With 64 appenders waiting at once, batches hold dozens of records (the unit test pins
+    // the mechanism exactly); one fsync per two appends means group commit is not happening.
+    assert!(2 * stats.fsyncs <= stats.appends, "no group commit: {} fsyncs for {} appends", stats.fsyncs, stats.appends);
 
     let mut next: HashMap<u32, u32> = HashMap::new();
     for (_, r) in drain_all(&spool, 500) {
