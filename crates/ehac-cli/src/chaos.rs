@@ -143,12 +143,14 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, tools: &Tools) -> an
     let brokers = stack.kafka_brokers();
     let bin = bin_dir()?;
     let env = [("EHAC_KAFKA_BROKERS", brokers.as_str())];
+    // Each consumer process keeps its group instance id across restarts (static membership).
+    let member = |instance: &'static str| [("EHAC_KAFKA_BROKERS", brokers.as_str()), ("EHAC_KAFKA_GROUP_INSTANCE_ID", instance)];
     let gateway_port = free_port()?;
     let admin = || -> anyhow::Result<Vec<String>> { Ok(vec!["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?)]) };
     let sink_args = || -> anyhow::Result<Vec<String>> { Ok([admin()?, vec!["--clickhouse-url".into(), stack.clickhouse_url()]].concat()) };
     let mut gateway = Service::start(&bin, &dir, "gateway", "ehac-gateway", &["--listen".into(), format!("127.0.0.1:{gateway_port}")], &env)?;
-    let mut enricher = Service::start(&bin, &dir, "enricher", "ehac-enricher", &admin()?, &env)?;
-    let mut sinks = vec![Service::start(&bin, &dir, "sink-0", "ehac-sink", &sink_args()?, &env)?];
+    let mut enricher = Service::start(&bin, &dir, "enricher", "ehac-enricher", &admin()?, &member("enricher-0"))?;
+    let mut sinks = vec![Service::start(&bin, &dir, "sink-0", "ehac-sink", &sink_args()?, &member("sink-0"))?];
     let extra_sink_args = [sink_args()?, sink_args()?];
     let http = reqwest::Client::new();
     let gateway_url = format!("http://127.0.0.1:{gateway_port}");
@@ -196,7 +198,8 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, tools: &Tools) -> an
             }
             Scenario::SinkScale => {
                 for (i, sink_args) in extra_sink_args.iter().enumerate() {
-                    sinks.push(Service::start(&bin, &dir, &format!("sink-{}", i + 1), "ehac-sink", sink_args, &env)?);
+                    let instance = ["sink-1", "sink-2"][i];
+                    sinks.push(Service::start(&bin, &dir, instance, "ehac-sink", sink_args, &member(instance))?);
                 }
                 tokio::time::sleep(Duration::from_secs_f64(load_seconds * 0.3)).await;
                 for mut sink in sinks.drain(1..) {

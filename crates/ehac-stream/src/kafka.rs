@@ -59,10 +59,15 @@ pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("partition.assignment.strategy", std::env::var("EHAC_KAFKA_ASSIGNMENT").unwrap_or_else(|_| "cooperative-sticky".into()))
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("queued.max.messages.kbytes", "16384");
+    // Static membership (KIP-345): a member restarted with the same instance id takes its
+    // partitions back at once instead of waiting for the group to notice the old one is gone.
+    if let Ok(instance) = std::env::var("EHAC_KAFKA_GROUP_INSTANCE_ID") {
+        config.set("group.instance.id", instance);
+    }
     config
 }
 
