@@ -2,6 +2,7 @@
 
 mod demo;
 mod dev;
+mod footprint;
 mod loadgen;
 mod warehouse_report;
 
@@ -40,12 +41,15 @@ enum Command {
     /// The whole pipeline on a fresh local stack, a holiday surge through it, and a summary
     /// counted in ClickHouse.
     Demo(demo::DemoArgs),
+    /// Measure ehac-lagwatch's CPU and memory while it watches busy consumer groups on a fresh
+    /// local broker.
+    LagwatchFootprint(footprint::FootprintArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Demo(_) | Command::Loadgen(_)) {
+    if !matches!(cli.command, Command::Demo(_) | Command::Loadgen(_) | Command::LagwatchFootprint(_)) {
         ehac_stream::telemetry::init_logging();
     }
     match cli.command {
@@ -62,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::LagwatchFootprint(args) => footprint::run(args).await,
     }
 }
 
