@@ -5,13 +5,15 @@
 //! Tests tell their data apart by a unique `client_id`. A missing server binary fails the test
 //! with what to install; nothing is skipped.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ehac_devstack::{Stack, StackOptions, Tools};
 use ehac_domain::sample::{Flaw, SampleGenerator};
-use ehac_domain::DeclarationForm;
-use ehac_stream::config::{AdminArgs, ClickHouseArgs, KafkaArgs, Topics};
+use ehac_domain::{DeclarationForm, RawDeclaration};
+use ehac_registry::RegistryArgs;
+use ehac_stream::config::{AdminArgs, ClickHouseArgs, KafkaArgs, PolicyArgs, Topics};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub struct Pipeline {
@@ -20,19 +22,46 @@ pub struct Pipeline {
     pub clickhouse: ClickHouseArgs,
     pub brokers: String,
     pub topics: Topics,
+    kafka: KafkaArgs,
+    /// The runtime the services run on, so tests can restart one.
+    runtime: tokio::runtime::Handle,
+    enricher: Mutex<Option<(CancellationToken, JoinHandle<anyhow::Result<()>>)>>,
+}
+
+/// How the enricher of a test binary's pipeline is configured.
+#[derive(Clone)]
+pub struct PipelineOptions {
+    pub policy: PolicyArgs,
+    pub registry: RegistryArgs,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions { policy: PolicyArgs::default(), registry: no_registry() }
+    }
+}
+
+/// No population registry: citizens stay `pending`.
+pub fn no_registry() -> RegistryArgs {
+    RegistryArgs { registry_url: None, registry_timeout_ms: 300, registry_breaker_failures: 3, registry_breaker_cooldown_ms: 1_000 }
 }
 
 static PIPELINE: OnceLock<Result<Pipeline, String>> = OnceLock::new();
 
 /// The shared pipeline, started on first use.
 pub fn pipeline() -> &'static Pipeline {
-    match PIPELINE.get_or_init(start) {
+    pipeline_with(PipelineOptions::default)
+}
+
+/// The shared pipeline; the first call of a test binary decides its options.
+pub fn pipeline_with(options: impl FnOnce() -> PipelineOptions) -> &'static Pipeline {
+    match PIPELINE.get_or_init(|| start(options())) {
         Ok(p) => p,
         Err(e) => panic!("could not start the test pipeline: {e}"),
     }
 }
 
-fn start() -> Result<Pipeline, String> {
+fn start(options: PipelineOptions) -> Result<Pipeline, String> {
     let (tx, rx) = std::sync::mpsc::channel();
     // The servers are tied to this thread's life (PR_SET_PDEATHSIG), so it must outlive every
     // test: it parks forever, and the servers die with the test process.
@@ -40,7 +69,7 @@ fn start() -> Result<Pipeline, String> {
         .name("ehac-test-pipeline".into())
         .spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("test runtime");
-            let started = runtime.block_on(start_pipeline());
+            let started = runtime.block_on(start_pipeline(options));
             let failed = started.is_err();
             tx.send(started.map_err(|e| format!("{e:#}"))).ok();
             if !failed {
@@ -51,7 +80,7 @@ fn start() -> Result<Pipeline, String> {
     rx.recv().map_err(|e| e.to_string())?
 }
 
-async fn start_pipeline() -> anyhow::Result<Pipeline> {
+async fn start_pipeline(options: PipelineOptions) -> anyhow::Result<Pipeline> {
     ehac_stream::telemetry::init_logging();
     let tools = Tools::find()?;
     let dir = std::env::temp_dir().join(format!("ehac-test-{}", std::process::id()));
@@ -64,13 +93,19 @@ async fn start_pipeline() -> anyhow::Result<Pipeline> {
     let admin = || AdminArgs { admin_listen: "127.0.0.1:0".parse().unwrap() };
 
     let gateway = ehac_gateway::start(
-        ehac_gateway::Config { listen: "127.0.0.1:0".parse().unwrap(), kafka: kafka.clone(), max_body_bytes: 64 * 1024, produce_timeout_ms: 5_000 },
+        ehac_gateway::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            kafka: kafka.clone(),
+            policy: options.policy.clone(),
+            max_body_bytes: 64 * 1024,
+            produce_timeout_ms: 5_000,
+        },
         shutdown.clone(),
     )
     .await?;
-    let enricher = ehac_enricher::Config { kafka: kafka.clone(), admin: admin(), group: "ehac-enricher".into(), batch_max: 500, batch_linger_ms: 20 };
-    tokio::spawn(ehac_enricher::run(enricher, shutdown.clone()));
-    let sink = ehac_sink::Config { kafka: kafka.clone(), clickhouse: stack.clickhouse_args(), admin: admin(), group: "ehac-sink".into(), batch_max: 2_000, batch_linger_ms: 100 };
+    let enricher_shutdown = shutdown.child_token();
+    let enricher = tokio::spawn(ehac_enricher::run(enricher_config(&kafka, &options), enricher_shutdown.clone()));
+    let sink = ehac_sink::Config { kafka: kafka.clone(), clickhouse: stack.clickhouse_args(), admin: admin(), group: "ehac-sink".into(), batch_max: 2_000, batch_linger_ms: 100, dedup_window: 100_000, handover_timeout_ms: 15_000 };
     tokio::spawn(ehac_sink::run(sink, shutdown.clone()));
 
     let pipeline = Pipeline {
@@ -79,10 +114,25 @@ async fn start_pipeline() -> anyhow::Result<Pipeline> {
         clickhouse: stack.clickhouse_args(),
         brokers: stack.kafka_brokers(),
         topics,
+        kafka,
+        runtime: tokio::runtime::Handle::current(),
+        enricher: Mutex::new(Some((enricher_shutdown, enricher))),
     };
     // The stack lives as long as the process.
     std::mem::forget(stack);
     Ok(pipeline)
+}
+
+fn enricher_config(kafka: &KafkaArgs, options: &PipelineOptions) -> ehac_enricher::Config {
+    ehac_enricher::Config {
+        kafka: kafka.clone(),
+        admin: AdminArgs { admin_listen: "127.0.0.1:0".parse().unwrap() },
+        policy: options.policy.clone(),
+        registry: options.registry.clone(),
+        group: "ehac-enricher".into(),
+        batch_max: 500,
+        batch_linger_ms: 20,
+    }
 }
 
 /// Declarations from the sample generator, all with the given flaw and client id.
@@ -101,8 +151,48 @@ fn uuid_like() -> String {
 }
 
 impl Pipeline {
+    /// Stops the enricher (SIGTERM-like: it drains and commits) and starts a new one in the same
+    /// consumer group with `options`: a deploy of a rule fix.
+    pub async fn restart_enricher(&self, options: PipelineOptions) {
+        let old = self.enricher.lock().unwrap().take();
+        if let Some((token, task)) = old {
+            token.cancel();
+            task.await.expect("enricher task").expect("enricher drained cleanly");
+        }
+        let token = CancellationToken::new();
+        let task = self.runtime.spawn(ehac_enricher::run(enricher_config(&self.kafka, &options), token.clone()));
+        *self.enricher.lock().unwrap() = Some((token, task));
+    }
+
+    /// Produces declarations straight to the raw topic, as a gateway of an older version that
+    /// lacks today's rules would: the enricher's checks are the only ones they meet.
+    pub async fn produce_raw(&self, forms: Vec<DeclarationForm>) -> Vec<String> {
+        let producer = ehac_stream::kafka::producer(&self.brokers).expect("producer");
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let mut ids = Vec::new();
+        for form in forms {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let declaration_id = form.declaration_id.clone().unwrap_or_else(|| format!("{}-raw-{n}", form.client_id));
+            let raw = RawDeclaration { declaration_id: declaration_id.clone(), received_at_ms: chrono::Utc::now().timestamp_millis(), gateway_version: "0.0.1-old".into(), form };
+            let payload = ehac_stream::codec::RAW.encode(&raw).unwrap();
+            let record = rdkafka::producer::FutureRecord::to(&self.topics.raw).key(&declaration_id).payload(&payload);
+            producer.send(record, rdkafka::util::Timeout::Never).await.expect("raw record acknowledged");
+            ids.push(declaration_id);
+        }
+        ids
+    }
+
     pub async fn post(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
-        let response = reqwest::Client::new().post(format!("{}/v1/declarations", self.gateway)).header("content-type", "application/json").body(body).send().await.expect("gateway answers");
+        self.post_with(body, &[]).await
+    }
+
+    /// POSTs a declaration with extra headers (e.g. `Idempotency-Key`).
+    pub async fn post_with(&self, body: impl Into<reqwest::Body>, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
+        let mut request = reqwest::Client::new().post(format!("{}/v1/declarations", self.gateway)).header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.body(body).send().await.expect("gateway answers");
         let status = response.status().as_u16();
         let json = response.json().await.unwrap_or(serde_json::Value::Null);
         (status, json)
@@ -160,14 +250,24 @@ pub async fn own_pipeline(name: &str, partitions: i32) -> anyhow::Result<OwnPipe
     let kafka = KafkaArgs { kafka_brokers: stack.kafka_brokers(), topics: topics.clone() };
     let shutdown = CancellationToken::new();
     let gateway = ehac_gateway::start(
-        ehac_gateway::Config { listen: "127.0.0.1:0".parse().unwrap(), kafka: kafka.clone(), max_body_bytes: 64 * 1024, produce_timeout_ms: 5_000 },
+        ehac_gateway::Config { listen: "127.0.0.1:0".parse().unwrap(), kafka: kafka.clone(), policy: PolicyArgs::default(), max_body_bytes: 64 * 1024, produce_timeout_ms: 5_000 },
         shutdown.clone(),
     )
     .await?;
     let enricher_admin: std::net::SocketAddr = format!("127.0.0.1:{}", ehac_devstack::free_port()?).parse()?;
-    let enricher = ehac_enricher::Config { kafka, admin: AdminArgs { admin_listen: enricher_admin }, group: "ehac-enricher".into(), batch_max: 500, batch_linger_ms: 20 };
-    tokio::spawn(ehac_enricher::run(enricher, shutdown.clone()));
-    let pipeline = Pipeline { gateway: format!("http://{}", gateway.addr), clickhouse_url: stack.clickhouse_url(), clickhouse: stack.clickhouse_args(), brokers: stack.kafka_brokers(), topics };
+    let enricher = ehac_enricher::Config { admin: AdminArgs { admin_listen: enricher_admin }, ..enricher_config(&kafka, &PipelineOptions::default()) };
+    let enricher_shutdown = shutdown.child_token();
+    let enricher = tokio::spawn(ehac_enricher::run(enricher, enricher_shutdown.clone()));
+    let pipeline = Pipeline {
+        gateway: format!("http://{}", gateway.addr),
+        clickhouse_url: stack.clickhouse_url(),
+        clickhouse: stack.clickhouse_args(),
+        brokers: stack.kafka_brokers(),
+        topics,
+        kafka,
+        runtime: tokio::runtime::Handle::current(),
+        enricher: Mutex::new(Some((enricher_shutdown, enricher))),
+    };
     // The servers die with the test's thread (PR_SET_PDEATHSIG), after its runtime is gone.
     // Stopping them earlier, when a failing test unwinds, would leave the services' consumers
     // closing against a dead broker, which librdkafka waits for without end.
@@ -181,7 +281,16 @@ impl OwnPipeline {
     pub fn start_sink(&self, admin: std::net::SocketAddr) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
         let token = CancellationToken::new();
         let kafka = KafkaArgs { kafka_brokers: self.pipeline.brokers.clone(), topics: self.pipeline.topics.clone() };
-        let config = ehac_sink::Config { kafka, clickhouse: self.pipeline.clickhouse.clone(), admin: AdminArgs { admin_listen: admin }, group: "ehac-sink".into(), batch_max: 2_000, batch_linger_ms: 100 };
+        let config = ehac_sink::Config {
+            kafka,
+            clickhouse: self.pipeline.clickhouse.clone(),
+            admin: AdminArgs { admin_listen: admin },
+            group: "ehac-sink".into(),
+            batch_max: 2_000,
+            batch_linger_ms: 100,
+            dedup_window: 100_000,
+            handover_timeout_ms: 15_000,
+        };
         (token.clone(), tokio::spawn(ehac_sink::run(config, token)))
     }
 }

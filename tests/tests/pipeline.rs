@@ -53,15 +53,43 @@ async fn a_client_supplied_declaration_id_is_kept() {
 }
 
 #[tokio::test]
+async fn requests_retried_with_the_same_idempotency_key_are_stored_once() {
+    let p = pipeline();
+    let client = unique_client("idempotent");
+    let mut ids = BTreeSet::new();
+    for (i, form) in declarations(20, &client, Flaw::None, 7).into_iter().enumerate() {
+        let body = serde_json::to_vec(&form).unwrap();
+        let key = format!("{client}-attempt-{i}");
+        let mut answers = BTreeSet::new();
+        // The first request and two retries, as a kiosk on a flaky link would send them.
+        for _ in 0..3 {
+            let (status, answer) = p.post_with(body.clone(), &[("Idempotency-Key", &key)]).await;
+            assert_eq!(status, 202, "{answer}");
+            answers.insert(answer["declaration_id"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(answers.len(), 1, "every retry gets the same declaration id");
+        ids.extend(answers);
+    }
+    assert_eq!(ids.len(), 20);
+    let stored = p.wait_for_count(&format!("SELECT count() FROM ehac.declarations WHERE client_id = '{client}'"), 20, PATIENCE).await;
+    assert_eq!(stored, 20);
+    // Let any duplicate arrive before counting: the raw topic holds 60 records for 20 ids.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let counts = p.sql(&format!("SELECT count(), uniqExact(declaration_id) FROM ehac.declarations WHERE client_id = '{client}'")).await;
+    assert_eq!(counts.trim(), "20\t20", "one row per declaration, without FINAL");
+
+    let (status, body) = p.post_with("{}", &[("Idempotency-Key", "")]).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["field"], "Idempotency-Key");
+}
+
+#[tokio::test]
 async fn reference_failures_go_to_the_rejected_topic_and_table_with_reasons() {
     let p = pipeline();
     let client = unique_client("rejected");
-    let mut ids = BTreeSet::new();
-    for form in declarations(20, &client, Flaw::Reference, 3) {
-        let (status, body) = p.post(serde_json::to_vec(&form).unwrap()).await;
-        assert_eq!(status, 202, "reference checks run downstream, so the gateway accepts: {body}");
-        ids.insert(body["declaration_id"].as_str().unwrap().to_owned());
-    }
+    // Today's gateway refuses these with 422; a gateway of an older version let them through,
+    // and the enricher checks again.
+    let ids: BTreeSet<String> = p.produce_raw(declarations(20, &client, Flaw::Reference, 3)).await.into_iter().collect();
     let count = p.wait_for_count(&format!("SELECT count() FROM ehac.rejections WHERE client_id = '{client}'"), 20, PATIENCE).await;
     assert_eq!(count, 20);
     let rows = p.sql(&format!("SELECT declaration_id, service, length(error_codes), error_codes[1], error_fields[1], error_messages[1] != '', length(payload) > 10, payload_json != '' FROM ehac.rejections WHERE client_id = '{client}'")).await;
@@ -70,7 +98,7 @@ async fn reference_failures_go_to_the_rejected_topic_and_table_with_reasons() {
         assert!(ids.contains(cols[0]), "{row}");
         assert_eq!(cols[1], "ehac-enricher");
         assert!(cols[2].parse::<u32>().unwrap() >= 1);
-        assert!(["unknown_district", "unknown_airport", "arrival_before_departure"].contains(&cols[3]), "{row}");
+        assert!(["unknown_district", "unknown_airport", "arrival_before_departure", "departure_outside_window"].contains(&cols[3]), "{row}");
         assert!(cols[4].starts_with("trip.") || cols[4] == "traveller.nik", "{row}");
         assert_eq!(&cols[5..], ["1", "1", "1"], "message, original payload and readable JSON kept: {row}");
     }
@@ -118,6 +146,26 @@ async fn form_errors_get_422_listing_every_field() {
         assert_eq!(status, 422, "{body}");
         assert!(!body["errors"].as_array().unwrap().is_empty());
     }
+}
+
+#[tokio::test]
+async fn reference_errors_get_422_at_the_gateway_too() {
+    let p = pipeline();
+    let client = unique_client("reference-422");
+    let mut codes = BTreeSet::new();
+    for form in declarations(30, &client, Flaw::Reference, 6) {
+        let (status, body) = p.post(serde_json::to_vec(&form).unwrap()).await;
+        assert_eq!(status, 422, "the gateway runs the enricher's rules: {body}");
+        for e in body["errors"].as_array().unwrap() {
+            codes.insert(e["code"].as_str().unwrap().to_owned());
+        }
+    }
+    for code in ["unknown_airport", "arrival_before_departure", "departure_outside_window"] {
+        assert!(codes.contains(code), "{code} not among {codes:?}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let leaked = p.sql(&format!("SELECT (SELECT count() FROM ehac.declarations WHERE client_id = '{client}') + (SELECT count() FROM ehac.rejections WHERE client_id = '{client}')")).await;
+    assert_eq!(leaked.trim(), "0", "nothing answered 422 enters the pipeline");
 }
 
 #[tokio::test]

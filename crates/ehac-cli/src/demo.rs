@@ -1,17 +1,19 @@
 //! `ehac demo`: the main job on one machine. Installs what is missing, starts a fresh broker and
-//! ClickHouse, starts the gateway, enricher and sink as separate processes, plays a holiday surge
-//! through the gateway's HTTP API, waits for the pipeline to drain, prints the analysts' queries
-//! and a SUMMARY counted in ClickHouse, then stops everything (SIGTERM, so each service drains).
+//! ClickHouse, starts the gateway, enricher and sink as separate processes and a stand-in
+//! population registry, plays a holiday surge through the gateway's HTTP API while the registry
+//! goes offline for a while (seed 004), waits for the pipeline to drain, re-verifies the NIKs
+//! stored as pending, prints the analysts' queries and a SUMMARY counted in ClickHouse, then
+//! stops everything (SIGTERM, so each service drains).
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use ehac_devstack::{free_port, spawn, Lifetime, Stack, StackOptions, Tools};
+use ehac_devstack::{free_port, Stack, StackOptions, Tools};
 use ehac_stream::config::Topics;
 
 use crate::loadgen;
+use crate::services::{bin_dir, wait_ready, Service};
 use crate::warehouse_report;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -27,43 +29,14 @@ pub struct DemoArgs {
     /// Sink processes (one consumer group).
     #[arg(long, default_value_t = 1)]
     pub sinks: usize,
+    /// Seconds into the load at which the population registry goes offline.
+    #[arg(long, default_value_t = 5)]
+    pub registry_outage_at_secs: u64,
+    /// Seconds the population registry stays offline (0: no outage).
+    #[arg(long, default_value_t = 15)]
+    pub registry_outage_secs: u64,
     #[command(flatten)]
     pub load: loadgen::LoadArgs,
-}
-
-/// A service process started by the demo.
-struct Service {
-    name: String,
-    child: Child,
-}
-
-fn service_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe.with_file_name(name);
-    anyhow::ensure!(path.is_file(), "{} not found next to {} (build the workspace's binaries: cargo build --release --bins)", name, exe.display());
-    Ok(path)
-}
-
-fn start_service(dir: &std::path::Path, name: &str, binary: &str, args: &[String], brokers: &str) -> anyhow::Result<Service> {
-    let mut command = Command::new(service_binary(binary)?);
-    command.args(args).env("EHAC_KAFKA_BROKERS", brokers).env("RUST_LOG", "info,rdkafka=warn");
-    let child = spawn(command, &dir.join(format!("{name}.log")), Lifetime::Attached)?;
-    Ok(Service { name: name.to_owned(), child })
-}
-
-async fn wait_ready(http: &reqwest::Client, url: &str, within: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(r) = http.get(url).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("{url} not ready after {within:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
@@ -79,14 +52,22 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     println!("stack: kafka {} (tansu, sqlite), clickhouse {}", stack.kafka_brokers(), stack.clickhouse_url());
 
     let brokers = stack.kafka_brokers();
+    let bin = bin_dir()?;
+    let kafka_env = [("EHAC_KAFKA_BROKERS", brokers.as_str())];
+    let start_service = |name: &str, binary: &str, service_args: &[String]| Service::start(&bin, &dir, name, binary, service_args, &kafka_env);
+    let registry_listen = format!("127.0.0.1:{}", free_port()?);
+    let registry_url = format!("http://{registry_listen}");
+    let start_registry = || start_service("registry", "ehac-registry-sim", &["--listen".into(), registry_listen.clone()]);
+    let mut registry = start_registry()?;
     let gateway_port = free_port()?;
-    let mut services = vec![start_service(&dir, "gateway", "ehac-gateway", &["--listen".into(), format!("127.0.0.1:{gateway_port}")], &brokers)?];
+    let mut services = vec![start_service("gateway", "ehac-gateway", &["--listen".into(), format!("127.0.0.1:{gateway_port}")])?];
     for i in 0..args.enrichers {
-        services.push(start_service(&dir, &format!("enricher-{i}"), "ehac-enricher", &["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?)], &brokers)?);
+        let enricher_args = ["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?), "--registry-url".into(), registry_url.clone()];
+        services.push(start_service(&format!("enricher-{i}"), "ehac-enricher", &enricher_args)?);
     }
     for i in 0..args.sinks {
         let sink_args = ["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?), "--clickhouse-url".into(), stack.clickhouse_url()];
-        services.push(start_service(&dir, &format!("sink-{i}"), "ehac-sink", &sink_args, &brokers)?);
+        services.push(start_service(&format!("sink-{i}"), "ehac-sink", &sink_args)?);
     }
     let http = reqwest::Client::new();
     let gateway = format!("http://127.0.0.1:{gateway_port}");
@@ -94,13 +75,33 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     println!("services: gateway {gateway}, {} enricher(s), {} sink(s); logs in {}", args.enrichers, args.sinks, dir.display());
 
     args.load.gateway = gateway;
-    let load = loadgen::run(&args.load).await?;
+    let load = loadgen::run(&args.load);
+    let outage = async {
+        if args.registry_outage_secs == 0 {
+            return anyhow::Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(args.registry_outage_at_secs)).await;
+        // SIGKILL: the registry vanishes mid-request, as a crashed server would.
+        registry.kill()?;
+        let offline = Instant::now();
+        tokio::time::sleep(Duration::from_secs(args.registry_outage_secs)).await;
+        registry.restart()?;
+        println!("\npopulation registry was offline for {:.0}s during the load; travellers kept being accepted", offline.elapsed().as_secs_f64());
+        Ok(())
+    };
+    let (load, outage) = tokio::join!(load, outage);
+    let load = load?;
+    outage?;
     println!("{}", load.line());
 
     print!("draining the pipeline into ClickHouse...");
     let drain_started = Instant::now();
-    let stored = warehouse_report::wait_for(&http, &stack.clickhouse_url(), load.accepted, Duration::from_secs(60)).await?;
+    let stored = warehouse_report::wait_for(&http, &stack.clickhouse_url(), load.accepted, 0, Duration::from_secs(60)).await?;
     println!(" {:.1}s after the last request", drain_started.elapsed().as_secs_f64());
+
+    wait_ready(&http, &format!("{registry_url}/healthz"), Duration::from_secs(10)).await?;
+    let reconciled = reconcile(&stack, &registry_url).await?;
+    println!("{}", reconciled.line());
 
     for (name, sql) in ehac_stream::warehouse::ANALYST_QUERIES {
         println!("\n-- {name}");
@@ -108,11 +109,9 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     }
 
     let mut clean = true;
-    for service in &services {
-        ehac_devstack::signal_term(service.child.id());
-    }
+    services.push(registry);
     for service in &mut services {
-        let status = service.child.wait()?;
+        let status = service.stop()?;
         if !status.success() {
             clean = false;
             eprintln!("{} exited with {status}; see {}/{}.log", service.name, dir.display(), service.name);
@@ -128,4 +127,17 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
         bail!("the demo did not end clean");
     }
     Ok(())
+}
+
+/// Re-verifies the NIKs stored as pending while the registry was offline.
+async fn reconcile(stack: &Stack, registry_url: &str) -> anyhow::Result<ehac_registry::reconcile::Report> {
+    let registry = ehac_registry::RegistryArgs {
+        registry_url: Some(registry_url.to_owned()),
+        registry_timeout_ms: 5_000,
+        registry_breaker_failures: 3,
+        registry_breaker_cooldown_ms: 1_000,
+    };
+    let verifier = registry.verifier(&ehac_stream::telemetry::registry("demo"))?.expect("a registry URL is set");
+    let warehouse = ehac_stream::warehouse::client(&stack.clickhouse_args()).with_database(ehac_stream::warehouse::DATABASE);
+    ehac_registry::reconcile::run_once(&warehouse, &verifier, 1_000, "ehac demo").await
 }

@@ -36,8 +36,8 @@ pub struct LoadArgs {
     /// Percent of declarations with a form error (the gateway answers 422).
     #[arg(long, default_value_t = 1.5)]
     pub invalid_form_percent: f64,
-    /// Percent of declarations that pass the form check but fail a reference check (the enricher
-    /// rejects them).
+    /// Percent of declarations that pass the form check but fail a reference check (unknown
+    /// airport or district, departure outside the window): the gateway answers 422 too.
     #[arg(long, default_value_t = 1.5)]
     pub invalid_reference_percent: f64,
     /// Most requests in flight at once.
@@ -49,6 +49,10 @@ pub struct LoadArgs {
     /// client_id of every declaration sent (kiosk or app id).
     #[arg(long, default_value = "loadgen")]
     pub client_id: String,
+    /// Times each declaration is sent (with the same Idempotency-Key), as a client that
+    /// retries although its first request went through: 3 = the request and two retries.
+    #[arg(long, default_value_t = 1)]
+    pub attempts: u32,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -98,7 +102,7 @@ fn schedule(args: &LoadArgs) -> Vec<f64> {
         .collect()
 }
 
-fn bodies(args: &LoadArgs) -> Vec<Vec<u8>> {
+fn bodies(args: &LoadArgs) -> Vec<(String, Vec<u8>)> {
     let mut generator = SampleGenerator::new(args.seed);
     let now = chrono::Utc::now();
     let form_cut = args.invalid_form_percent / 100.0;
@@ -108,10 +112,11 @@ fn bodies(args: &LoadArgs) -> Vec<Vec<u8>> {
             // Spread flaws evenly over the run rather than in clumps.
             let position = ((i * 7919) % 10_000) as f64 / 10_000.0;
             let flaw = if position < form_cut { Flaw::Form } else if position < reference_cut { Flaw::Reference } else { Flaw::None };
-            let mut form = generator.declaration(now, &args.client_id, flaw);
-            // Client-generated ids: a retried request is recognisably the same declaration.
-            form.declaration_id = Some(uuid::Uuid::now_v7().to_string());
-            serde_json::to_vec(&form).expect("forms serialise")
+            let form = generator.declaration(now, &args.client_id, flaw);
+            // A client-generated idempotency key: a retried request is recognisably the same
+            // declaration, and the gateway derives the same declaration id from it.
+            let key = uuid::Uuid::now_v7().to_string();
+            (key, serde_json::to_vec(&form).expect("forms serialise"))
         })
         .collect()
 }
@@ -122,16 +127,29 @@ enum Outcome {
     Failed,
 }
 
-async fn send(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Outcome {
+/// Sends one declaration `attempts` times; the first decisive answer counts.
+async fn send_all(client: &reqwest::Client, url: &str, key: &str, body: Vec<u8>, attempts: u32) -> Outcome {
+    let mut outcome = send(client, url, key, body.clone()).await;
+    for _ in 1..attempts {
+        let again = send(client, url, key, body.clone()).await;
+        if matches!(outcome, Outcome::Failed) {
+            outcome = again;
+        }
+    }
+    outcome
+}
+
+/// One request, retried while the gateway is unreachable or answers 503.
+async fn send(client: &reqwest::Client, url: &str, key: &str, body: Vec<u8>) -> Outcome {
     let mut backoff = Duration::from_millis(100);
-    for attempt in 0..4 {
-        let response = client.post(url).header("content-type", "application/json").body(body.clone()).send().await;
+    for attempt in 0..8 {
+        let response = client.post(url).header("content-type", "application/json").header("idempotency-key", key).body(body.clone()).send().await;
         match response.map(|r| r.status().as_u16()) {
             Ok(202) => return Outcome::Accepted,
             Ok(422) => return Outcome::Refused,
-            Ok(503) | Err(_) if attempt < 3 => {
+            Ok(503) | Err(_) if attempt < 7 => {
                 tokio::time::sleep(backoff).await;
-                backoff *= 2;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
             _ => return Outcome::Failed,
         }
@@ -154,13 +172,14 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
 
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, (at, body)) in times.into_iter().zip(bodies).enumerate() {
+    let attempts = args.attempts.max(1);
+    for (i, (at, (key, body))) in times.into_iter().zip(bodies).enumerate() {
         let scheduled = start + Duration::from_secs_f64(at);
         tokio::time::sleep_until(scheduled).await;
         let permit = slots.clone().acquire_owned().await?;
         let (client, url, counts, latencies, task_bar) = (client.clone(), url.clone(), counts.clone(), latencies.clone(), bar.clone());
         tasks.spawn(async move {
-            let outcome = send(&client, &url, body).await;
+            let outcome = send_all(&client, &url, &key, body, attempts).await;
             drop(permit);
             let slot = match outcome {
                 Outcome::Accepted => {

@@ -1,12 +1,11 @@
-//! `ehac`: run the local stack, create topics, migrate ClickHouse, generate load, play the demo.
+//! `ehac`: run the local stack, create topics, migrate ClickHouse, generate load, play the demo,
+//! re-verify pending NIKs, replay dead letters.
 
-mod demo;
-mod dev;
-mod footprint;
-mod loadgen;
-mod warehouse_report;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use ehac_cli::{chaos, demo, dev, dlq, footprint, loadgen};
+use ehac_registry::RegistryArgs;
 use ehac_stream::config::{ClickHouseArgs, KafkaArgs};
 
 #[derive(Parser)]
@@ -44,12 +43,41 @@ enum Command {
     /// Measure ehac-lagwatch's CPU and memory while it watches busy consumer groups on a fresh
     /// local broker.
     LagwatchFootprint(footprint::FootprintArgs),
+    /// Re-verify declarations stored with verification_status=pending (the registry was down)
+    /// and write the registry's answers to ehac.verifications.
+    Reconcile {
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// NIKs per registry request.
+        #[arg(long, default_value_t = 1_000)]
+        batch: u64,
+        /// Run again every this many seconds until SIGTERM, instead of once.
+        #[arg(long)]
+        every_secs: Option<u64>,
+    },
+    /// The fault matrix: each scenario injects one fault while declarations flow, then counts
+    /// accepted, stored, rejected, lost and duplicated in ClickHouse.
+    Chaos(chaos::ChaosArgs),
+    /// Dead letters: rejected declarations.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Send chosen rejected declarations through the pipeline again (after a rule or data
+    /// fix); declarations already stored are never sent again.
+    Replay(dlq::ReplayArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Demo(_) | Command::Loadgen(_) | Command::LagwatchFootprint(_)) {
+    if !matches!(cli.command, Command::Demo(_) | Command::Loadgen(_) | Command::Chaos(_) | Command::LagwatchFootprint(_)) {
         ehac_stream::telemetry::init_logging();
     }
     match cli.command {
@@ -67,6 +95,39 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo(args) => demo::run(args).await,
         Command::LagwatchFootprint(args) => footprint::run(args).await,
+        Command::Reconcile { clickhouse, registry, batch, every_secs } => reconcile(clickhouse, registry, batch, every_secs).await,
+        Command::Chaos(args) => {
+            let results = chaos::run(&args).await?;
+            println!();
+            for r in &results {
+                println!("{}", chaos::line(r));
+            }
+            anyhow::ensure!(results.iter().all(chaos::ScenarioResult::passed), "a chaos scenario lost or duplicated declarations");
+            Ok(())
+        }
+        Command::Dlq { action: DlqAction::Replay(args) } => {
+            let report = dlq::replay(&args).await?;
+            println!("{}", report.line());
+            Ok(())
+        }
+    }
+}
+
+async fn reconcile(clickhouse: ClickHouseArgs, registry: RegistryArgs, batch: u64, every_secs: Option<u64>) -> anyhow::Result<()> {
+    anyhow::ensure!(registry.registry_url.is_some(), "--registry-url (or EHAC_REGISTRY_URL) is required to reconcile");
+    let metrics = ehac_stream::telemetry::registry("reconcile");
+    let verifier = registry.verifier(&metrics)?.expect("registry URL checked above");
+    let warehouse = ehac_stream::warehouse::client(&clickhouse).with_database(ehac_stream::warehouse::DATABASE);
+    let shutdown = ehac_stream::shutdown::on_signal();
+    let checked_by = format!("ehac-reconcile {}", ehac_stream::VERSION);
+    loop {
+        let report = ehac_registry::reconcile::run_once(&warehouse, &verifier, batch, &checked_by).await?;
+        println!("{}", report.line());
+        let Some(every) = every_secs else { return Ok(()) };
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(every)) => {}
+        }
     }
 }
 

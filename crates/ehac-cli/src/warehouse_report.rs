@@ -5,14 +5,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-/// Counts in ClickHouse, never from in-process counters.
+/// Counts in ClickHouse, never from in-process counters. Raw tables, no FINAL: a duplicate
+/// the ReplacingMergeTree has not merged away yet still counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stored {
     /// Distinct declarations in `ehac.declarations`.
     pub stored: u64,
-    /// Distinct declarations in `ehac.rejections`.
+    /// Distinct declarations in `ehac.rejections` that were not stored later (after a replay).
     pub rejected: u64,
-    /// Rows beyond the first for any declaration id, in both tables.
+    /// Rejections of bytes that could not be decoded (no declaration id), by source position.
+    pub undecodable: u64,
+    /// Rows beyond the first for any declaration id in `ehac.declarations`, plus rows beyond
+    /// the first for any source position in `ehac.rejections`.
     pub duplicated: u64,
 }
 
@@ -27,23 +31,24 @@ async fn query(http: &reqwest::Client, url: &str, sql: &str) -> anyhow::Result<S
 pub async fn stored(http: &reqwest::Client, url: &str) -> anyhow::Result<Stored> {
     let sql = "SELECT
         (SELECT uniqExact(declaration_id) FROM ehac.declarations),
-        (SELECT uniqExact(declaration_id) FROM ehac.rejections),
-        (SELECT count() - uniqExact(declaration_id) FROM ehac.declarations) + (SELECT count() - uniqExact(declaration_id) FROM ehac.rejections)
+        (SELECT uniqExact(declaration_id) FROM ehac.rejections WHERE declaration_id != '' AND declaration_id NOT IN (SELECT declaration_id FROM ehac.declarations)),
+        (SELECT uniqExact(source_topic, source_partition, source_offset) FROM ehac.rejections WHERE declaration_id = ''),
+        (SELECT count() - uniqExact(declaration_id) FROM ehac.declarations) + (SELECT count() - uniqExact(source_topic, source_partition, source_offset) FROM ehac.rejections)
         FORMAT TabSeparated";
     let text = query(http, url, sql).await?;
     let numbers: Vec<u64> = text.split_whitespace().map(str::parse).collect::<Result<_, _>>().with_context(|| format!("unexpected answer {text:?}"))?;
-    anyhow::ensure!(numbers.len() == 3, "unexpected answer {text:?}");
-    Ok(Stored { stored: numbers[0], rejected: numbers[1], duplicated: numbers[2] })
+    anyhow::ensure!(numbers.len() == 4, "unexpected answer {text:?}");
+    Ok(Stored { stored: numbers[0], rejected: numbers[1], undecodable: numbers[2], duplicated: numbers[3] })
 }
 
-/// Polls until ClickHouse holds `expected` declarations (stored + rejected) or nothing has
-/// changed for `patience`.
-pub async fn wait_for(http: &reqwest::Client, url: &str, expected: u64, patience: Duration) -> anyhow::Result<Stored> {
+/// Polls until ClickHouse holds `expected` declarations (stored + rejected) and
+/// `expected_undecodable` undecodable rejections, or nothing has changed for `patience`.
+pub async fn wait_for(http: &reqwest::Client, url: &str, expected: u64, expected_undecodable: u64, patience: Duration) -> anyhow::Result<Stored> {
     let mut last = Stored::default();
     let mut last_change = tokio::time::Instant::now();
     loop {
         let now = stored(http, url).await?;
-        if now.stored + now.rejected >= expected {
+        if now.stored + now.rejected >= expected && now.undecodable >= expected_undecodable {
             return Ok(now);
         }
         if now != last {

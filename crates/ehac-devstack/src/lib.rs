@@ -112,6 +112,7 @@ pub struct Stack {
     pub options: StackOptions,
     pub pids: Vec<(String, u32)>,
     children: Vec<Child>,
+    tools: Tools,
 }
 
 /// A port the OS says is free now.
@@ -119,10 +120,20 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Starts a process with stdout and stderr appended to `log`.
-pub fn spawn(mut command: Command, log: &Path, lifetime: Lifetime) -> anyhow::Result<Child> {
-    use std::os::unix::process::CommandExt;
+/// Starts a process with stdout and stderr written to `log` (a fresh file).
+pub fn spawn(command: Command, log: &Path, lifetime: Lifetime) -> anyhow::Result<Child> {
     let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    spawn_logging_to(command, log_file, lifetime)
+}
+
+/// Like [`spawn`], appending to `log`: for a process started again after a kill.
+pub fn spawn_appending(command: Command, log: &Path, lifetime: Lifetime) -> anyhow::Result<Child> {
+    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
+    spawn_logging_to(command, log_file, lifetime)
+}
+
+fn spawn_logging_to(mut command: Command, log_file: std::fs::File, lifetime: Lifetime) -> anyhow::Result<Child> {
+    use std::os::unix::process::CommandExt;
     command.stdin(Stdio::null()).stdout(log_file.try_clone()?).stderr(log_file);
     match lifetime {
         Lifetime::Detached => {
@@ -171,35 +182,79 @@ const CLICKHOUSE_USERS: &str = r#"<yandex>
 </yandex>
 "#;
 
+/// One of the stack's servers, for fault injection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    Broker,
+    ClickHouse,
+}
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Server::Broker => "tansu",
+            Server::ClickHouse => "clickhouse-server",
+        }
+    }
+}
+
 impl Stack {
     /// Starts tansu and ClickHouse and waits until both answer.
     pub async fn start(tools: &Tools, options: StackOptions) -> anyhow::Result<Stack> {
-        let broker_dir = options.dir.join("broker");
-        let clickhouse_dir = options.dir.join("clickhouse");
-        std::fs::create_dir_all(&broker_dir)?;
-        std::fs::create_dir_all(&clickhouse_dir)?;
-        let clickhouse_dir = clickhouse_dir.canonicalize()?;
-
-        let listener = format!("tcp://127.0.0.1:{}", options.kafka_port);
-        let mut tansu = Command::new(&tools.tansu);
-        tansu.current_dir(&broker_dir).arg("broker").args(["--listener-url", &listener, "--advertised-listener-url", &listener]);
-        // sqlite://FILE is relative to the working directory: the broker directory.
-        tansu.args(["--storage-engine", match options.storage { BrokerStorage::Sqlite => "sqlite://tansu.db", BrokerStorage::Memory => "memory://tansu/" }]);
-        let broker = spawn(tansu, &broker_dir.join("tansu.log"), options.lifetime)?;
-
+        std::fs::create_dir_all(options.dir.join("broker"))?;
+        std::fs::create_dir_all(options.dir.join("clickhouse"))?;
+        let clickhouse_dir = options.dir.join("clickhouse").canonicalize()?;
         std::fs::write(clickhouse_dir.join("config.xml"), clickhouse_config(&clickhouse_dir, options.clickhouse_http_port, options.clickhouse_tcp_port))?;
         std::fs::write(clickhouse_dir.join("users.xml"), CLICKHOUSE_USERS)?;
-        let mut clickhouse = Command::new(&tools.clickhouse_server);
-        clickhouse.current_dir(&clickhouse_dir).arg(format!("--config-file={}", clickhouse_dir.join("config.xml").display()));
-        let clickhouse = spawn(clickhouse, &clickhouse_dir.join("stdout.log"), options.lifetime)?;
-
-        let pids = vec![("tansu".to_owned(), broker.id()), ("clickhouse-server".to_owned(), clickhouse.id())];
-        let mut stack = Stack { options, pids, children: vec![broker, clickhouse] };
+        let mut stack = Stack { options, pids: Vec::new(), children: Vec::new(), tools: tools.clone() };
+        stack.spawn_server(Server::Broker)?;
+        stack.spawn_server(Server::ClickHouse)?;
         if let Err(e) = stack.wait_until_up(Duration::from_secs(60)).await {
             stack.stop();
             return Err(e);
         }
         Ok(stack)
+    }
+
+    fn spawn_server(&mut self, server: Server) -> anyhow::Result<()> {
+        let options = &self.options;
+        let child = match server {
+            Server::Broker => {
+                let broker_dir = options.dir.join("broker");
+                let listener = format!("tcp://127.0.0.1:{}", options.kafka_port);
+                let mut tansu = Command::new(&self.tools.tansu);
+                tansu.current_dir(&broker_dir).arg("broker").args(["--listener-url", &listener, "--advertised-listener-url", &listener]);
+                // sqlite://FILE is relative to the working directory: the broker directory.
+                tansu.args(["--storage-engine", match options.storage { BrokerStorage::Sqlite => "sqlite://tansu.db", BrokerStorage::Memory => "memory://tansu/" }]);
+                // Appended, not truncated: a restarted broker keeps the earlier log.
+                spawn_appending(tansu, &broker_dir.join("tansu.log"), options.lifetime)?
+            }
+            Server::ClickHouse => {
+                let clickhouse_dir = options.dir.join("clickhouse").canonicalize()?;
+                let mut clickhouse = Command::new(&self.tools.clickhouse_server);
+                clickhouse.current_dir(&clickhouse_dir).arg(format!("--config-file={}", clickhouse_dir.join("config.xml").display()));
+                spawn_appending(clickhouse, &clickhouse_dir.join("stdout.log"), options.lifetime)?
+            }
+        };
+        self.pids.retain(|(name, _)| name != server.name());
+        self.pids.push((server.name().to_owned(), child.id()));
+        self.children.push(child);
+        Ok(())
+    }
+
+    /// Stops one server (SIGTERM, SIGKILL after 10 s): a broker or database outage.
+    pub fn stop_server(&mut self, server: Server) {
+        if let Some(position) = self.pids.iter().position(|(name, _)| name == server.name()) {
+            let (_, pid) = self.pids.remove(position);
+            terminate(pid, Duration::from_secs(10));
+            self.children.retain_mut(|c| c.id() != pid || { let _ = c.wait(); false });
+        }
+    }
+
+    /// Starts a stopped server again on the same port with the same data, and waits for it.
+    pub async fn restart_server(&mut self, server: Server) -> anyhow::Result<()> {
+        self.spawn_server(server)?;
+        self.wait_until_up(Duration::from_secs(60)).await
     }
 
     async fn wait_until_up(&mut self, within: Duration) -> anyhow::Result<()> {

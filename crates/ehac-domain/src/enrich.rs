@@ -1,19 +1,31 @@
 //! Columns the form does not carry but analysts and health officers need.
 //!
+//! Risk flags:
+//! - `symptomatic`: fever, cough or shortness of breath;
+//! - `contact_with_case`: close contact with a confirmed case in the last 14 days;
+//! - `positive_test`: the latest test was positive (flagged, never rejected);
+//! - `stale_test`: the latest test was negative but older at departure than the policy allows
+//!   (PCR 72 h, antigen 24 h by default; a test counts as taken at the end of its day);
+//! - `unvaccinated`: zero doses.
+//!
 //! Triage (for the health officer at the port of entry):
-//! - red: a positive latest test, or symptoms together with contact with a case;
-//! - yellow: symptoms, contact with a case, or no vaccination;
-//! - green: none of the above.
+//! - red: `positive_test`, or `symptomatic` together with `contact_with_case`;
+//! - yellow: any other flag;
+//! - green: no flag.
+//!
+//! Warnings are data-quality findings that do not reject (see [`crate::Warning`]).
 
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
 
-use crate::form::{DeclarationForm, TestResult};
+use crate::country;
+use crate::form::{DeclarationForm, TestKind, TestResult};
 use crate::record::{Enrichment, PortDetails};
 use crate::reference::ReferenceData;
-use crate::validate::{Checked, ResolvedPort};
+use crate::validate::{Checked, Policy, ResolvedPort};
+use crate::verification::VerificationStatus;
 
 /// Adds the enrichment columns to a declaration that passed both checks.
-pub fn enrich(form: &DeclarationForm, checked: &Checked<'_>, reference: &ReferenceData, enricher_version: &str) -> Enrichment {
+pub fn enrich(form: &DeclarationForm, checked: &Checked<'_>, reference: &ReferenceData, policy: &Policy, enricher_version: &str) -> Enrichment {
     let arrival_tz = checked.arrival.time_zone();
     let arrival_local = checked.arrival_at.with_timezone(&arrival_tz);
     let arrival_date = arrival_local.date_naive();
@@ -28,27 +40,41 @@ pub fn enrich(form: &DeclarationForm, checked: &Checked<'_>, reference: &Referen
         }
         None => (String::new(), String::new()),
     };
-    let nationality = if form.traveller.nik.is_some() { "IDN".to_owned() } else { form.traveller.nationality.clone().unwrap_or_default() };
+    let nationality = match (&form.traveller.nik, &form.traveller.nationality) {
+        (Some(_), _) => "IDN".to_owned(),
+        (None, Some(code)) => country::normalise_nationality(code).to_owned(),
+        (None, None) => String::new(),
+    };
 
     let age_years = age_on(checked.date_of_birth, arrival_date);
     let health = &form.health;
     let symptomatic = health.fever == Some(true) || health.cough == Some(true) || health.shortness_of_breath == Some(true);
     let contact = health.contact_with_case == Some(true);
     let positive = health.latest_test.as_ref().is_some_and(|t| t.result == Some(TestResult::Positive));
+    let stale = health.latest_test.as_ref().is_some_and(|t| {
+        let valid_for = match t.kind {
+            Some(TestKind::Pcr) => policy.pcr_valid_for,
+            Some(TestKind::Antigen) | None => policy.antigen_valid_for,
+        };
+        let taken_on = NaiveDate::parse_from_str(&t.taken_on, "%Y-%m-%d").ok();
+        let departure_local = checked.departure_at.with_timezone(&checked.departure.time_zone()).naive_local();
+        t.result == Some(TestResult::Negative) && taken_on.is_some_and(|d| departure_local - (d + Duration::days(1)).and_time(Default::default()) > valid_for)
+    });
     let unvaccinated = health.vaccination_doses == Some(0);
     let mut risk_flags = Vec::new();
-    for (flag, set) in [("symptomatic", symptomatic), ("contact_with_case", contact), ("positive_test", positive), ("unvaccinated", unvaccinated)] {
+    for (flag, set) in [("symptomatic", symptomatic), ("contact_with_case", contact), ("positive_test", positive), ("stale_test", stale), ("unvaccinated", unvaccinated)] {
         if set {
             risk_flags.push(flag.to_owned());
         }
     }
     let triage = if positive || (symptomatic && contact) {
         "red"
-    } else if symptomatic || contact || unvaccinated {
+    } else if !risk_flags.is_empty() {
         "yellow"
     } else {
         "green"
     };
+    let verification_status = if form.traveller.nik.is_some() { VerificationStatus::Pending } else { VerificationStatus::NotApplicable };
 
     Enrichment {
         enricher_version: enricher_version.to_owned(),
@@ -67,7 +93,8 @@ pub fn enrich(form: &DeclarationForm, checked: &Checked<'_>, reference: &Referen
         age_band: age_band(age_years).to_owned(),
         risk_flags,
         triage: triage.to_owned(),
-        warnings: Vec::new(),
+        warnings: checked.warnings.iter().map(|w| w.as_str().to_owned()).collect(),
+        verification_status,
     }
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::form::DeclarationForm;
 use crate::validate::FieldError;
+use crate::verification::VerificationStatus;
 
 /// A declaration the gateway accepted, as it was submitted, plus what the gateway knows.
 /// Topic: raw. Key: `declaration_id`.
@@ -54,6 +55,8 @@ pub struct Enrichment {
     pub triage: String,
     /// Problems that do not reject the declaration but that analysts should see.
     pub warnings: Vec<String>,
+    /// Where the NIK stands with the population registry; `pending` until it answered.
+    pub verification_status: VerificationStatus,
 }
 
 /// A port (airport, seaport, land crossing) as reference data describes it.

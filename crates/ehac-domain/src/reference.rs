@@ -40,6 +40,8 @@ pub struct Region {
 pub struct ReferenceData {
     airports: HashMap<String, Airport>,
     regions: HashMap<String, Region>,
+    /// Year of the newest region list in the data.
+    latest_region_list: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +105,8 @@ impl ReferenceData {
             let row = row.map_err(|source| ReferenceError::Csv { file: "id-region-codes.csv", source })?;
             regions.insert(row.code.clone(), row);
         }
-        Ok(ReferenceData { airports, regions })
+        let latest_region_list = regions.values().map(|r: &Region| r.last_seen).max().unwrap_or(0);
+        Ok(ReferenceData { airports, regions, latest_region_list })
     }
 
     pub fn airport(&self, iata: &str) -> Option<&Airport> {
@@ -113,6 +116,11 @@ impl ReferenceData {
     /// A district (level 3) by its six-digit code.
     pub fn district(&self, code: &str) -> Option<&Region> {
         self.regions.get(code).filter(|r| r.level == 3)
+    }
+
+    /// Year of the newest Kemendagri list: a district whose `last_seen` is older was retired.
+    pub fn latest_region_list(&self) -> u16 {
+        self.latest_region_list
     }
 
     /// The province and regency/city a district belongs to.

@@ -82,8 +82,17 @@ impl SampleGenerator {
             }
         } else {
             let (nationality, name) = FOREIGN.choose(rng).unwrap();
+            let passport_number = format!("{}{:07}", (b'A' + rng.random_range(0..26)) as char, rng.random_range(0..10_000_000));
+            // Kiosks scan the passport; apps and web forms rarely send the MRZ.
+            let passport_mrz = rng.random_bool(0.3).then(|| {
+                let (given, surname) = name.rsplit_once(' ').unwrap_or(("", name));
+                let expiry = (now + Duration::days(rng.random_range(200..3650))).format("%y%m%d").to_string();
+                let sex = if sex == Sex::Female { 'F' } else { 'M' };
+                crate::mrz::compose(nationality, surname, given, &passport_number, nationality, &born.format("%y%m%d").to_string(), sex, &expiry)
+            });
             Traveller {
-                passport_number: Some(format!("{}{:07}", (b'A' + rng.random_range(0..26)) as char, rng.random_range(0..10_000_000))),
+                passport_number: Some(passport_number),
+                passport_mrz,
                 nationality: Some((*nationality).to_owned()),
                 full_name: (*name).to_owned(),
                 sex: Some(sex),
@@ -167,15 +176,24 @@ impl SampleGenerator {
         };
         match flaw {
             Flaw::None => {}
-            Flaw::Form => match rng.random_range(0..4) {
+            Flaw::Form => match rng.random_range(0..6) {
                 0 => form.traveller.full_name.clear(),
                 1 => form.traveller.date_of_birth = "31/12/1990".to_owned(),
                 2 => form.traveller.phone = "0812".to_owned(),
-                _ => form.health.fever = None,
+                3 => form.health.fever = None,
+                4 => form.health.vaccination_doses = Some(-1),
+                _ => form.destination_address.street.clear(),
             },
-            Flaw::Reference => match (rng.random_range(0..3), &mut form.traveller.nik) {
+            Flaw::Reference => match (rng.random_range(0..4), &mut form.traveller.nik) {
                 (0, Some(nik)) => nik.replace_range(..6, "990101"),
                 (1, _) if form.trip.transport_mode == Some(TransportMode::Air) => form.trip.arrival_port = "QQQ".to_owned(),
+                // Filed for a trip ten days ahead: outside the departure window.
+                (2, _) => {
+                    for time in [&mut form.trip.departure_time, &mut form.trip.arrival_time] {
+                        let shifted = chrono::NaiveDateTime::parse_from_str(time, "%Y-%m-%dT%H:%M").expect("generated times parse") + Duration::days(10);
+                        *time = shifted.format("%Y-%m-%dT%H:%M").to_string();
+                    }
+                }
                 // A year typo: arrival long before departure in any time zone.
                 _ => form.trip.arrival_time.replace_range(..4, "2020"),
             },

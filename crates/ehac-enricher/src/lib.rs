@@ -1,16 +1,21 @@
 //! Raw declarations in; enriched declarations or rejections out.
 //!
-//! Each batch is read, every record is classified by the pure [`classify`], all results are
-//! produced, and only after the broker acknowledged every one are the batch's offsets committed.
+//! Each batch is read, every record is classified by the pure [`classify`], the citizens' NIKs
+//! of the accepted ones are looked up in the population registry in one request (bounded by a
+//! timeout and a circuit breaker: when the registry is down or slow they stay `pending`, and
+//! `ehac reconcile` verifies them later), all results are produced, and only after the broker
+//! acknowledged every one are the batch's offsets committed.
 //! A crash in between replays the batch: output is at-least-once, and records keep their
 //! `declaration_id` key, so a replay writes the same records again rather than new ones.
 
 use std::time::Duration;
 
-use ehac_domain::{ErrorCode, FieldError, ReferenceData, Rejection};
+use ehac_domain::verification::judge;
+use ehac_domain::{EnrichedDeclaration, ErrorCode, FieldError, Policy, ReferenceData, Rejection};
+use ehac_registry::{PopulationRegistry, RegistryArgs, Verifier};
 use ehac_stream::admin::{self, Readiness};
 use ehac_stream::codec::{ENRICHED, RAW, REJECTION};
-use ehac_stream::config::{AdminArgs, KafkaArgs};
+use ehac_stream::config::{AdminArgs, KafkaArgs, PolicyArgs};
 use ehac_stream::kafka;
 use futures::future::join_all;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
@@ -29,6 +34,10 @@ pub struct Config {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub admin: AdminArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Consumer group; every enricher instance in one group shares the raw topic's partitions.
     #[arg(long, env = "EHAC_ENRICHER_GROUP", default_value = "ehac-enricher")]
     pub group: String,
@@ -40,7 +49,14 @@ pub struct Config {
     pub batch_linger_ms: u64,
 }
 
-/// Where one raw record goes.
+/// What one raw record became.
+#[derive(Debug)]
+pub enum Outcome {
+    Enriched(Box<EnrichedDeclaration>),
+    Rejected(Box<Rejection>),
+}
+
+/// Where one raw record goes, encoded.
 #[derive(Debug)]
 pub struct Output {
     pub topic: Destination,
@@ -54,11 +70,11 @@ pub enum Destination {
     Rejected,
 }
 
-/// Decides what one message from the raw topic becomes. Pure apart from `now_ms`.
-pub fn classify(topic: &str, partition: i32, offset: i64, payload: &[u8], reference: &ReferenceData, now_ms: i64) -> Output {
+/// Decides what one message from the raw topic becomes. Pure apart from `now_ms`, which only
+/// stamps a rejection: the rules themselves judge against the gateway's receive time.
+pub fn classify(topic: &str, partition: i32, offset: i64, payload: &[u8], reference: &ReferenceData, policy: &Policy, now_ms: i64) -> Outcome {
     let reject = |declaration_id: Option<String>, client_id: String, errors: Vec<FieldError>, payload_json: String| {
-        let key = declaration_id.clone().unwrap_or_else(|| format!("{topic}:{partition}:{offset}"));
-        let rejection = Rejection {
+        Outcome::Rejected(Box::new(Rejection {
             declaration_id,
             client_id,
             service: SERVICE.to_owned(),
@@ -70,23 +86,62 @@ pub fn classify(topic: &str, partition: i32, offset: i64, payload: &[u8], refere
             errors,
             payload: payload.to_vec(),
             payload_json,
-        };
-        Output { topic: Destination::Rejected, key, payload: REJECTION.encode(&rejection).expect("rejections always encode") }
+        }))
     };
     match RAW.decode(payload) {
         Err(e) => reject(None, String::new(), vec![FieldError::new(ErrorCode::Undecodable, "", e.to_string())], String::new()),
-        Ok(raw) => match ehac_domain::accept(raw, reference, ehac_stream::VERSION) {
-            Ok(enriched) => Output {
-                topic: Destination::Enriched,
-                key: enriched.raw.declaration_id.clone(),
-                payload: ENRICHED.encode(&enriched).expect("enriched declarations always encode"),
-            },
+        Ok(raw) => match ehac_domain::accept(raw, reference, policy, ehac_stream::VERSION) {
+            Ok(enriched) => Outcome::Enriched(Box::new(enriched)),
             Err((raw, errors)) => {
                 let json = serde_json::to_string(&raw.form).unwrap_or_default();
                 reject(Some(raw.declaration_id), raw.form.client_id, errors, json)
             }
         },
     }
+}
+
+impl Outcome {
+    /// The record to produce. Rejections of undecodable bytes are keyed by their source
+    /// position, everything else by declaration id.
+    pub fn encode(&self) -> Output {
+        match self {
+            Outcome::Enriched(e) => Output {
+                topic: Destination::Enriched,
+                key: e.raw.declaration_id.clone(),
+                payload: ENRICHED.encode(e).expect("enriched declarations always encode"),
+            },
+            Outcome::Rejected(r) => Output {
+                topic: Destination::Rejected,
+                key: r.declaration_id.clone().unwrap_or_else(|| format!("{}:{}:{}", r.source_topic, r.source_partition, r.source_offset)),
+                payload: REJECTION.encode(r).expect("rejections always encode"),
+            },
+        }
+    }
+}
+
+/// Looks up every citizen in `outcomes` with one registry request and records what the
+/// registry said. When it cannot answer, they keep `pending`: the batch is never held up
+/// longer than the verifier's timeout, and nobody is rejected for it.
+pub async fn verify<R: PopulationRegistry>(verifier: &Verifier<R>, outcomes: &mut [Outcome]) -> Result<usize, ehac_registry::Skipped> {
+    let niks: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Enriched(e) => e.raw.form.traveller.nik.clone(),
+            Outcome::Rejected(_) => None,
+        })
+        .collect();
+    let answers = verifier.lookup(&niks).await?;
+    let mut verified = 0;
+    for outcome in outcomes {
+        if let Outcome::Enriched(e) = outcome {
+            let traveller = &e.raw.form.traveller;
+            if let Some(answer) = traveller.nik.as_ref().and_then(|nik| answers.get(nik)) {
+                e.enrichment.verification_status = judge(&traveller.date_of_birth, traveller.sex, answer);
+                verified += 1;
+            }
+        }
+    }
+    Ok(verified)
 }
 
 struct Metrics {
@@ -113,8 +168,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let metrics = Metrics::register(&registry)?;
     let readiness = Readiness::default();
     readiness.check("kafka", "not consuming yet");
-    let admin_addr = admin::serve(config.admin.admin_listen, registry, readiness.clone(), shutdown.clone()).await?;
+    let admin_addr = admin::serve(config.admin.admin_listen, registry.clone(), readiness.clone(), shutdown.clone()).await?;
     let reference = ReferenceData::embedded();
+    let policy = config.policy.policy();
+    let verifier = config.registry.verifier(&registry)?;
 
     let brokers = &config.kafka.kafka_brokers;
     let topics = &config.kafka.topics;
@@ -126,7 +183,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     while let Some(batch) = kafka::next_batch(&consumer, config.batch_max, linger, &readiness, &shutdown).await {
         metrics.batch_size.observe(batch.len() as f64);
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let outputs: Vec<Output> = batch.iter().map(|m| classify(m.topic(), m.partition(), m.offset(), m.payload().unwrap_or_default(), reference, now_ms)).collect();
+        let mut outcomes: Vec<Outcome> =
+            batch.iter().map(|m| classify(m.topic(), m.partition(), m.offset(), m.payload().unwrap_or_default(), reference, &policy, now_ms)).collect();
+        if let Some(verifier) = &verifier {
+            // Failures are logged and counted by the verifier; the records stay pending.
+            let _ = verify(verifier, &mut outcomes).await;
+        }
+        let outputs: Vec<Output> = outcomes.iter().map(Outcome::encode).collect();
         if !produce_all(&producer, topics, &outputs, &metrics, &shutdown).await {
             tracing::warn!(records = batch.len(), "stopping with an unacknowledged batch; it will be replayed");
             return Ok(());

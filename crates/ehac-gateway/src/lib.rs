@@ -1,8 +1,9 @@
 //! The front door: airports, kiosks and apps POST declarations here.
 //!
-//! A declaration is checked with the same pure form rules the enricher applies
-//! ([`ehac_domain::check_form`]), so a traveller gets every field error at once (422) while still
-//! at the kiosk. An accepted one gets an id and is produced to the raw topic; the answer (202)
+//! A declaration is checked with the same pure rules the enricher applies
+//! ([`ehac_domain::validate`]: form, airports, region codes, time windows), so a traveller gets
+//! every field error at once (422) while still at the kiosk. The reference data is compiled in:
+//! checking needs no back office. An accepted one gets an id and is produced to the raw topic; the answer (202)
 //! goes out only once the broker acknowledged it, so "accepted" means "durable in Kafka".
 //!
 //! Routes: `POST /v1/declarations`, plus `/healthz`, `/readyz`, `/metrics`.
@@ -16,14 +17,14 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use ehac_domain::{check_form, DeclarationForm, FieldError, RawDeclaration};
+use ehac_domain::{DeclarationForm, FieldError, Policy, RawDeclaration, ReferenceData};
 use ehac_stream::admin::{self, Readiness};
 use ehac_stream::codec::RAW;
-use ehac_stream::config::KafkaArgs;
+use ehac_stream::config::{KafkaArgs, PolicyArgs};
 use ehac_stream::kafka;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -42,6 +43,8 @@ pub struct Config {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, env = "EHAC_GATEWAY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -54,6 +57,7 @@ struct Gateway {
     producer: FutureProducer,
     topic: String,
     produce_timeout: Duration,
+    policy: Policy,
     metrics: GatewayMetrics,
 }
 
@@ -83,6 +87,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         producer: producer.clone(),
         topic: config.kafka.topics.raw.clone(),
         produce_timeout: Duration::from_millis(config.produce_timeout_ms),
+        policy: config.policy.policy(),
         metrics,
     });
     let app = Router::new()
@@ -124,9 +129,26 @@ struct Accepted {
     received_at: String,
 }
 
-async fn submit(State(gateway): State<Arc<Gateway>>, body: Result<Bytes, BytesRejection>) -> Response {
+/// Namespace of declaration ids derived from an `Idempotency-Key` (UUIDv5).
+const IDEMPOTENCY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6568_6163_2d69_646d_8000_0000_0000_0001);
+
+/// The declaration id: the client's own; else derived from the client and its
+/// `Idempotency-Key`, so a retried request gets the same id and the pipeline stores it once;
+/// else a new UUIDv7.
+fn declaration_id(form: &DeclarationForm, idempotency_key: Option<&str>) -> String {
+    match (&form.declaration_id, idempotency_key) {
+        (Some(id), _) => id.clone(),
+        (None, Some(key)) => uuid::Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("{}\n{key}", form.client_id).as_bytes()).to_string(),
+        (None, None) => uuid::Uuid::now_v7().to_string(),
+    }
+}
+
+async fn submit(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let started = Instant::now();
-    let (outcome, response) = handle(&gateway, body).await;
+    let (outcome, response) = match idempotency_key(&headers) {
+        Ok(key) => handle(&gateway, key.as_deref(), body).await,
+        Err(problem) => ("malformed", problem),
+    };
     gateway.metrics.requests.with_label_values(&[outcome]).inc();
     if outcome == "accepted" {
         gateway.metrics.ack_seconds.observe(started.elapsed().as_secs_f64());
@@ -134,7 +156,19 @@ async fn submit(State(gateway): State<Arc<Gateway>>, body: Result<Bytes, BytesRe
     response
 }
 
-async fn handle(gateway: &Gateway, body: Result<Bytes, BytesRejection>) -> (&'static str, Response) {
+/// The `Idempotency-Key` header: 1-128 printable ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Response> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    match value.to_str() {
+        Ok(key) if (1..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(key.to_owned())),
+        _ => {
+            let field = FieldError { code: "invalid_format".into(), field: "Idempotency-Key".into(), message: "must be 1-128 printable ASCII characters, e.g. a UUID".into() };
+            Err(problem(StatusCode::BAD_REQUEST, "invalid_header", "the Idempotency-Key header is malformed", vec![field]))
+        }
+    }
+}
+
+async fn handle(gateway: &Gateway, idempotency_key: Option<&str>, body: Result<Bytes, BytesRejection>) -> (&'static str, Response) {
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -150,15 +184,15 @@ async fn handle(gateway: &Gateway, body: Result<Bytes, BytesRejection>) -> (&'st
             return ("malformed", problem(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not a valid declaration: {}", field.message), vec![field]));
         }
     };
-    if let Err(errors) = check_form(&form) {
+    let received_at = chrono::Utc::now();
+    if let Err(errors) = ehac_domain::validate(&form, ReferenceData::embedded(), &gateway.policy, received_at) {
         for e in &errors {
             gateway.metrics.field_errors.with_label_values(&[&e.code]).inc();
         }
         return ("invalid", problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_declaration", format!("{} field(s) need fixing", errors.len()), errors));
     }
 
-    let received_at = chrono::Utc::now();
-    let declaration_id = form.declaration_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let declaration_id = declaration_id(&form, idempotency_key);
     let raw = RawDeclaration { declaration_id, received_at_ms: received_at.timestamp_millis(), gateway_version: ehac_stream::VERSION.to_owned(), form };
     let payload = match RAW.encode(&raw) {
         Ok(payload) => payload,

@@ -41,7 +41,7 @@ pub struct Config {
     #[arg(long, env = "EHAC_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub kafka_brokers: String,
     /// Address to serve the API and the admin endpoints on.
-    #[arg(long, env = "EHAC_LAGWATCH_LISTEN", default_value = "127.0.0.1:9190")]
+    #[arg(long, env = "EHAC_LAGWATCH_LISTEN", default_value = "127.0.0.1:9191")]
     pub listen: SocketAddr,
     /// Consumer groups to watch, comma-separated or repeated.
     #[arg(long = "group", env = "EHAC_LAGWATCH_GROUPS", value_delimiter = ',', default_value = "ehac-enricher,ehac-sink")]
@@ -75,7 +75,7 @@ impl Config {
     pub fn with_brokers(kafka_brokers: &str) -> Self {
         Config {
             kafka_brokers: kafka_brokers.to_owned(),
-            listen: "127.0.0.1:9190".parse().unwrap(),
+            listen: "127.0.0.1:9191".parse().unwrap(),
             groups: vec!["ehac-enricher".into(), "ehac-sink".into()],
             topics: Vec::new(),
             poll_interval_ms: 5_000,

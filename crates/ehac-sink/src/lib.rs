@@ -1,33 +1,45 @@
-//! Enriched declarations and rejections from Kafka into ClickHouse.
+//! Enriched declarations and rejections from Kafka into ClickHouse, exactly once.
 //!
-//! A batch is read from both topics, decoded, inserted (declarations and rejections each in one
-//! INSERT), and only then are its offsets committed: an offset is never committed before its
-//! rows are in ClickHouse. While ClickHouse is down the sink retries the same batch with backoff
-//! and reads nothing new, so memory stays bounded and lag shows the backlog.
+//! One reader thread polls the consumer group and routes each message to the task that owns its
+//! partition (`partition.rs`, one task per assigned partition, as Vector's Kafka source does).
+//! A task gathers a batch, drops records already stored (`dedup.rs`: a window of identities per
+//! partition, warmed from ClickHouse when the task starts), inserts, and only then commits that
+//! partition's offset. An offset is never committed before its rows are in ClickHouse.
 //!
-//! A message that cannot be decoded is stored as a rejection with code `undecodable` (the bytes
-//! kept for replay) rather than stalling its partition.
+//! - ClickHouse down or slow (TOO_MANY_PARTS included): the task retries the same batch with
+//!   backoff; its channel fills, the reader pauses that partition (bounded memory) and resumes
+//!   it when the task catches up. Lag shows the backlog.
+//! - Revoke (cooperative rebalance) and shutdown: the reader closes the task's channel and waits
+//!   for it to insert and commit what it holds; a task that cannot reach ClickHouse within the
+//!   hand-over timeout abandons its batch uncommitted, and the next owner's dedup window
+//!   keeps a late insert from doubling rows.
+//! - A message that cannot be decoded is stored as a rejection with code `undecodable` (the
+//!   bytes kept for replay) rather than stalling its partition.
+//! - Second net: `ehac.declarations` is a ReplacingMergeTree on the declaration id.
 
+mod dedup;
+mod partition;
 mod rows;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use clickhouse::Client;
-use ehac_domain::{ErrorCode, FieldError, Rejection};
 use ehac_stream::admin::{self, Readiness};
-use ehac_stream::codec::{ENRICHED, REJECTION};
 use ehac_stream::config::{AdminArgs, ClickHouseArgs, KafkaArgs};
 use ehac_stream::{kafka, warehouse};
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::OwnedMessage;
-use rdkafka::Message;
+use rdkafka::{ClientContext, Message, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use rows::{DeclarationRow, RejectionRow};
 
 pub const SERVICE: &str = "ehac-sink";
 
-/// Writes the pipeline's output into ClickHouse.
 #[derive(clap::Parser, Debug, Clone)]
 #[command(name = "ehac-sink", version, about)]
 pub struct Config {
@@ -39,90 +51,140 @@ pub struct Config {
     pub admin: AdminArgs,
     #[arg(long, env = "EHAC_SINK_GROUP", default_value = "ehac-sink")]
     pub group: String,
-    /// Most records per INSERT. ClickHouse prefers few large inserts to many small ones.
+    /// Most records per INSERT, per partition. ClickHouse prefers few large inserts.
     #[arg(long, env = "EHAC_SINK_BATCH_MAX", default_value_t = 20_000)]
     pub batch_max: usize,
-    /// How long a batch waits to fill before it is inserted.
-    #[arg(long, env = "EHAC_SINK_BATCH_LINGER_MS", default_value_t = 500)]
+    /// How long a partition's batch waits to fill before it is inserted.
+    #[arg(long, env = "EHAC_SINK_BATCH_LINGER_MS", default_value_t = 1_000)]
     pub batch_linger_ms: u64,
+    /// Offsets behind a partition's restart point whose stored identities are loaded to catch
+    /// records written twice upstream.
+    #[arg(long, env = "EHAC_SINK_DEDUP_WINDOW", default_value_t = 100_000)]
+    pub dedup_window: i64,
+    /// How long a revoked or stopping partition may take to insert and commit what it holds.
+    #[arg(long, env = "EHAC_SINK_HANDOVER_TIMEOUT_MS", default_value_t = 15_000)]
+    pub handover_timeout_ms: u64,
 }
 
-struct Metrics {
+pub(crate) struct Metrics {
     rows: IntCounterVec,
     batch_size: Histogram,
     insert_seconds: Histogram,
     insert_errors: IntCounter,
+    duplicates: IntCounter,
+    partitions: IntGauge,
+    paused: IntGauge,
 }
 
 impl Metrics {
     fn register(registry: &Registry) -> prometheus::Result<Self> {
         let rows = IntCounterVec::new(Opts::new("sink_rows_total", "Rows inserted into ClickHouse, by table"), &["table"])?;
-        let batch_size = Histogram::with_opts(HistogramOpts::new("sink_batch_size", "Records per batch").buckets(prometheus::exponential_buckets(1.0, 4.0, 9)?))?;
+        let batch_size = Histogram::with_opts(HistogramOpts::new("sink_batch_size", "Records per partition batch").buckets(prometheus::exponential_buckets(1.0, 4.0, 9)?))?;
         let insert_seconds = Histogram::with_opts(HistogramOpts::new("sink_insert_seconds", "Time to insert one batch, retries included"))?;
-        let insert_errors = IntCounter::new("sink_insert_errors_total", "Failed insert attempts (each is retried)")?;
-        registry.register(Box::new(rows.clone()))?;
-        registry.register(Box::new(batch_size.clone()))?;
-        registry.register(Box::new(insert_seconds.clone()))?;
-        registry.register(Box::new(insert_errors.clone()))?;
-        Ok(Metrics { rows, batch_size, insert_seconds, insert_errors })
+        let insert_errors = IntCounter::new("sink_insert_errors_total", "Failed ClickHouse calls (each is retried)")?;
+        let duplicates = IntCounter::new("sink_duplicates_skipped_total", "Records not written because their identity is already stored")?;
+        let partitions = IntGauge::new("sink_partitions_assigned", "Partitions this instance owns")?;
+        let paused = IntGauge::new("sink_partitions_paused", "Partitions paused because their task is behind (backpressure)")?;
+        for metric in [Box::new(rows.clone()) as Box<dyn prometheus::core::Collector>, Box::new(batch_size.clone()), Box::new(insert_seconds.clone()), Box::new(insert_errors.clone()), Box::new(duplicates.clone()), Box::new(partitions.clone()), Box::new(paused.clone())] {
+            registry.register(metric)?;
+        }
+        Ok(Metrics { rows, batch_size, insert_seconds, insert_errors, duplicates, partitions, paused })
     }
 }
 
-/// One batch, decoded: what goes into each table.
-struct Decoded {
-    declarations: Vec<(ehac_domain::EnrichedDeclaration, i32, i64)>,
-    rejections: Vec<(Rejection, i32, i64)>,
+/// Where the reader sends a partition's messages, and what it holds back while the task is
+/// behind.
+struct Route {
+    sender: mpsc::Sender<OwnedMessage>,
+    overflow: std::collections::VecDeque<OwnedMessage>,
+    paused: bool,
+    abandon: CancellationToken,
+    task: JoinHandle<()>,
 }
 
-fn decode(batch: &[OwnedMessage], enriched_topic: &str, now_ms: i64) -> Decoded {
-    let mut out = Decoded { declarations: Vec::with_capacity(batch.len()), rejections: Vec::new() };
-    for m in batch {
-        let payload = m.payload().unwrap_or_default();
-        let result = if m.topic() == enriched_topic {
-            ENRICHED.decode(payload).map(|d| out.declarations.push((d, m.partition(), m.offset())))
-        } else {
-            REJECTION.decode(payload).map(|r| out.rejections.push((r, m.partition(), m.offset())))
+/// The partition tasks, reachable from the rebalance callback. Only the reader thread touches
+/// it (the callback runs inside its poll), so the lock is never contended.
+#[derive(Default)]
+struct Routes {
+    routes: Mutex<HashMap<(String, i32), Route>>,
+    /// What the group gave this member. A message for anything else (left in a queue across a
+    /// revoke) is dropped, never written or committed by a task that does not own it.
+    assigned: Mutex<std::collections::HashSet<(String, i32)>>,
+}
+
+/// Consumer context: on revoke, hands the revoked partitions' tasks over before the broker
+/// gives the partitions to another member.
+pub struct SinkContext {
+    routes: Arc<Routes>,
+    runtime: tokio::runtime::Handle,
+    handover: Duration,
+    shared: OnceLock<Arc<partition::Shared>>,
+}
+
+impl ClientContext for SinkContext {}
+
+impl ConsumerContext for SinkContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            tracing::info!(partitions = %kafka::describe(tpl), "partitions revoked: finishing their batches");
+            let keys: Vec<(String, i32)> = tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+            {
+                let mut assigned = self.routes.assigned.lock().unwrap();
+                for key in &keys {
+                    assigned.remove(key);
+                }
+            }
+            self.hand_over(&keys);
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = %kafka::describe(tpl), "partitions assigned");
+                let mut assigned = self.routes.assigned.lock().unwrap();
+                assigned.extend(tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())));
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+impl SinkContext {
+    /// Closes the tasks' channels and waits (bounded) until each inserted and committed what it
+    /// held. Runs on the reader thread, never on a runtime worker.
+    fn hand_over(&self, keys: &[(String, i32)]) {
+        let routes: Vec<Route> = {
+            let mut map = self.routes.routes.lock().unwrap();
+            keys.iter().filter_map(|k| map.remove(k)).collect()
         };
-        if let Err(e) = result {
-            tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, "undecodable message stored as a rejection");
-            let rejection = Rejection {
-                declaration_id: None,
-                client_id: String::new(),
-                service: SERVICE.to_owned(),
-                service_version: ehac_stream::VERSION.to_owned(),
-                source_topic: m.topic().to_owned(),
-                source_partition: m.partition(),
-                source_offset: m.offset(),
-                rejected_at_ms: now_ms,
-                errors: vec![FieldError::new(ErrorCode::Undecodable, "", e.to_string())],
-                payload: payload.to_vec(),
-                payload_json: String::new(),
-            };
-            out.rejections.push((rejection, m.partition(), m.offset()));
+        for route in routes {
+            drop(route.sender);
+            let Route { abandon, task, .. } = route;
+            let finished = self.runtime.block_on(async {
+                let mut task = task;
+                tokio::select! {
+                    _ = &mut task => true,
+                    _ = tokio::time::sleep(self.handover) => {
+                        abandon.cancel();
+                        let _ = task.await;
+                        false
+                    }
+                }
+            });
+            if !finished {
+                tracing::warn!("a partition task could not finish within the hand-over timeout; its batch was left uncommitted");
+            }
+            if let Some(shared) = self.shared.get() {
+                shared.metrics.partitions.dec();
+            }
         }
     }
-    out
 }
 
-async fn insert(client: &Client, decoded: &Decoded) -> clickhouse::error::Result<()> {
-    if !decoded.declarations.is_empty() {
-        let mut insert = client.insert::<DeclarationRow<'_>>("declarations").await?;
-        for (record, partition, offset) in &decoded.declarations {
-            insert.write(&DeclarationRow::new(record, *partition, *offset)).await?;
-        }
-        insert.end().await?;
-    }
-    if !decoded.rejections.is_empty() {
-        let mut insert = client.insert::<RejectionRow<'_>>("rejections").await?;
-        for (rejection, partition, offset) in &decoded.rejections {
-            insert.write(&RejectionRow::new(rejection, *partition, *offset)).await?;
-        }
-        insert.end().await?;
-    }
-    Ok(())
-}
-
-/// Runs until `shutdown`, then finishes the batch in hand, commits it and returns.
+/// Runs until `shutdown`, then lets every partition task insert and commit what it holds, and
+/// returns.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let registry = ehac_stream::telemetry::registry("sink");
     let metrics = Metrics::register(&registry)?;
@@ -137,39 +199,111 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
 
     let topics = &config.kafka.topics;
-    let consumer = kafka::consumer(&config.kafka.kafka_brokers, &config.group, &[&topics.enriched, &topics.rejected])?;
+    let routes = Arc::new(Routes::default());
+    let context = SinkContext {
+        routes: routes.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        handover: Duration::from_millis(config.handover_timeout_ms),
+        shared: OnceLock::new(),
+    };
+    let consumer: BaseConsumer<SinkContext> = kafka::consumer_config(&config.kafka.kafka_brokers, &config.group).create_with_context(context)?;
+    consumer.subscribe(&[&topics.enriched, &topics.rejected])?;
+    let consumer = Arc::new(consumer);
+    let shared = Arc::new(partition::Shared {
+        consumer: consumer.clone(),
+        client,
+        metrics,
+        readiness: readiness.clone(),
+        enriched_topic: topics.enriched.clone(),
+        batch_max: config.batch_max,
+        linger: Duration::from_millis(config.batch_linger_ms),
+        dedup_window: config.dedup_window,
+    });
+    let _ = consumer.context().shared.set(shared.clone());
     tracing::info!(%admin_addr, group = %config.group, "sink started");
-    let linger = Duration::from_millis(config.batch_linger_ms);
 
-    while let Some(batch) = kafka::next_batch(&consumer, config.batch_max, linger, &readiness, &shutdown).await {
-        metrics.batch_size.observe(batch.len() as f64);
-        let decoded = decode(&batch, &topics.enriched, chrono::Utc::now().timestamp_millis());
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || read(&consumer, &shared, &routes, &runtime, &shutdown)).await?;
+    tracing::info!("sink drained");
+    Ok(())
+}
 
-        let timer = metrics.insert_seconds.start_timer();
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match insert(&client, &decoded).await {
-                Ok(()) => {
-                    readiness.ready("clickhouse");
-                    break;
+/// Capacity of a partition task's channel: beyond it the partition is paused.
+const TASK_CHANNEL: usize = 4_096;
+
+/// The reader thread: polls, routes, applies backpressure, and on shutdown hands every
+/// partition over.
+fn read(consumer: &Arc<BaseConsumer<SinkContext>>, shared: &Arc<partition::Shared>, routes: &Arc<Routes>, runtime: &tokio::runtime::Handle, shutdown: &CancellationToken) {
+    while !shutdown.is_cancelled() {
+        // Move held-back messages first, in order, and resume partitions that caught up.
+        {
+            let mut map = routes.routes.lock().unwrap();
+            for ((topic, partition), route) in map.iter_mut() {
+                while let Some(message) = route.overflow.pop_front() {
+                    match route.sender.try_send(message) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(message)) | Err(mpsc::error::TrySendError::Closed(message)) => {
+                            route.overflow.push_front(message);
+                            break;
+                        }
+                    }
                 }
-                Err(e) => {
-                    metrics.insert_errors.inc();
-                    readiness.not_ready("clickhouse", e.to_string());
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "insert failed; retrying the same batch");
-                    tokio::select! {
-                        // Not committed: the batch is read again after restart.
-                        _ = shutdown.cancelled() => { tracing::warn!("stopping with an uninserted batch; it will be replayed"); return Ok(()); }
-                        _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(10)),
+                if route.paused && route.overflow.is_empty() {
+                    if set_paused(consumer, topic, *partition, false) {
+                        route.paused = false;
+                        shared.metrics.paused.dec();
                     }
                 }
             }
         }
-        timer.observe_duration();
-        metrics.rows.with_label_values(&["declarations"]).inc_by(decoded.declarations.len() as u64);
-        metrics.rows.with_label_values(&["rejections"]).inc_by(decoded.rejections.len() as u64);
-        kafka::commit_batch(&consumer, &batch);
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(e)) => {
+                shared.readiness.not_ready("kafka", e.to_string());
+                tracing::warn!(error = %e, "consume failed; librdkafka retries");
+            }
+            Some(Ok(message)) => {
+                shared.readiness.ready("kafka");
+                let message = message.detach();
+                let key = (message.topic().to_owned(), message.partition());
+                if !routes.assigned.lock().unwrap().contains(&key) {
+                    tracing::debug!(topic = key.0, partition = key.1, "message for a partition not assigned here; dropped");
+                    continue;
+                }
+                let mut map = routes.routes.lock().unwrap();
+                let route = map.entry(key.clone()).or_insert_with(|| {
+                    let (sender, receiver) = mpsc::channel(TASK_CHANNEL);
+                    let abandon = CancellationToken::new();
+                    let task = runtime.spawn(partition::run(shared.clone(), key.0.clone(), key.1, receiver, abandon.clone()));
+                    shared.metrics.partitions.inc();
+                    Route { sender, overflow: Default::default(), paused: false, abandon, task }
+                });
+                if !route.overflow.is_empty() {
+                    route.overflow.push_back(message);
+                } else if let Err(mpsc::error::TrySendError::Full(message) | mpsc::error::TrySendError::Closed(message)) = route.sender.try_send(message) {
+                    route.overflow.push_back(message);
+                }
+                if !route.overflow.is_empty() && !route.paused && set_paused(consumer, &key.0, key.1, true) {
+                    route.paused = true;
+                    shared.metrics.paused.inc();
+                }
+            }
+        }
     }
-    tracing::info!("sink drained");
-    Ok(())
+    let keys: Vec<(String, i32)> = routes.routes.lock().unwrap().keys().cloned().collect();
+    consumer.context().hand_over(&keys);
+    consumer.unsubscribe();
+}
+
+fn set_paused(consumer: &BaseConsumer<SinkContext>, topic: &str, partition: i32, pause: bool) -> bool {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let result = if pause { consumer.pause(&tpl) } else { consumer.resume(&tpl) };
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(topic, partition, pause, error = %e, "pause/resume failed");
+            false
+        }
+    }
 }

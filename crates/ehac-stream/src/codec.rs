@@ -84,7 +84,10 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
         let fingerprint = u64::from_le_bytes(message[2..HEADER_LEN].try_into().unwrap());
         let writer = self.writers.get(&fingerprint).ok_or(CodecError::UnknownSchema(fingerprint, self.name))?;
         let body = &mut &message[HEADER_LEN..];
-        let value = apache_avro::from_avro_datum(writer, body, Some(&self.schema)).map_err(|source| CodecError::Body { schema: self.name, source })?;
+        // Resolution against the reader schema is only needed when the writer used another
+        // version; skipping it for the current one roughly halves the decode cost.
+        let reader = (fingerprint != self.fingerprint()).then_some(&self.schema);
+        let value = apache_avro::from_avro_datum(writer, body, reader).map_err(|source| CodecError::Body { schema: self.name, source })?;
         apache_avro::from_value(&value).map_err(|source| CodecError::Body { schema: self.name, source })
     }
 }
@@ -110,7 +113,7 @@ mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
     use ehac_domain::sample::{Flaw, SampleGenerator};
-    use ehac_domain::{check_form, check_references, enrich, FieldError, ReferenceData};
+    use ehac_domain::{enrich, validate, FieldError, Policy, ReferenceData, VerificationStatus};
 
     fn raw(seed: u64) -> RawDeclaration {
         let now = Utc.with_ymd_and_hms(2026, 12, 20, 1, 0, 0).unwrap();
@@ -134,9 +137,10 @@ mod tests {
         let reference = ReferenceData::embedded();
         for seed in 0..200 {
             let raw = raw(seed);
-            let facts = check_form(&raw.form).unwrap();
-            let checked = check_references(&raw.form, &facts, reference, Utc::now()).unwrap();
-            let enrichment = enrich(&raw.form, &checked, reference, "0.1.0");
+            let received_at = chrono::DateTime::from_timestamp_millis(raw.received_at_ms).unwrap();
+            let checked = validate(&raw.form, reference, &Policy::default(), received_at).unwrap();
+            let mut enrichment = enrich(&raw.form, &checked, reference, &Policy::default(), "0.1.0");
+            enrichment.verification_status = [VerificationStatus::Verified, VerificationStatus::NotFound][seed as usize % 2];
             let record = EnrichedDeclaration { raw, enrichment };
             assert_eq!(ENRICHED.decode(&ENRICHED.encode(&record).unwrap()).unwrap(), record);
         }

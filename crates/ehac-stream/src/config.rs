@@ -56,3 +56,31 @@ pub struct AdminArgs {
     #[arg(long, env = "EHAC_ADMIN_LISTEN", default_value = "127.0.0.1:9180")]
     pub admin_listen: SocketAddr,
 }
+
+/// Validation policy the health ministry sets; the gateway and the enricher must agree on it.
+#[derive(Args, Debug, Clone)]
+pub struct PolicyArgs {
+    /// Days before submission a declared departure may be (travellers declaring after take-off).
+    #[arg(long, env = "EHAC_DEPARTURE_WINDOW_PAST_DAYS", default_value_t = 3)]
+    pub departure_window_past_days: i64,
+    /// Days after submission a declared departure may be (declaring ahead of the trip).
+    #[arg(long, env = "EHAC_DEPARTURE_WINDOW_FUTURE_DAYS", default_value_t = 3)]
+    pub departure_window_future_days: i64,
+}
+
+impl Default for PolicyArgs {
+    fn default() -> Self {
+        let policy = ehac_domain::Policy::default();
+        PolicyArgs { departure_window_past_days: policy.departure_past.num_days(), departure_window_future_days: policy.departure_future.num_days() }
+    }
+}
+
+impl PolicyArgs {
+    pub fn policy(&self) -> ehac_domain::Policy {
+        ehac_domain::Policy {
+            departure_past: chrono::Duration::days(self.departure_window_past_days),
+            departure_future: chrono::Duration::days(self.departure_window_future_days),
+            ..ehac_domain::Policy::default()
+        }
+    }
+}

@@ -42,24 +42,33 @@ impl ConsumerContext for RebalanceLog {
     }
 }
 
-fn describe(tpl: &TopicPartitionList) -> String {
+pub fn describe(tpl: &TopicPartitionList) -> String {
     tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect::<Vec<_>>().join(",")
 }
 
 pub type GroupConsumer = StreamConsumer<RebalanceLog>;
 
-/// A consumer-group member that commits only what the caller says is done (no auto-commit),
-/// starts new groups at the earliest offset, and rebalances cooperatively.
-pub fn consumer(brokers: &str, group: &str, topics: &[&str]) -> Result<GroupConsumer, KafkaError> {
-    let consumer: GroupConsumer = ClientConfig::new()
+/// Settings of every consumer-group member: commits only what the caller says is done (no
+/// auto-commit), new groups start at the earliest offset, cooperative rebalancing, and a
+/// bounded prefetch so a stalled consumer holds little memory.
+pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
-        .create_with_context(RebalanceLog)?;
+        .set("queued.max.messages.kbytes", "16384");
+    config
+}
+
+/// A consumer-group member for a batch-at-a-time service, subscribed to `topics`.
+pub fn consumer(brokers: &str, group: &str, topics: &[&str]) -> Result<GroupConsumer, KafkaError> {
+    let consumer: GroupConsumer = consumer_config(brokers, group).create_with_context(RebalanceLog)?;
     consumer.subscribe(topics)?;
     Ok(consumer)
 }

@@ -29,11 +29,11 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_declarations",
-    sql: include_str!("../../../schemas/clickhouse/migrations/0001_declarations.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "0001_declarations", sql: include_str!("../../../schemas/clickhouse/migrations/0001_declarations.sql") },
+    Migration { version: 2, name: "0002_verification", sql: include_str!("../../../schemas/clickhouse/migrations/0002_verification.sql") },
+    Migration { version: 3, name: "0003_exactly_once", sql: include_str!("../../../schemas/clickhouse/migrations/0003_exactly_once.sql") },
+];
 
 /// The analysts' standard queries, `(name, sql)`; the demo prints them and tests run them on
 /// ClickHouse 18.16 and on a modern engine.
@@ -42,6 +42,7 @@ pub const ANALYST_QUERIES: &[(&str, &str)] = &[
     ("triage_by_port", include_str!("../../../schemas/clickhouse/queries/triage_by_port.sql")),
     ("arrivals_by_home_province", include_str!("../../../schemas/clickhouse/queries/arrivals_by_home_province.sql")),
     ("rejections_by_code", include_str!("../../../schemas/clickhouse/queries/rejections_by_code.sql")),
+    ("verification_by_status", include_str!("../../../schemas/clickhouse/queries/verification_by_status.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

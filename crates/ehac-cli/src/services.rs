@@ -1,0 +1,86 @@
+//! The pipeline's services as separate processes, for the demo and the chaos runs: started from
+//! the binaries next to `ehac`, killed, restarted, stopped with SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use ehac_devstack::{spawn_appending, Lifetime};
+
+/// Where the service binaries are: next to the running `ehac`, or `EHAC_BIN_DIR`.
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("EHAC_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().expect("an executable lives in a directory").to_path_buf())
+}
+
+/// How to start a service process, kept to start it again.
+struct Launch {
+    command: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+}
+
+impl Launch {
+    fn spawn(&self) -> anyhow::Result<Child> {
+        let mut command = Command::new(&self.command);
+        command.args(&self.args).envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        spawn_appending(command, &self.log, Lifetime::Attached)
+    }
+}
+
+/// A service process.
+pub struct Service {
+    pub name: String,
+    pub child: Child,
+    launch: Launch,
+}
+
+impl Service {
+    /// Starts `bin_dir/binary` with `args` and `env`, logging to `log_dir/name.log`.
+    pub fn start(bin_dir: &Path, log_dir: &Path, name: &str, binary: &str, args: &[String], env: &[(&str, &str)]) -> anyhow::Result<Service> {
+        let command = bin_dir.join(binary);
+        anyhow::ensure!(command.is_file(), "{} not found (build the workspace's binaries: cargo build --bins)", command.display());
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain([("RUST_LOG".into(), "info,rdkafka=warn".into())]).collect();
+        let launch = Launch { command, args: args.to_vec(), env, log: log_dir.join(format!("{name}.log")) };
+        Ok(Service { name: name.to_owned(), child: launch.spawn()?, launch })
+    }
+
+    /// kill -9: no chance to drain or commit, as in a crash.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Starts the same program again (after [`Service::kill`] or [`Service::stop`]).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.child = self.launch.spawn()?;
+        Ok(())
+    }
+
+    /// SIGTERM, then waits for the exit status (the service drains and commits first).
+    pub fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        ehac_devstack::signal_term(self.child.id());
+        Ok(self.child.wait()?)
+    }
+}
+
+pub async fn wait_ready(http: &reqwest::Client, url: &str, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(r) = http.get(url).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{url} not ready after {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
