@@ -225,3 +225,72 @@ impl Pipeline {
         }
     }
 }
+
+/// A pipeline of its own, for a test that stops and restarts services while the shared one stays
+/// up for the other tests. Broker, ClickHouse, gateway and enricher run; sinks are started with
+/// [`OwnPipeline::start_sink`], each with its own token so one can be stopped alone.
+pub struct OwnPipeline {
+    /// The usual helpers (`post`, `sql`, `wait_for_count`) against this pipeline.
+    pub pipeline: Pipeline,
+    /// Stops the gateway and the enricher.
+    pub shutdown: CancellationToken,
+    pub gateway_addr: std::net::SocketAddr,
+    pub enricher_admin: std::net::SocketAddr,
+}
+
+/// Starts an [`OwnPipeline`] with its data under a fresh temporary directory named after `name`.
+pub async fn own_pipeline(name: &str, partitions: i32) -> anyhow::Result<OwnPipeline> {
+    ehac_stream::telemetry::init_logging();
+    let tools = Tools::find()?;
+    let dir = std::env::temp_dir().join(format!("ehac-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let stack = Stack::start(&tools, StackOptions::ephemeral(&dir)?).await?;
+    let topics = Topics::default();
+    stack.provision(&topics, partitions).await?;
+    let kafka = KafkaArgs { kafka_brokers: stack.kafka_brokers(), topics: topics.clone() };
+    let shutdown = CancellationToken::new();
+    let gateway = ehac_gateway::start(
+        ehac_gateway::Config { listen: "127.0.0.1:0".parse().unwrap(), kafka: kafka.clone(), policy: PolicyArgs::default(), max_body_bytes: 64 * 1024, produce_timeout_ms: 5_000 },
+        shutdown.clone(),
+    )
+    .await?;
+    let enricher_admin: std::net::SocketAddr = format!("127.0.0.1:{}", ehac_devstack::free_port()?).parse()?;
+    let enricher = ehac_enricher::Config { admin: AdminArgs { admin_listen: enricher_admin }, ..enricher_config(&kafka, &PipelineOptions::default()) };
+    let enricher_shutdown = shutdown.child_token();
+    let enricher = tokio::spawn(ehac_enricher::run(enricher, enricher_shutdown.clone()));
+    let pipeline = Pipeline {
+        gateway: format!("http://{}", gateway.addr),
+        clickhouse_url: stack.clickhouse_url(),
+        clickhouse: stack.clickhouse_args(),
+        brokers: stack.kafka_brokers(),
+        topics,
+        kafka,
+        runtime: tokio::runtime::Handle::current(),
+        enricher: Mutex::new(Some((enricher_shutdown, enricher))),
+    };
+    // The servers die with the test's thread (PR_SET_PDEATHSIG), after its runtime is gone.
+    // Stopping them earlier, when a failing test unwinds, would leave the services' consumers
+    // closing against a dead broker, which librdkafka waits for without end.
+    std::mem::forget(stack);
+    Ok(OwnPipeline { pipeline, shutdown, gateway_addr: gateway.addr, enricher_admin })
+}
+
+impl OwnPipeline {
+    /// Starts a sink in the `ehac-sink` group serving its admin endpoints on `admin`. Cancel the
+    /// returned token to stop it (it leaves the group); the handle ends when it has.
+    pub fn start_sink(&self, admin: std::net::SocketAddr) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+        let token = CancellationToken::new();
+        let kafka = KafkaArgs { kafka_brokers: self.pipeline.brokers.clone(), topics: self.pipeline.topics.clone() };
+        let config = ehac_sink::Config {
+            kafka,
+            clickhouse: self.pipeline.clickhouse.clone(),
+            admin: AdminArgs { admin_listen: admin },
+            group: "ehac-sink".into(),
+            batch_max: 2_000,
+            batch_linger_ms: 100,
+            dedup_window: 100_000,
+            handover_timeout_ms: 15_000,
+        };
+        (token.clone(), tokio::spawn(ehac_sink::run(config, token)))
+    }
+}

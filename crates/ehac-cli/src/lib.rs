@@ -5,6 +5,7 @@ pub mod chaos;
 pub mod demo;
 pub mod dev;
 pub mod dlq;
+pub mod footprint;
 pub mod loadgen;
 pub mod services;
 pub mod warehouse_report;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ehac_cli::{chaos, demo, dev, dlq, loadgen};
+use ehac_cli::{chaos, demo, dev, dlq, footprint, loadgen};
 use ehac_registry::RegistryArgs;
 use ehac_stream::config::{ClickHouseArgs, KafkaArgs};
 
@@ -40,6 +40,9 @@ enum Command {
     /// The whole pipeline on a fresh local stack, a holiday surge through it, and a summary
     /// counted in ClickHouse.
     Demo(demo::DemoArgs),
+    /// Measure ehac-lagwatch's CPU and memory while it watches busy consumer groups on a fresh
+    /// local broker.
+    LagwatchFootprint(footprint::FootprintArgs),
     /// Re-verify declarations stored with verification_status=pending (the registry was down)
     /// and write the registry's answers to ehac.verifications.
     Reconcile {
@@ -74,7 +77,7 @@ enum DlqAction {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Demo(_) | Command::Loadgen(_) | Command::Chaos(_)) {
+    if !matches!(cli.command, Command::Demo(_) | Command::Loadgen(_) | Command::Chaos(_) | Command::LagwatchFootprint(_)) {
         ehac_stream::telemetry::init_logging();
     }
     match cli.command {
@@ -91,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::LagwatchFootprint(args) => footprint::run(args).await,
         Command::Reconcile { clickhouse, registry, batch, every_secs } => reconcile(clickhouse, registry, batch, every_secs).await,
         Command::Chaos(args) => {
             let results = chaos::run(&args).await?;

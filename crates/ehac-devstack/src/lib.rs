@@ -1,5 +1,6 @@
 //! A local stack of real servers: tansu (Kafka API) and ClickHouse, on loopback ports, with all
 //! their data under one directory. Used by `ehac dev up`, `ehac demo` and the integration tests.
+//! [`Prometheus`] starts a Prometheus server the same way, for the alerting tests.
 //!
 //! Servers started [`Lifetime::Attached`] die with the thread that started them (PR_SET_PDEATHSIG),
 //! so a test run or demo that crashes leaves no stray servers behind.
@@ -327,6 +328,68 @@ impl Drop for Stack {
         if self.options.lifetime == Lifetime::Attached {
             self.stop();
         }
+    }
+}
+
+/// Where a Debian-packaged Prometheus binary (`prometheus`, `promtool`) is, or what to install.
+pub fn prometheus_tool(name: &str) -> anyhow::Result<PathBuf> {
+    on_path(name).or_else(|| Some(PathBuf::from("/usr/bin").join(name)).filter(|p| p.is_file())).with_context(|| {
+        format!("missing {name}: apt-get install prometheus (Debian's package has the server and promtool), or run `bash deploy/local/install.sh`")
+    })
+}
+
+/// A real Prometheus server on a free loopback port, its data under `dir`. It stops when dropped
+/// or when the thread that started it exits.
+#[derive(Debug)]
+pub struct Prometheus {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl Prometheus {
+    /// Writes `config` (prometheus.yml; rule files it names relative to `dir` must already be
+    /// there) and starts the server; returns once it is ready.
+    pub async fn start(dir: &Path, config: &str) -> anyhow::Result<Prometheus> {
+        let binary = prometheus_tool("prometheus")?;
+        std::fs::create_dir_all(dir)?;
+        let dir = dir.canonicalize()?;
+        std::fs::write(dir.join("prometheus.yml"), config)?;
+        let port = free_port()?;
+        let mut command = Command::new(binary);
+        command.current_dir(&dir).args([
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--log.level=warn".to_owned(),
+        ]);
+        let child = spawn(command, &dir.join("prometheus.log"), Lifetime::Attached)?;
+        let mut prometheus = Prometheus { port, dir, child };
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = prometheus.child.try_wait()? {
+                bail!("prometheus exited during start-up ({status}); see {}", prometheus.dir.join("prometheus.log").display());
+            }
+            if matches!(http.get(format!("{}/-/ready", prometheus.url())).send().await, Ok(r) if r.status().is_success()) {
+                return Ok(prometheus);
+            }
+            if Instant::now() > deadline {
+                bail!("prometheus not ready after 60 s; see {}", prometheus.dir.join("prometheus.log").display());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        terminate(self.child.id(), Duration::from_secs(10));
+        let _ = self.child.wait();
     }
 }
 
