@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash deploy/local/install.sh
+# The chaos matrix test runs the services as processes: build their binaries first.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked

@@ -53,14 +53,17 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
 
     let brokers = stack.kafka_brokers();
     let bin = bin_dir()?;
-    let kafka_env = [("EHAC_KAFKA_BROKERS", brokers.as_str())];
-    let start_service = |name: &str, binary: &str, service_args: &[String]| Service::start(&bin, &dir, name, binary, service_args, &kafka_env);
+    // Each consumer keeps its group instance id (its name) across restarts: static membership.
+    let start_service = |name: &str, binary: &str, service_args: &[String]| {
+        Service::start(&bin, &dir, name, binary, service_args, &[("EHAC_KAFKA_BROKERS", brokers.as_str()), ("EHAC_KAFKA_GROUP_INSTANCE_ID", name)])
+    };
     let registry_listen = format!("127.0.0.1:{}", free_port()?);
     let registry_url = format!("http://{registry_listen}");
     let start_registry = || start_service("registry", "ehac-registry-sim", &["--listen".into(), registry_listen.clone()]);
     let mut registry = start_registry()?;
     let gateway_port = free_port()?;
-    let mut services = vec![start_service("gateway", "ehac-gateway", &["--listen".into(), format!("127.0.0.1:{gateway_port}")])?];
+    let gateway_args = ["--listen".into(), format!("127.0.0.1:{gateway_port}"), "--spool-dir".into(), dir.join("gateway-spool").display().to_string()];
+    let mut services = vec![start_service("gateway", "ehac-gateway", &gateway_args)?];
     for i in 0..args.enrichers {
         let enricher_args = ["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?), "--registry-url".into(), registry_url.clone()];
         services.push(start_service(&format!("enricher-{i}"), "ehac-enricher", &enricher_args)?);

@@ -242,11 +242,16 @@ impl Stack {
         Ok(())
     }
 
-    /// Stops one server (SIGTERM, SIGKILL after 10 s): a broker or database outage.
-    pub fn stop_server(&mut self, server: Server) {
+    /// Stops one server: a broker or database outage. `crash` kills it (SIGKILL), otherwise it
+    /// gets SIGTERM and 10 s before SIGKILL.
+    pub fn stop_server(&mut self, server: Server, crash: bool) {
         if let Some(position) = self.pids.iter().position(|(name, _)| name == server.name()) {
             let (_, pid) = self.pids.remove(position);
-            terminate(pid, Duration::from_secs(10));
+            if crash {
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            } else {
+                terminate(pid, Duration::from_secs(10));
+            }
             self.children.retain_mut(|c| c.id() != pid || { let _ = c.wait(); false });
         }
     }

@@ -3,8 +3,15 @@
 //! A declaration is checked with the same pure rules the enricher applies
 //! ([`ehac_domain::validate`]: form, airports, region codes, time windows), so a traveller gets
 //! every field error at once (422) while still at the kiosk. The reference data is compiled in:
-//! checking needs no back office. An accepted one gets an id and is produced to the raw topic; the answer (202)
-//! goes out only once the broker acknowledged it, so "accepted" means "durable in Kafka".
+//! checking needs no back office.
+//!
+//! An accepted declaration gets an id and is produced to the raw topic; the answer (202) goes
+//! out once the broker acknowledged it. If the broker does not acknowledge within the produce
+//! deadline (down, unreachable, slow), the declaration is appended to a durable local spool
+//! (`ehac-spool`: fsynced before the answer) and still gets its 202; a drain task sends the
+//! spool to Kafka, oldest first, once the broker is back. "Accepted" means durable in Kafka or
+//! on this gateway's disk. Only a full spool makes the gateway answer 503 (seed 001: the e-HAC
+//! server went down and travellers re-filled paper forms).
 //!
 //! Routes: `POST /v1/declarations`, plus `/healthz`, `/readyz`, `/metrics`.
 
@@ -25,6 +32,7 @@ use ehac_domain::{DeclarationForm, FieldError, Policy, RawDeclaration, Reference
 use ehac_stream::admin::{self, Readiness};
 use ehac_stream::codec::RAW;
 use ehac_stream::config::{KafkaArgs, PolicyArgs};
+use ehac_spool::{Spool, SpoolConfig, SpoolError};
 use ehac_stream::kafka;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -48,9 +56,16 @@ pub struct Config {
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, env = "EHAC_GATEWAY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
-    /// How long to wait for the broker to acknowledge a declaration before answering 503.
-    #[arg(long, env = "EHAC_GATEWAY_PRODUCE_TIMEOUT_MS", default_value_t = 5_000)]
+    /// How long to wait for the broker to acknowledge a declaration before it goes to the local
+    /// spool instead.
+    #[arg(long, env = "EHAC_GATEWAY_PRODUCE_TIMEOUT_MS", default_value_t = 1_000)]
     pub produce_timeout_ms: u64,
+    /// Directory of the durable local spool (one gateway process per directory).
+    #[arg(long, env = "EHAC_GATEWAY_SPOOL_DIR", default_value = "ehac-gateway-spool")]
+    pub spool_dir: std::path::PathBuf,
+    /// Bytes the spool may hold before the gateway answers 503.
+    #[arg(long, env = "EHAC_GATEWAY_SPOOL_MAX_BYTES", default_value_t = 1 << 30)]
+    pub spool_max_bytes: u64,
 }
 
 struct Gateway {
@@ -59,6 +74,7 @@ struct Gateway {
     produce_timeout: Duration,
     policy: Policy,
     metrics: GatewayMetrics,
+    spool: Spool,
 }
 
 /// A started gateway: where it listens, and the task serving it.
@@ -80,7 +96,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let metrics = GatewayMetrics::register(&registry)?;
     let producer = kafka::producer(&config.kafka.kafka_brokers)?;
     let readiness = Readiness::default();
-    readiness.check("kafka", "broker not contacted yet");
+    let spool = Spool::open(&config.spool_dir, SpoolConfig { max_bytes: config.spool_max_bytes, ..SpoolConfig::default() })
+        .map_err(|e| anyhow::anyhow!("opening the spool in {}: {e}", config.spool_dir.display()))?;
+    // The broker's state is shown, not required: while it is away, declarations go to the spool.
+    readiness.detail("kafka", "broker not contacted yet");
+    readiness.check("spool", "not checked yet");
     tokio::spawn(watch_broker(producer.clone(), config.kafka.topics.raw.clone(), readiness.clone(), shutdown.clone()));
 
     let gateway = Arc::new(Gateway {
@@ -89,7 +109,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         produce_timeout: Duration::from_millis(config.produce_timeout_ms),
         policy: config.policy.policy(),
         metrics,
+        spool,
     });
+    let drain = tokio::spawn(drain_spool(gateway.clone(), readiness.clone(), config.spool_max_bytes, shutdown.clone()));
     let app = Router::new()
         .route("/v1/declarations", post(submit))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -102,6 +124,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     tracing::info!(%addr, topic = %config.kafka.topics.raw, "gateway listening");
     let task = tokio::spawn(async move {
         axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+        // What is still spooled stays on disk and is drained by the next start.
+        drain.await?;
         // Every in-flight request awaited its own delivery; flush anything librdkafka still holds.
         tokio::task::spawn_blocking(move || producer.flush(Timeout::After(Duration::from_secs(10)))).await??;
         tracing::info!("gateway drained");
@@ -201,15 +225,93 @@ async fn handle(gateway: &Gateway, idempotency_key: Option<&str>, body: Result<B
             return ("internal", problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the declaration could not be encoded", vec![]));
         }
     };
-    let record = FutureRecord::to(&gateway.topic).key(&raw.declaration_id).payload(&payload);
-    match gateway.producer.send(record, Timeout::After(gateway.produce_timeout)).await {
-        Ok(_) => {
-            let body = Accepted { declaration_id: raw.declaration_id, received_at: received_at.to_rfc3339() };
-            ("accepted", (StatusCode::ACCEPTED, Json(body)).into_response())
+    let accepted = || {
+        let body = Accepted { declaration_id: raw.declaration_id.clone(), received_at: received_at.to_rfc3339() };
+        ("accepted", (StatusCode::ACCEPTED, Json(body)).into_response())
+    };
+    // While the spool holds anything the broker is known to be away: do not wait for it again.
+    if gateway.spool.depth().records == 0 {
+        let record = FutureRecord::to(&gateway.topic).key(&raw.declaration_id).payload(&payload);
+        match tokio::time::timeout(gateway.produce_timeout, gateway.producer.send(record, Timeout::After(gateway.produce_timeout))).await {
+            Ok(Ok(_)) => return accepted(),
+            Ok(Err((e, _))) => tracing::warn!(error = %e, declaration_id = %raw.declaration_id, "broker refused; spooling"),
+            // librdkafka may still deliver it later; the spooled copy then is a duplicate with
+            // the same id and key, which the sink drops.
+            Err(_) => tracing::warn!(declaration_id = %raw.declaration_id, "broker did not acknowledge in time; spooling"),
         }
-        Err((e, _)) => {
-            tracing::warn!(error = %e, declaration_id = %raw.declaration_id, "broker did not acknowledge");
-            ("unavailable", problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the declaration could not be stored; retry with the same declaration_id", vec![]))
+    }
+    match gateway.spool.append(raw.declaration_id.as_bytes(), &payload).await {
+        Ok(()) => {
+            gateway.metrics.spooled.inc();
+            accepted()
+        }
+        Err(e @ SpoolError::Full { .. }) => {
+            tracing::error!(error = %e, "spool full: refusing declarations");
+            ("unavailable", problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the declaration could not be stored; retry with the same Idempotency-Key", vec![]))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "spool append failed");
+            ("unavailable", problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the declaration could not be stored; retry with the same Idempotency-Key", vec![]))
+        }
+    }
+}
+
+/// Sends spooled declarations to the raw topic, oldest first, and forgets them only after the
+/// broker acknowledged them. Keeps the spool gauges and the `spool` readiness check current.
+async fn drain_spool(gateway: Arc<Gateway>, readiness: Readiness, max_bytes: u64, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let depth = gateway.spool.depth();
+        gateway.metrics.spool_records.set(depth.records as i64);
+        gateway.metrics.spool_bytes.set(depth.bytes as i64);
+        readiness.detail("spool_records", depth.records.to_string());
+        if depth.bytes > max_bytes / 10 * 9 {
+            readiness.not_ready("spool", format!("spool {}% full: the broker has been away too long", depth.bytes * 100 / max_bytes.max(1)));
+        } else {
+            readiness.ready("spool");
+        }
+        if depth.records == 0 {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = gateway.spool.wait_for_records() => continue,
+                // Refresh the gauges now and then even when idle.
+                _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+            }
+        }
+        let spool = gateway.spool.clone();
+        let batch = match tokio::task::spawn_blocking(move || spool.peek_batch(500)).await {
+            Ok(Ok(batch)) => batch,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reading the spool failed; draining is stopped until it is fixed");
+                readiness.not_ready("spool", e.to_string());
+                tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(10)) => continue }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "spool reader panicked");
+                return;
+            }
+        };
+        let Some((last, _)) = batch.last() else { continue };
+        let last = *last;
+        let sends = batch.iter().map(|(_, r)| gateway.producer.send(FutureRecord::to(&gateway.topic).key(&r.key).payload(&r.payload), Timeout::After(Duration::from_secs(5))));
+        let failed = futures::future::join_all(sends).await.into_iter().filter(|r| r.is_err()).count();
+        if failed == 0 {
+            let spool = gateway.spool.clone();
+            match tokio::task::spawn_blocking(move || spool.acknowledge(last)).await {
+                Ok(Ok(())) => {
+                    gateway.metrics.spool_drained.inc_by(batch.len() as u64);
+                    backoff = Duration::from_millis(500);
+                    continue;
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "could not record drained spool records; they will be sent again"),
+                Err(e) => tracing::error!(error = %e, "spool acknowledge panicked"),
+            }
+        } else {
+            tracing::warn!(failed, records = batch.len(), retry_in_ms = backoff.as_millis() as u64, "broker still away; spooled declarations wait");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(10)),
         }
     }
 }
@@ -218,16 +320,16 @@ async fn not_found(method: Method, uri: Uri) -> Response {
     problem(StatusCode::NOT_FOUND, "not_found", format!("no route for {method} {}; declarations are submitted with POST /v1/declarations", uri.path()), vec![])
 }
 
-/// Marks the gateway ready while the broker answers metadata requests for the raw topic.
+/// Shows in /readyz whether the broker answers metadata requests for the raw topic.
 async fn watch_broker(producer: FutureProducer, topic: String, readiness: Readiness, shutdown: CancellationToken) {
     loop {
         let (p, t) = (producer.clone(), topic.clone());
         let probe = tokio::task::spawn_blocking(move || p.client().fetch_metadata(Some(&t), Duration::from_secs(3)).map(|m| m.topics().first().map(|t| t.partitions().len()).unwrap_or(0))).await;
         match probe {
-            Ok(Ok(partitions)) if partitions > 0 => readiness.ready("kafka"),
-            Ok(Ok(_)) => readiness.not_ready("kafka", format!("topic {topic} has no partitions")),
-            Ok(Err(e)) => readiness.not_ready("kafka", e.to_string()),
-            Err(e) => readiness.not_ready("kafka", e.to_string()),
+            Ok(Ok(partitions)) if partitions > 0 => readiness.detail("kafka", "ok"),
+            Ok(Ok(_)) => readiness.detail("kafka", format!("topic {topic} has no partitions")),
+            Ok(Err(e)) => readiness.detail("kafka", format!("{e} (declarations go to the spool)")),
+            Err(e) => readiness.detail("kafka", e.to_string()),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

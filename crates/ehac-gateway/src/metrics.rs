@@ -1,4 +1,4 @@
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 pub struct GatewayMetrics {
     /// Requests by outcome: accepted, invalid, malformed, too_large, unavailable, internal.
@@ -7,6 +7,13 @@ pub struct GatewayMetrics {
     pub ack_seconds: Histogram,
     /// Form errors returned to clients, by code.
     pub field_errors: IntCounterVec,
+    /// Declarations in the local spool, waiting for the broker.
+    pub spool_records: IntGauge,
+    pub spool_bytes: IntGauge,
+    /// Declarations accepted into the spool because the broker did not acknowledge in time.
+    pub spooled: IntCounter,
+    /// Spooled declarations the broker has since acknowledged.
+    pub spool_drained: IntCounter,
 }
 
 impl GatewayMetrics {
@@ -15,9 +22,17 @@ impl GatewayMetrics {
         let buckets = vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
         let ack_seconds = Histogram::with_opts(HistogramOpts::new("gateway_ack_seconds", "Time to the broker's acknowledgement of an accepted declaration").buckets(buckets))?;
         let field_errors = IntCounterVec::new(Opts::new("gateway_field_errors_total", "Form errors returned to clients, by code"), &["code"])?;
+        let spool_records = IntGauge::new("gateway_spool_records", "Declarations in the local spool, waiting for the broker")?;
+        let spool_bytes = IntGauge::new("gateway_spool_bytes", "Bytes in the local spool, waiting for the broker")?;
+        let spooled = IntCounter::new("gateway_spooled_total", "Declarations accepted into the local spool because the broker did not acknowledge in time")?;
+        let spool_drained = IntCounter::new("gateway_spool_drained_total", "Spooled declarations the broker has since acknowledged")?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(ack_seconds.clone()))?;
         registry.register(Box::new(field_errors.clone()))?;
-        Ok(GatewayMetrics { requests, ack_seconds, field_errors })
+        registry.register(Box::new(spool_records.clone()))?;
+        registry.register(Box::new(spool_bytes.clone()))?;
+        registry.register(Box::new(spooled.clone()))?;
+        registry.register(Box::new(spool_drained.clone()))?;
+        Ok(GatewayMetrics { requests, ack_seconds, field_errors, spool_records, spool_bytes, spooled, spool_drained })
     }
 }

@@ -13,10 +13,12 @@ use axum::{Json, Router};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
-/// Named readiness checks; the service is ready when every check is.
+/// Named readiness checks; the service is ready when every check is. Details are shown in
+/// `/readyz` without deciding readiness (e.g. the broker's state at a gateway that spools).
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Arc<RwLock<BTreeMap<&'static str, Result<(), String>>>>,
+    details: Arc<RwLock<BTreeMap<&'static str, String>>>,
 }
 
 impl Readiness {
@@ -31,6 +33,10 @@ impl Readiness {
 
     pub fn not_ready(&self, name: &'static str, reason: impl Into<String>) {
         self.checks.write().unwrap().insert(name, Err(reason.into()));
+    }
+
+    pub fn detail(&self, name: &'static str, value: impl Into<String>) {
+        self.details.write().unwrap().insert(name, value.into());
     }
 
     pub fn is_ready(&self) -> bool {
@@ -59,7 +65,8 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     let ready = checks.values().all(Result::is_ok);
     let body: BTreeMap<&str, String> = checks.into_iter().map(|(k, v)| (k, v.err().unwrap_or_else(|| "ok".into()))).collect();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(serde_json::json!({ "ready": ready, "checks": body })))
+    let details = state.readiness.details.read().unwrap().clone();
+    (status, Json(serde_json::json!({ "ready": ready, "checks": body, "details": details })))
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
