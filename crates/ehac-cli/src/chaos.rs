@@ -142,14 +142,20 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, tools: &Tools) -> an
 
     let brokers = stack.kafka_brokers();
     let bin = bin_dir()?;
-    let env = [("EHAC_KAFKA_BROKERS", brokers.as_str())];
+    // tansu 0.6 restarted under idempotent producers panics in its storage (see
+    // ehac_stream::kafka::producer): the broker scenario runs them non-idempotent and relies on
+    // the sink's dedup alone.
+    let idempotence = if scenario == Scenario::BrokerOutage { "false" } else { "true" };
+    let env = [("EHAC_KAFKA_BROKERS", brokers.as_str()), ("EHAC_KAFKA_IDEMPOTENCE", idempotence)];
     // Each consumer process keeps its group instance id across restarts (static membership).
     // Static membership, so a consumer killed and restarted gets its partitions back: tansu 0.6
     // never reassigns a dead dynamic member's partitions. But after a broker restart tansu
     // gives static members an empty assignment for good, so the broker scenario runs dynamic
     // members. (Both are tansu limitations; Apache Kafka handles either way.)
     let static_members = scenario != Scenario::BrokerOutage;
-    let member = |instance: &'static str| [("EHAC_KAFKA_BROKERS", brokers.as_str()), (if static_members { "EHAC_KAFKA_GROUP_INSTANCE_ID" } else { "EHAC_NO_GROUP_INSTANCE_ID" }, instance)];
+    let member = |instance: &'static str| {
+        [("EHAC_KAFKA_BROKERS", brokers.as_str()), ("EHAC_KAFKA_IDEMPOTENCE", idempotence), (if static_members { "EHAC_KAFKA_GROUP_INSTANCE_ID" } else { "EHAC_NO_GROUP_INSTANCE_ID" }, instance)]
+    };
     let gateway_port = free_port()?;
     let admin = || -> anyhow::Result<Vec<String>> { Ok(vec!["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?)]) };
     let sink_args = || -> anyhow::Result<Vec<String>> { Ok([admin()?, vec!["--clickhouse-url".into(), stack.clickhouse_url()]].concat()) };

@@ -17,10 +17,17 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::Readiness;
 
 /// An idempotent producer: acks from all in-sync replicas, no duplicates from its own retries.
+///
+/// `EHAC_KAFKA_IDEMPOTENCE=false` turns idempotence off, for brokers that mishandle it: tansu
+/// 0.6, restarted while idempotent producers are connected, panics in its SQLite engine
+/// ("more or less than one row" in idempotent_message_check) and stops serving. Without it a
+/// producer retry may write a record twice; the sink drops the copy by declaration id, so the
+/// tables stay exactly-once.
 pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
+    let idempotence = std::env::var("EHAC_KAFKA_IDEMPOTENCE").map_or(true, |v| v != "false");
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
+        .set("enable.idempotence", if idempotence { "true" } else { "false" })
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "30000")
