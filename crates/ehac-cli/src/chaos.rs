@@ -154,7 +154,11 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, tools: &Tools) -> an
     // members. (Both are tansu limitations; Apache Kafka handles either way.)
     let static_members = scenario != Scenario::BrokerOutage;
     let member = |instance: &'static str| {
-        [("EHAC_KAFKA_BROKERS", brokers.as_str()), ("EHAC_KAFKA_IDEMPOTENCE", idempotence), (if static_members { "EHAC_KAFKA_GROUP_INSTANCE_ID" } else { "EHAC_NO_GROUP_INSTANCE_ID" }, instance)]
+        let mut env = env.to_vec();
+        if static_members {
+            env.push(("EHAC_KAFKA_GROUP_INSTANCE_ID", instance));
+        }
+        env
     };
     let gateway_port = free_port()?;
     let admin = || -> anyhow::Result<Vec<String>> { Ok(vec!["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?)]) };
