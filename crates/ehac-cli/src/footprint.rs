@@ -14,6 +14,7 @@ use ehac_stream::kafka;
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 use tokio_util::sync::CancellationToken;
+use crate::procstat::proc_stats;
 
 /// About the size of an Avro-encoded enriched declaration.
 const PAYLOAD: &str = "a 200-byte stand-in for a declaration: ............................................................................................................................................................";
@@ -41,26 +42,6 @@ pub struct FootprintArgs {
     /// stopped one STOP within the run.
     #[arg(long, default_value_t = 30)]
     pub window_secs: u64,
-}
-
-/// CPU time (user + system) and memory of a process, from /proc.
-struct ProcStats {
-    cpu_seconds: f64,
-    rss_kib: u64,
-    hwm_kib: u64,
-    threads: u64,
-}
-
-fn proc_stats(pid: u32) -> anyhow::Result<ProcStats> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')').context("/proc/PID/stat format")?.1.split_whitespace().collect();
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let utime: f64 = fields[11].parse()?;
-    let stime: f64 = fields[12].parse()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> u64 { status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0) };
-    Ok(ProcStats { cpu_seconds: (utime + stime) / ticks, rss_kib: field("VmRSS:"), hwm_kib: field("VmHWM:"), threads: field("Threads:") })
 }
 
 /// One consumer group: reads its topic in batches and commits after each, optionally slowly,

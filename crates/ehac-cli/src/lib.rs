@@ -1,11 +1,13 @@
 //! The operator CLI's commands as a library, so integration tests drive the same code the
 //! `ehac` binary runs (the chaos matrix, dead-letter replay).
 
+pub mod bench;
 pub mod chaos;
 pub mod demo;
 pub mod dev;
 pub mod dlq;
 pub mod footprint;
 pub mod loadgen;
+pub mod procstat;
 pub mod services;
 pub mod warehouse_report;

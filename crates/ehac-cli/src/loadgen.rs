@@ -67,15 +67,35 @@ pub struct LoadResult {
     pub elapsed: Duration,
     /// Latency of accepted requests from their scheduled send time, sorted, in microseconds.
     pub latencies_us: Vec<u64>,
+    /// The same for the requests scheduled during the surge only.
+    pub surge_latencies_us: Vec<u64>,
+    /// Declarations scheduled during the surge, and the surge's scheduled length.
+    pub surge_sent: u64,
+    pub surge_seconds: f64,
+    /// How late this sender itself dispatched requests against their schedule, sorted, in
+    /// microseconds, measured once a connection slot was free.
+    pub dispatch_lateness_us: Vec<u64>,
+    /// Requests that found all `concurrency` slots busy and had to wait for one: the gateway
+    /// was answering slower than the schedule asked for.
+    pub waited_for_slot: u64,
+}
+
+/// The `p` quantile (0..=1) of sorted microseconds, in milliseconds; NaN when empty.
+pub fn quantile_ms(sorted_us: &[u64], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted_us.len() as f64 * p).ceil() as usize).clamp(1, sorted_us.len()) - 1;
+    sorted_us[i] as f64 / 1000.0
 }
 
 impl LoadResult {
     pub fn percentile_ms(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((self.latencies_us.len() as f64 * p).ceil() as usize).clamp(1, self.latencies_us.len()) - 1;
-        self.latencies_us[i] as f64 / 1000.0
+        quantile_ms(&self.latencies_us, p)
+    }
+
+    pub fn surge_percentile_ms(&self, p: f64) -> f64 {
+        quantile_ms(&self.surge_latencies_us, p)
     }
 
     pub fn line(&self) -> String {
@@ -87,17 +107,18 @@ impl LoadResult {
     }
 }
 
-/// Send time of every request, in seconds from the start.
-fn schedule(args: &LoadArgs) -> Vec<f64> {
+/// Send time of every request, in seconds from the start, and whether it is in the surge.
+fn schedule(args: &LoadArgs) -> Vec<(f64, bool)> {
     let surge = (args.count as f64 * args.surge_share).round() as u64;
     let before = (args.count - surge) / 2;
     let mut t = 0.0;
     (0..args.count)
         .map(|i| {
-            let rate = if i >= before && i < before + surge { args.baseline_rate * args.surge_factor } else { args.baseline_rate };
+            let in_surge = i >= before && i < before + surge;
+            let rate = if in_surge { args.baseline_rate * args.surge_factor } else { args.baseline_rate };
             let at = t;
             t += 1.0 / rate;
-            at
+            (at, in_surge)
         })
         .collect()
 }
@@ -165,6 +186,11 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
     let slots = Arc::new(Semaphore::new(args.concurrency));
     let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(args.count as usize)));
+    let surge_latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let surge_sent = times.iter().filter(|(_, in_surge)| *in_surge).count() as u64;
+    let surge_seconds = surge_sent as f64 / (args.baseline_rate * args.surge_factor);
+    let mut dispatch_lateness_us = Vec::with_capacity(args.count as usize);
+    let mut waited_for_slot = 0;
 
     let bar = if std::io::stderr().is_terminal() { ProgressBar::new(args.count) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} {msg}")?);
@@ -173,11 +199,19 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let attempts = args.attempts.max(1);
-    for (i, (at, (key, body))) in times.into_iter().zip(bodies).enumerate() {
+    for (i, ((at, in_surge), (key, body))) in times.into_iter().zip(bodies).enumerate() {
         let scheduled = start + Duration::from_secs_f64(at);
         tokio::time::sleep_until(scheduled).await;
-        let permit = slots.clone().acquire_owned().await?;
-        let (client, url, counts, latencies, task_bar) = (client.clone(), url.clone(), counts.clone(), latencies.clone(), bar.clone());
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                waited_for_slot += 1;
+                slots.clone().acquire_owned().await?
+            }
+        };
+        dispatch_lateness_us.push(scheduled.elapsed().as_micros() as u64);
+        let (client, url, counts, task_bar) = (client.clone(), url.clone(), counts.clone(), bar.clone());
+        let latencies = if in_surge { surge_latencies.clone() } else { latencies.clone() };
         tasks.spawn(async move {
             let outcome = send_all(&client, &url, &key, body, attempts).await;
             drop(permit);
@@ -194,15 +228,19 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
             task_bar.set_message(format!("accepted {} refused {} failed {}", counts[0].load(Ordering::Relaxed), counts[1].load(Ordering::Relaxed), counts[2].load(Ordering::Relaxed)));
         });
         while tasks.try_join_next().is_some() {}
-        if bar.is_hidden() && (i as u64 + 1) % plain_every == 0 {
+        if bar.is_hidden() && (i as u64 + 1).is_multiple_of(plain_every) {
             eprintln!("loadgen: scheduled {}/{} after {:.1}s", i + 1, args.count, start.elapsed().as_secs_f64());
         }
     }
     while tasks.join_next().await.is_some() {}
     bar.finish();
 
+    let mut surge_latencies_us = std::mem::take(&mut *surge_latencies.lock().unwrap());
+    surge_latencies_us.sort_unstable();
     let mut latencies_us = std::mem::take(&mut *latencies.lock().unwrap());
+    latencies_us.extend_from_slice(&surge_latencies_us);
     latencies_us.sort_unstable();
+    dispatch_lateness_us.sort_unstable();
     Ok(LoadResult {
         sent: args.count,
         accepted: counts[0].load(Ordering::Relaxed),
@@ -210,5 +248,10 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
         failed: counts[2].load(Ordering::Relaxed),
         elapsed: start.elapsed(),
         latencies_us,
+        surge_latencies_us,
+        surge_sent,
+        surge_seconds,
+        dispatch_lateness_us,
+        waited_for_slot,
     })
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ehac_cli::{chaos, demo, dev, dlq, footprint, loadgen};
+use ehac_cli::{bench, chaos, demo, dev, dlq, footprint, loadgen};
 use ehac_registry::RegistryArgs;
 use ehac_stream::config::{ClickHouseArgs, KafkaArgs};
 
@@ -60,6 +60,11 @@ enum Command {
     /// The fault matrix: each scenario injects one fault while declarations flow, then counts
     /// accepted, stored, rejected, lost and duplicated in ClickHouse.
     Chaos(chaos::ChaosArgs),
+    /// Benchmarks on a fresh local stack (see BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        bench: bench::BenchCommand,
+    },
     /// Dead letters: rejected declarations.
     Dlq {
         #[command(subcommand)]
@@ -77,7 +82,7 @@ enum DlqAction {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Demo(_) | Command::Loadgen(_) | Command::Chaos(_) | Command::LagwatchFootprint(_)) {
+    if !matches!(cli.command, Command::Demo(_) | Command::Loadgen(_) | Command::Chaos(_) | Command::LagwatchFootprint(_) | Command::Bench { .. }) {
         ehac_stream::telemetry::init_logging();
     }
     match cli.command {
@@ -103,6 +108,11 @@ async fn main() -> anyhow::Result<()> {
                 println!("{}", chaos::line(r));
             }
             anyhow::ensure!(results.iter().all(chaos::ScenarioResult::passed), "a chaos scenario lost or duplicated declarations");
+            Ok(())
+        }
+        Command::Bench { bench } => {
+            let report = bench::run(bench).await?;
+            anyhow::ensure!(report.lost == 0 && report.duplicated == 0, "the surge lost or duplicated declarations");
             Ok(())
         }
         Command::Dlq { action: DlqAction::Replay(args) } => {

@@ -257,6 +257,8 @@ fn read(consumer: &Arc<BaseConsumer<SinkContext>>, shared: &Arc<partition::Share
             }
         }
         match consumer.poll(Duration::from_millis(100)) {
+            // Holding partitions with nothing to read is healthy, not "not consuming".
+            None if !routes.assigned.lock().unwrap().is_empty() => shared.readiness.ready("kafka"),
             None => {}
             Some(Err(e)) => {
                 shared.readiness.not_ready("kafka", e.to_string());

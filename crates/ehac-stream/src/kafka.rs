@@ -102,13 +102,19 @@ pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> a
 
 /// Waits for the first message, then gathers more until `max` messages or `linger` has passed.
 /// `None` once shutdown fired. Consume errors mark the `kafka` readiness check down and are
-/// retried; librdkafka reconnects by itself. Messages are copied out of librdkafka's buffers so
-/// the batch can outlive the poll.
+/// retried; librdkafka reconnects by itself. A member that holds partitions but has nothing to
+/// read is ready too: an idle topic is not a fault. Messages are copied out of librdkafka's
+/// buffers so the batch can outlive the poll.
 pub async fn next_batch(consumer: &GroupConsumer, max: usize, linger: Duration, readiness: &Readiness, shutdown: &CancellationToken) -> Option<Vec<OwnedMessage>> {
     loop {
         match gather(consumer, max, linger, shutdown).await {
-            Ok(batch) if batch.is_empty() => return None,
-            Ok(batch) => {
+            Ok(Gathered::Shutdown) => return None,
+            Ok(Gathered::Idle) => {
+                if consumer.assignment().is_ok_and(|a| a.count() > 0) {
+                    readiness.ready("kafka");
+                }
+            }
+            Ok(Gathered::Batch(batch)) => {
                 readiness.ready("kafka");
                 return Some(batch);
             }
@@ -124,11 +130,21 @@ pub async fn next_batch(consumer: &GroupConsumer, max: usize, linger: Duration, 
     }
 }
 
-async fn gather(consumer: &GroupConsumer, max: usize, linger: Duration, shutdown: &CancellationToken) -> Result<Vec<OwnedMessage>, KafkaError> {
+enum Gathered {
+    Batch(Vec<OwnedMessage>),
+    /// Nothing arrived for a second.
+    Idle,
+    Shutdown,
+}
+
+async fn gather(consumer: &GroupConsumer, max: usize, linger: Duration, shutdown: &CancellationToken) -> Result<Gathered, KafkaError> {
     let mut batch = Vec::with_capacity(max);
     tokio::select! {
-        _ = shutdown.cancelled() => return Ok(batch),
-        first = consumer.recv() => batch.push(first?.detach()),
+        _ = shutdown.cancelled() => return Ok(Gathered::Shutdown),
+        first = tokio::time::timeout(Duration::from_secs(1), consumer.recv()) => match first {
+            Ok(message) => batch.push(message?.detach()),
+            Err(_idle) => return Ok(Gathered::Idle),
+        },
     }
     let deadline = tokio::time::Instant::now() + linger;
     while batch.len() < max {
@@ -137,7 +153,7 @@ async fn gather(consumer: &GroupConsumer, max: usize, linger: Duration, shutdown
             Err(_elapsed) => break,
         }
     }
-    Ok(batch)
+    Ok(Gathered::Batch(batch))
 }
 
 /// Commits, for every partition in `batch`, the offset after its last message. Call only once

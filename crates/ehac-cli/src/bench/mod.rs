@@ -1,0 +1,394 @@
+//! `ehac bench surge`: the holiday-peak benchmark. On one fresh local stack it measures, in one
+//! run, what the machine can do without our services (the broker's raw produce and consume
+//! rate, ClickHouse's bulk insert rate, the enricher's rules on one core), our sink with 1, 2
+//! and 4 instances, a Python glue-script peer doing the sink's job, and then the surge itself:
+//! a baseline, a 10x spike, a baseline, sent open-loop through the gateway while one enricher
+//! and one sink (deliberately too few) let lag build and then drain it. Every count is taken
+//! in ClickHouse; CPU and memory come from /proc.
+
+pub mod ceilings;
+pub mod progress;
+mod surge;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ehac_devstack::{BrokerStorage, Stack, StackOptions, Tools};
+use ehac_domain::sample::{Flaw, SampleGenerator};
+use ehac_domain::{Policy, RawDeclaration, ReferenceData};
+use ehac_stream::codec::RAW;
+use ehac_stream::config::Topics;
+use serde::Serialize;
+
+use self::ceilings::{BrokerCeiling, InsertCeiling, PeerRun, SinkRound};
+use self::progress::Phase;
+use self::surge::SurgeRun;
+use crate::services::bin_dir;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// The holiday-peak surge through the whole pipeline, with the machine's ceilings and a
+    /// Python peer measured in the same run.
+    Surge(SurgeArgs),
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// Durable (the broker writes to an SQLite file), as the demo runs.
+    Sqlite,
+    /// In memory: faster, nothing survives a broker restart.
+    Memory,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SurgeArgs {
+    /// Where the run's servers keep data and the services their logs (wiped first).
+    #[arg(long, default_value = ".ehac/bench")]
+    pub dir: PathBuf,
+    /// Write the report as JSON here too.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value_t = 12)]
+    pub partitions: i32,
+    /// Declarations per second before and after the spike.
+    #[arg(long, default_value_t = 2_000.0)]
+    pub baseline_rate: f64,
+    /// The spike's rate as a multiple of the baseline.
+    #[arg(long, default_value_t = 10.0)]
+    pub surge_factor: f64,
+    /// Length of the spike.
+    #[arg(long, default_value_t = 60.0)]
+    pub surge_secs: f64,
+    /// Length of the baseline before the spike, and again after it.
+    #[arg(long, default_value_t = 15.0)]
+    pub baseline_secs: f64,
+    /// Most requests in flight from the load generator.
+    #[arg(long, default_value_t = 512)]
+    pub concurrency: usize,
+    /// Enricher processes during the surge (fewer than the partitions on purpose).
+    #[arg(long, default_value_t = 1)]
+    pub enrichers: usize,
+    /// Sink processes during the surge.
+    #[arg(long, default_value_t = 1)]
+    pub sinks: usize,
+    /// Nice value for the back office during the surge (enricher, sink, ClickHouse): on one
+    /// shared machine this is how the consumers are under-provisioned and the front door
+    /// (gateway, broker) keeps the CPU it needs, as it would on its own hosts. 0 turns it off.
+    #[arg(long, default_value_t = 10)]
+    pub back_office_nice: i32,
+    /// Messages and rows each ceiling moves.
+    #[arg(long, default_value_t = 300_000)]
+    pub ceiling_count: u64,
+    /// Sink instance counts for the scale-out ceiling.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub sink_instances: Vec<usize>,
+    /// Skip the Python peer (it needs python3 with venv and PyPI access).
+    #[arg(long)]
+    pub no_peer: bool,
+    /// The broker's storage engine.
+    #[arg(long, value_enum, default_value_t = Storage::Sqlite)]
+    pub broker_storage: Storage,
+    #[arg(long, default_value_t = 2020_12_19)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ceilings {
+    /// (a) The broker alone: the enriched payloads produced and consumed by plain rdkafka clients.
+    pub broker: BrokerCeiling,
+    pub broker_produce_per_s: f64,
+    pub broker_consume_per_s: f64,
+    /// (b) ClickHouse alone: one INSERT of a pre-built RowBinary file of the same rows.
+    pub clickhouse_bulk: InsertCeiling,
+    pub clickhouse_bulk_rows_per_s: f64,
+    /// (c) The glue-script peer (Python confluent-kafka + clickhouse-connect) on the same topic.
+    pub peer: Option<PeerRun>,
+    /// (d) Our sink on the same topic, by number of instances.
+    pub sink: Vec<SinkRound>,
+    pub sink_rows_per_s: BTreeMap<String, f64>,
+    /// The enricher's per-record work (decode, rules, encode) on one core, in this process.
+    pub enricher_records_per_s_one_core: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub name: &'static str,
+    pub goal: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub cores: usize,
+    pub broker_storage: Storage,
+    pub partitions: i32,
+    /// The spike's offered rate, declarations per second.
+    pub offered_rate: f64,
+    pub baseline_rate: f64,
+    pub surge_seconds: f64,
+    pub sent: u64,
+    pub accepted: u64,
+    pub refused: u64,
+    pub failed: u64,
+    /// Accepted declarations per second over the whole load.
+    pub accepted_rate: f64,
+    /// Gateway ack latency during the spike, from each request's scheduled send time.
+    pub ack_p50_ms: f64,
+    pub ack_p99_ms: f64,
+    pub ack_p999_ms: f64,
+    pub ack_max_ms: f64,
+    /// The same over the whole load.
+    pub ack_all_p50_ms: f64,
+    pub ack_all_p99_ms: f64,
+    pub ack_all_p999_ms: f64,
+    /// How late the load generator itself sent (p99), once a connection slot was free.
+    pub sender_lateness_p99_ms: f64,
+    /// Requests that found every connection slot busy (the gateway answered slower than the
+    /// schedule asked for) and waited for one; the wait counts in their latency.
+    pub requests_waiting_for_slot: u64,
+    pub concurrency: usize,
+    pub back_office_nice: i32,
+    pub peak_lag_enricher: i64,
+    pub peak_lag_sink: i64,
+    /// From the last answered request until ClickHouse held every accepted declaration.
+    pub drain_seconds: f64,
+    /// Rows per second into ClickHouse from the spike's start until everything was stored
+    /// (the pipeline is saturated the whole time).
+    pub e2e_rows_per_s: f64,
+    pub stored: u64,
+    pub rejected: u64,
+    pub lost: i64,
+    pub duplicated: u64,
+    /// Per process during the surge: CPU-seconds, CPU-seconds per million accepted, peak RSS.
+    pub services: BTreeMap<String, surge::ProcessUse>,
+    pub ceilings: Ceilings,
+    pub targets: Vec<Target>,
+    pub wall_seconds: f64,
+}
+
+/// Raw declarations as the gateway writes them, for the enricher's one-core figure.
+fn raw_payloads(count: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut generator = SampleGenerator::new(seed);
+    let now = chrono::Utc::now();
+    (0..count)
+        .map(|i| {
+            let flaw = if i % 100 == 1 { Flaw::Reference } else { Flaw::None };
+            let raw = RawDeclaration { declaration_id: format!("bench-{i}"), received_at_ms: now.timestamp_millis(), gateway_version: "bench".into(), form: generator.declaration(now, "bench", flaw) };
+            RAW.encode(&raw).expect("raw declarations encode")
+        })
+        .collect()
+}
+
+/// Runs the enricher's pure per-record path (ehac_enricher::classify + encode) on one thread
+/// for about two seconds.
+fn enricher_one_core(payloads: &[Vec<u8>]) -> f64 {
+    let reference = ReferenceData::embedded();
+    let policy = Policy::default();
+    let started = Instant::now();
+    let mut records = 0u64;
+    while started.elapsed() < Duration::from_secs(2) {
+        for (i, payload) in payloads.iter().enumerate() {
+            let output = ehac_enricher::classify("raw", 0, i as i64, payload, reference, &policy, 0).encode();
+            std::hint::black_box(output.payload.len());
+        }
+        records += payloads.len() as u64;
+    }
+    records as f64 / started.elapsed().as_secs_f64()
+}
+
+pub async fn run(command: BenchCommand) -> anyhow::Result<Report> {
+    match command {
+        BenchCommand::Surge(args) => surge_bench(args).await,
+    }
+}
+
+async fn surge_bench(args: SurgeArgs) -> anyhow::Result<Report> {
+    let wall = Instant::now();
+    let _ = std::fs::remove_dir_all(&args.dir);
+    std::fs::create_dir_all(&args.dir)?;
+    let dir = args.dir.canonicalize()?;
+    let bin = bin_dir()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("== e-HAC surge benchmark: {} cores, broker storage {:?}, {} partitions", cores, args.broker_storage, args.partitions);
+
+    let phase = Phase::start("enricher rules, one core");
+    let raw = tokio::task::spawn_blocking(move || raw_payloads(10_000, 7)).await?;
+    let enricher_per_core = tokio::task::spawn_blocking(move || enricher_one_core(&raw)).await?;
+    phase.done(format!("{enricher_per_core:.0} records/s (decode, validate, enrich, encode)"));
+
+    let phase = Phase::start("servers");
+    let tools = Tools::find_or_install()?;
+    let mut options = StackOptions::ephemeral(dir.join("stack"))?;
+    options.storage = match args.broker_storage {
+        Storage::Sqlite => BrokerStorage::Sqlite,
+        Storage::Memory => BrokerStorage::Memory,
+    };
+    let stack = Stack::start(&tools, options).await.context("starting broker and ClickHouse")?;
+    stack.provision(&Topics::default(), args.partitions).await?;
+    ceilings::create_topics(&stack.kafka_brokers(), args.partitions).await?;
+    phase.done(format!("kafka {} (tansu), clickhouse {}", stack.kafka_brokers(), stack.clickhouse_url()));
+
+    let phase = Phase::start("payloads");
+    let (count, seed) = (args.ceiling_count, args.seed);
+    let payloads = tokio::task::spawn_blocking(move || ceilings::enriched_payloads(count, seed)).await?;
+    phase.done(format!("{} enriched declarations", payloads.len()));
+
+    let phase = Phase::start("(a) broker produce/consume");
+    let broker_pid = stack.pids.iter().find(|(name, _)| name == "tansu").map(|(_, pid)| *pid).context("the broker's pid")?;
+    let broker = ceilings::broker(&stack.kafka_brokers(), broker_pid, &payloads, &phase).await?;
+    drop(payloads);
+    phase.done(format!(
+        "produce {:.0}/s, consume {:.0}/s ({:.0} bytes/message); broker CPU-s per million: {:.1} produced, {:.1} consumed",
+        broker.produce_per_s, broker.consume_per_s, broker.bytes_per_message, broker.broker_cpu_seconds_per_million_produced, broker.broker_cpu_seconds_per_million_consumed
+    ));
+
+    let http = reqwest::Client::new();
+    let url = stack.clickhouse_url();
+    let rowbinary = dir.join("declarations.rowbinary");
+    let mut sink_rounds = Vec::new();
+    for &instances in &args.sink_instances {
+        let phase = Phase::start(&format!("(d) sink x{instances}"));
+        let round = ceilings::sink_round(&stack, &bin, &dir, instances, args.ceiling_count, &phase).await?;
+        if !rowbinary.exists() {
+            ceilings::export_rowbinary(&http, &url, &rowbinary).await?;
+        }
+        ceilings::truncate(&http, &url).await?;
+        phase.done(format!("{:.0} rows/s, {:.1} CPU-s per million, peak RSS {:.0} MiB", round.rows_per_s, round.cpu_seconds_per_million, round.peak_rss_mib));
+        sink_rounds.push(round);
+    }
+    anyhow::ensure!(rowbinary.exists(), "no sink round ran, so there are no rows for the bulk insert (--sink-instances)");
+
+    let phase = Phase::start("(b) clickhouse bulk insert");
+    let bulk = ceilings::clickhouse_bulk(&http, &url, &rowbinary, args.ceiling_count).await?;
+    ceilings::truncate(&http, &url).await?;
+    let _ = std::fs::remove_file(&rowbinary);
+    phase.done(format!("{:.0} rows/s ({} rows, {:.0} MB RowBinary in one INSERT)", bulk.rows_per_s, bulk.rows, bulk.bytes as f64 / 1e6));
+
+    let peer = if args.no_peer {
+        None
+    } else {
+        let phase = Phase::start("(c) python glue-script peer");
+        let run = ceilings::peer(&stack, &dir, args.ceiling_count, &phase).await?;
+        ceilings::truncate(&http, &url).await?;
+        phase.done(format!("{:.0} rows/s, {:.1} CPU-s per million, peak RSS {:.0} MB", run.rows_per_s, run.cpu_seconds_per_million, run.peak_rss_mb));
+        Some(run)
+    };
+
+    let run = surge::run(&stack, &bin, &dir, &args).await?;
+    drop(stack);
+
+    let ceilings = Ceilings {
+        broker_produce_per_s: broker.produce_per_s,
+        broker_consume_per_s: broker.consume_per_s,
+        broker,
+        clickhouse_bulk_rows_per_s: bulk.rows_per_s,
+        clickhouse_bulk: bulk,
+        peer,
+        sink_rows_per_s: sink_rounds.iter().map(|r| (r.instances.to_string(), r.rows_per_s)).collect(),
+        sink: sink_rounds,
+        enricher_records_per_s_one_core: enricher_per_core,
+    };
+    let report = report(&args, cores, run, ceilings, wall.elapsed().as_secs_f64());
+    print_report(&report);
+    if let Some(out) = &args.out {
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
+        println!("report written to {}", out.display());
+    }
+    Ok(report)
+}
+
+fn report(args: &SurgeArgs, cores: usize, run: SurgeRun, ceilings: Ceilings, wall_seconds: f64) -> Report {
+    let load = &run.load;
+    let offered_rate = args.baseline_rate * args.surge_factor;
+    let lost = load.accepted as i64 - run.stored.stored as i64 - run.stored.rejected as i64;
+    let mut report = Report {
+        cores,
+        broker_storage: args.broker_storage,
+        partitions: args.partitions,
+        offered_rate,
+        baseline_rate: args.baseline_rate,
+        surge_seconds: load.surge_seconds,
+        sent: load.sent,
+        accepted: load.accepted,
+        refused: load.refused,
+        failed: load.failed,
+        accepted_rate: load.accepted as f64 / load.elapsed.as_secs_f64(),
+        ack_p50_ms: load.surge_percentile_ms(0.5),
+        ack_p99_ms: load.surge_percentile_ms(0.99),
+        ack_p999_ms: load.surge_percentile_ms(0.999),
+        ack_max_ms: load.surge_percentile_ms(1.0),
+        ack_all_p50_ms: load.percentile_ms(0.5),
+        ack_all_p99_ms: load.percentile_ms(0.99),
+        ack_all_p999_ms: load.percentile_ms(0.999),
+        sender_lateness_p99_ms: crate::loadgen::quantile_ms(&load.dispatch_lateness_us, 0.99),
+        requests_waiting_for_slot: load.waited_for_slot,
+        concurrency: args.concurrency,
+        back_office_nice: args.back_office_nice,
+        peak_lag_enricher: run.peak_lag_enricher,
+        peak_lag_sink: run.peak_lag_sink,
+        drain_seconds: run.drain_seconds,
+        e2e_rows_per_s: run.e2e_rows_per_s,
+        stored: run.stored.stored,
+        rejected: run.stored.rejected,
+        lost,
+        duplicated: run.stored.duplicated,
+        services: run.services,
+        ceilings,
+        targets: Vec::new(),
+        wall_seconds,
+    };
+    report.targets = targets(&report);
+    report
+}
+
+/// The targets, each with what this run measured. None of them fails the run.
+fn targets(r: &Report) -> Vec<Target> {
+    let mut out = vec![
+        Target {
+            name: "gateway ack p99 during the spike",
+            goal: "<= 10 ms at 20,000 declarations/s offered".into(),
+            measured: format!("{:.1} ms at {:.0}/s offered", r.ack_p99_ms, r.offered_rate),
+            met: r.ack_p99_ms <= 10.0 && r.offered_rate >= 20_000.0,
+        },
+        Target {
+            name: "enricher records/s on one core",
+            goal: ">= 200,000".into(),
+            measured: format!("{:.0}", r.ceilings.enricher_records_per_s_one_core),
+            met: r.ceilings.enricher_records_per_s_one_core >= 200_000.0,
+        },
+    ];
+    if let Some(one) = r.ceilings.sink.iter().find(|s| s.instances == 1) {
+        let ratio = one.rows_per_s / r.ceilings.clickhouse_bulk_rows_per_s;
+        out.push(Target { name: "sink (1 instance) vs ClickHouse bulk insert", goal: ">= 0.67 (1/1.5)".into(), measured: format!("{ratio:.2} ({:.0} vs {:.0} rows/s)", one.rows_per_s, r.ceilings.clickhouse_bulk_rows_per_s), met: ratio >= 1.0 / 1.5 });
+        if let Some(peer) = &r.ceilings.peer {
+            let ratio = peer.cpu_seconds_per_million / one.cpu_seconds_per_million;
+            out.push(Target { name: "CPU per million rows: peer / sink", goal: ">= 5x".into(), measured: format!("{ratio:.1}x ({:.1} vs {:.1} CPU-s)", peer.cpu_seconds_per_million, one.cpu_seconds_per_million), met: ratio >= 5.0 });
+        }
+    }
+    let ratio = r.e2e_rows_per_s / r.ceilings.broker_consume_per_s;
+    out.push(Target { name: "end to end vs broker raw consume", goal: ">= 0.90".into(), measured: format!("{ratio:.2} ({:.0} vs {:.0}/s)", r.e2e_rows_per_s, r.ceilings.broker_consume_per_s), met: ratio >= 0.9 });
+    out.push(Target { name: "nothing lost or duplicated", goal: "lost = 0, duplicated = 0".into(), measured: format!("lost {}, duplicated {}", r.lost, r.duplicated), met: r.lost == 0 && r.duplicated == 0 });
+    out
+}
+
+fn print_report(r: &Report) {
+    println!();
+    println!("spike offered {:.0}/s for {:.0} s; sent {} accepted {} refused {} failed {}", r.offered_rate, r.surge_seconds, r.sent, r.accepted, r.refused, r.failed);
+    println!("gateway ack during the spike: p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms (sender lateness p99 {:.1} ms; {} requests waited for one of {} connection slots)", r.ack_p50_ms, r.ack_p99_ms, r.ack_p999_ms, r.ack_max_ms, r.sender_lateness_p99_ms, r.requests_waiting_for_slot, r.concurrency);
+    println!("peak lag: enricher {} messages, sink {} messages; drained {:.1} s after the last request; end to end {:.0} rows/s", r.peak_lag_enricher, r.peak_lag_sink, r.drain_seconds, r.e2e_rows_per_s);
+    for (name, u) in &r.services {
+        println!("  {name:<12} {:>8.1} CPU-s  {:>7.1} CPU-s per million  peak RSS {:>6.0} MiB", u.cpu_seconds, u.cpu_seconds_per_million, u.peak_rss_mib);
+    }
+    println!("\ntargets:");
+    for t in &r.targets {
+        println!("  [{}] {}: {} (goal {})", if t.met { "met" } else { "MISSED" }, t.name, t.measured, t.goal);
+    }
+    println!("\nSURGE offered_rate={:.0} accepted={} ack_p99_ms={:.1} e2e_rows_per_s={:.0} drain_seconds={:.1} stored={} lost={} duplicated={} wall={:.0}s", r.offered_rate, r.accepted, r.ack_p99_ms, r.e2e_rows_per_s, r.drain_seconds, r.stored, r.lost, r.duplicated, r.wall_seconds);
+}

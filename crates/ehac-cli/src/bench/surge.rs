@@ -1,0 +1,207 @@
+//! The surge itself: gateway, enricher and sink as separate processes, the load generator's
+//! baseline-spike-baseline schedule through the gateway, consumer lag sampled every second
+//! while it builds and drains, ClickHouse's row count sampled likewise, and every process's
+//! CPU and peak memory from /proc.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use ehac_devstack::{free_port, Stack};
+use ehac_stream::config::Topics;
+use serde::Serialize;
+
+use super::progress::Phase;
+use super::SurgeArgs;
+use crate::loadgen::{self, LoadArgs, LoadResult};
+use crate::procstat::{proc_stats, renice, ProcStats};
+use crate::services::{wait_ready, Service};
+use crate::warehouse_report::{self, Stored};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessUse {
+    pub cpu_seconds: f64,
+    pub cpu_seconds_per_million: f64,
+    pub peak_rss_mib: f64,
+}
+
+pub struct SurgeRun {
+    pub load: LoadResult,
+    pub stored: Stored,
+    pub peak_lag_enricher: i64,
+    pub peak_lag_sink: i64,
+    pub drain_seconds: f64,
+    pub e2e_rows_per_s: f64,
+    pub services: BTreeMap<String, ProcessUse>,
+}
+
+/// Lag of the enricher's and the sink's groups, summed over their partitions, once a second.
+/// A partition a group has not committed yet counts from offset 0: the topics are new.
+fn sample_lag(brokers: String, stop: Arc<AtomicBool>, peaks: Arc<Mutex<(i64, i64)>>, topics: Topics) {
+    let Ok(mut cluster) = ehac_lagwatch::cluster::Cluster::connect(&brokers, Duration::from_secs(5), Some(topics.all().map(String::from).to_vec())) else {
+        return;
+    };
+    let groups = ["ehac-enricher".to_owned(), "ehac-sink".to_owned()];
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(reading) = cluster.read(&groups) {
+            let lag = |group: &str, wanted: &[&str]| -> i64 {
+                let committed = reading.committed.get(group).and_then(|c| c.as_ref().ok());
+                reading.high_watermarks.iter().filter(|((topic, _), _)| wanted.contains(&topic.as_str())).map(|(tp, hw)| hw - committed.and_then(|c| c.get(tp)).copied().unwrap_or(0)).sum()
+            };
+            let enricher = lag("ehac-enricher", &[&topics.raw]);
+            let sink = lag("ehac-sink", &[&topics.enriched, &topics.rejected]);
+            let mut peaks = peaks.lock().unwrap();
+            peaks.0 = peaks.0.max(enricher);
+            peaks.1 = peaks.1.max(sink);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Rows in the declarations and rejections tables, duplicates included.
+async fn rows(http: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
+    let text = super::ceilings::clickhouse(http, url, "SELECT (SELECT count() FROM ehac.declarations) + (SELECT count() FROM ehac.rejections)").await?;
+    Ok(String::from_utf8_lossy(&text).trim().parse()?)
+}
+
+pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> anyhow::Result<SurgeRun> {
+    let phase = Phase::start("surge: services");
+    let brokers = stack.kafka_brokers();
+    let start_service = |name: &str, binary: &str, service_args: &[String]| {
+        Service::start(bin, dir, name, binary, service_args, &[("EHAC_KAFKA_BROKERS", brokers.as_str()), ("EHAC_KAFKA_GROUP_INSTANCE_ID", name)])
+    };
+    let gateway_port = free_port()?;
+    let gateway = format!("http://127.0.0.1:{gateway_port}");
+    let mut services = vec![start_service("gateway", "ehac-gateway", &["--listen".into(), format!("127.0.0.1:{gateway_port}"), "--spool-dir".into(), dir.join("gateway-spool").display().to_string()])?];
+    let mut admins = Vec::new();
+    for i in 0..args.enrichers {
+        let admin = format!("127.0.0.1:{}", free_port()?);
+        services.push(start_service(&format!("enricher-{i}"), "ehac-enricher", &["--admin-listen".into(), admin.clone()])?);
+        admins.push(admin);
+    }
+    for i in 0..args.sinks {
+        let admin = format!("127.0.0.1:{}", free_port()?);
+        services.push(start_service(&format!("sink-{i}"), "ehac-sink", &["--admin-listen".into(), admin.clone(), "--clickhouse-url".into(), stack.clickhouse_url()])?);
+        admins.push(admin);
+    }
+    let http = reqwest::Client::new();
+    wait_ready(&http, &format!("{gateway}/readyz"), Duration::from_secs(60)).await?;
+    for admin in &admins {
+        wait_ready(&http, &format!("http://{admin}/readyz"), Duration::from_secs(60)).await?;
+    }
+    if args.back_office_nice != 0 {
+        let back_office = services.iter().filter(|s| s.name != "gateway").map(|s| s.child.id()).chain(stack.pids.iter().filter(|(n, _)| n.starts_with("clickhouse")).map(|(_, p)| *p));
+        for pid in back_office {
+            renice(pid, args.back_office_nice)?;
+        }
+    }
+    phase.done(format!("gateway, {} enricher(s), {} sink(s) ready; back office at nice {}", args.enrichers, args.sinks, args.back_office_nice));
+
+    // Every process whose CPU counts: ours, the servers, and this one (the load generator).
+    let mut watched: Vec<(String, u32)> = services.iter().map(|s| (s.name.clone(), s.child.id())).collect();
+    watched.extend(stack.pids.iter().cloned());
+    watched.push(("loadgen".into(), std::process::id()));
+    let before: Vec<ProcStats> = watched.iter().map(|(_, pid)| proc_stats(*pid).unwrap_or_default()).collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let peaks = Arc::new(Mutex::new((0i64, 0i64)));
+    let sampler = std::thread::spawn({
+        let (brokers, stop, peaks) = (brokers.clone(), stop.clone(), peaks.clone());
+        move || sample_lag(brokers, stop, peaks, Topics::default())
+    });
+
+    let baseline = (args.baseline_rate * args.baseline_secs).round() as u64;
+    let spike = (args.baseline_rate * args.surge_factor * args.surge_secs).round() as u64;
+    let count = 2 * baseline + spike;
+    let load_args = LoadArgs {
+        gateway: gateway.clone(),
+        count,
+        baseline_rate: args.baseline_rate,
+        surge_factor: args.surge_factor,
+        surge_share: spike as f64 / count as f64,
+        invalid_form_percent: 1.5,
+        invalid_reference_percent: 1.5,
+        concurrency: args.concurrency,
+        seed: args.seed,
+        client_id: "bench".into(),
+        attempts: 1,
+    };
+    println!("surge: {count} declarations: {:.0}/s for {:.0} s, {:.0}/s for {:.0} s, {:.0}/s for {:.0} s", args.baseline_rate, args.baseline_secs, args.baseline_rate * args.surge_factor, args.surge_secs, args.baseline_rate, args.baseline_secs);
+
+    // ClickHouse's row count once a second, from the load's start: the spike's start is
+    // `baseline_secs` in, and everything stored from then on came through a saturated pipeline.
+    let load_started = Instant::now();
+    let counts = Arc::new(Mutex::new(Vec::<(f64, u64)>::new()));
+    let counter = tokio::spawn({
+        let (http, url, counts, stop) = (http.clone(), stack.clickhouse_url(), counts.clone(), stop.clone());
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(rows) = rows(&http, &url).await {
+                    counts.lock().unwrap().push((load_started.elapsed().as_secs_f64(), rows));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+    let load = loadgen::run(&load_args).await;
+    let load_ended = Instant::now();
+    let load = match load {
+        Ok(load) => load,
+        Err(e) => {
+            stop.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
+    };
+    println!("{}", load.line());
+
+    let phase = Phase::start("surge: drain");
+    // Polled with a plain count(), which ClickHouse answers from part metadata: the distinct
+    // counts below would cost it real CPU every time and slow the pipeline being measured.
+    let drained = async {
+        loop {
+            let rows = rows(&http, &stack.clickhouse_url()).await?;
+            let (enricher, sink) = *peaks.lock().unwrap();
+            phase.set(format!("{rows}/{} rows in ClickHouse (peak lag: enricher {enricher}, sink {sink})", load.accepted));
+            if rows >= load.accepted {
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    let timed_out = tokio::time::timeout(Duration::from_secs(900), drained).await.is_err();
+    let drain_seconds = load_ended.elapsed().as_secs_f64();
+    let drained_at = load_started.elapsed().as_secs_f64();
+    // Then the exact counts: distinct declarations stored and rejected, and duplicates.
+    let stored = warehouse_report::wait_for(&http, &stack.clickhouse_url(), load.accepted, 0, Duration::from_secs(if timed_out { 10 } else { 30 })).await?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = counter.await;
+    let _ = sampler.join();
+    let (peak_lag_enricher, peak_lag_sink) = *peaks.lock().unwrap();
+    phase.done(format!("{:.1} s after the last request; peak lag enricher {peak_lag_enricher}, sink {peak_lag_sink}", drain_seconds));
+
+    let after: Vec<ProcStats> = watched.iter().map(|(_, pid)| proc_stats(*pid).unwrap_or_default()).collect();
+    let per_million = 1e6 / load.accepted.max(1) as f64;
+    let services_use = watched
+        .iter()
+        .zip(before.iter().zip(&after))
+        .map(|((name, _), (b, a))| {
+            let cpu = a.cpu_seconds - b.cpu_seconds;
+            (name.clone(), ProcessUse { cpu_seconds: cpu, cpu_seconds_per_million: cpu * per_million, peak_rss_mib: a.hwm_kib as f64 / 1024.0 })
+        })
+        .collect();
+
+    for service in &mut services {
+        let status = service.stop()?;
+        ensure!(status.success(), "{} exited with {status} after SIGTERM; see {}/{}.log", service.name, dir.display(), service.name);
+    }
+
+    let spike_start = args.baseline_secs;
+    let counts = counts.lock().unwrap().clone();
+    let at_spike = counts.iter().rev().find(|(t, _)| *t <= spike_start).map_or((0.0, 0), |&(t, c)| (t, c));
+    let total = stored.stored + stored.rejected;
+    let e2e_rows_per_s = (total - at_spike.1) as f64 / (drained_at - at_spike.0).max(1e-3);
+    Ok(SurgeRun { load, stored, peak_lag_enricher, peak_lag_sink, drain_seconds, e2e_rows_per_s, services: services_use })
+}
