@@ -99,6 +99,7 @@ async fn start_pipeline(options: PipelineOptions) -> anyhow::Result<Pipeline> {
             policy: options.policy.clone(),
             max_body_bytes: 64 * 1024,
             produce_timeout_ms: 5_000,
+            linger_ms: 1,
             spool_dir: dir.join("gateway-spool"),
             spool_max_bytes: 64 << 20,
         },
@@ -252,7 +253,7 @@ pub async fn own_pipeline(name: &str, partitions: i32) -> anyhow::Result<OwnPipe
     let kafka = KafkaArgs { kafka_brokers: stack.kafka_brokers(), topics: topics.clone() };
     let shutdown = CancellationToken::new();
     let gateway = ehac_gateway::start(
-        ehac_gateway::Config { listen: "127.0.0.1:0".parse().unwrap(), kafka: kafka.clone(), policy: PolicyArgs::default(), max_body_bytes: 64 * 1024, produce_timeout_ms: 5_000, spool_dir: dir.join("gateway-spool"), spool_max_bytes: 64 << 20 },
+        ehac_gateway::Config { listen: "127.0.0.1:0".parse().unwrap(), kafka: kafka.clone(), policy: PolicyArgs::default(), max_body_bytes: 64 * 1024, produce_timeout_ms: 5_000, linger_ms: 1, spool_dir: dir.join("gateway-spool"), spool_max_bytes: 64 << 20 },
         shutdown.clone(),
     )
     .await?;

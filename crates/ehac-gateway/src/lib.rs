@@ -60,6 +60,10 @@ pub struct Config {
     /// spool instead.
     #[arg(long, env = "EHAC_GATEWAY_PRODUCE_TIMEOUT_MS", default_value_t = 1_000)]
     pub produce_timeout_ms: u64,
+    /// How long a declaration may wait in the producer for others to share its request to the
+    /// broker; it adds to every traveller's wait, so it is kept shorter than the services' 5 ms.
+    #[arg(long, env = "EHAC_GATEWAY_LINGER_MS", default_value_t = 1)]
+    pub linger_ms: u64,
     /// Directory of the durable local spool (one gateway process per directory).
     #[arg(long, env = "EHAC_GATEWAY_SPOOL_DIR", default_value = "ehac-gateway-spool")]
     pub spool_dir: std::path::PathBuf,
@@ -94,7 +98,7 @@ impl Running {
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let registry = ehac_stream::telemetry::registry("gateway");
     let metrics = GatewayMetrics::register(&registry)?;
-    let producer = kafka::producer(&config.kafka.kafka_brokers)?;
+    let producer = kafka::producer_with_linger(&config.kafka.kafka_brokers, Duration::from_millis(config.linger_ms))?;
     let readiness = Readiness::default();
     let spool = Spool::open(&config.spool_dir, SpoolConfig { max_bytes: config.spool_max_bytes, ..SpoolConfig::default() })
         .map_err(|e| anyhow::anyhow!("opening the spool in {}: {e}", config.spool_dir.display()))?;

@@ -24,12 +24,18 @@ use crate::admin::Readiness;
 /// producer retry may write a record twice; the sink drops the copy by declaration id, so the
 /// tables stay exactly-once.
 pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
+    producer_with_linger(brokers, Duration::from_millis(5))
+}
+
+/// [`producer`] with its own `linger.ms`: how long a record may wait for others to share its
+/// request. A service that answers a person per record (the gateway) wants it short.
+pub fn producer_with_linger(brokers: &str, linger: Duration) -> Result<FutureProducer, KafkaError> {
     let idempotence = std::env::var("EHAC_KAFKA_IDEMPOTENCE").map_or(true, |v| v != "false");
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", if idempotence { "true" } else { "false" })
         .set("acks", "all")
-        .set("linger.ms", "5")
+        .set("linger.ms", linger.as_millis().to_string())
         .set("message.timeout.ms", "30000")
         .create()
 }

@@ -1,0 +1,100 @@
+//! The front door alone: a gateway writing to a topic nobody reads, offered a rising rate in
+//! short steps, to find the highest rate at which its ack p99 stays within the target. This is
+//! the gateway and broker with the back office on other hosts, as in production; the surge
+//! measures them sharing one machine with everything else.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ehac_devstack::{free_port, Stack};
+use serde::Serialize;
+
+use super::progress::Phase;
+use crate::loadgen::{self, LoadArgs};
+use crate::procstat::proc_stats;
+use crate::services::{wait_ready, Service};
+
+pub const SWEEP_TOPIC: &str = "bench.front-door.raw";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub offered_rate: f64,
+    pub accepted_rate: f64,
+    pub ack_p50_ms: f64,
+    pub ack_p99_ms: f64,
+    pub ack_p999_ms: f64,
+    /// Gateway, broker and load generator CPU per million declarations sent in this step.
+    pub gateway_cpu_seconds_per_million: f64,
+    pub broker_cpu_seconds_per_million: f64,
+    pub loadgen_cpu_seconds_per_million: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Sweep {
+    pub step_seconds: f64,
+    pub p99_limit_ms: f64,
+    pub steps: Vec<Step>,
+    /// The highest offered rate whose ack p99 stayed within the limit.
+    pub max_rate_within_limit: f64,
+}
+
+/// Offers `rates` in turn for `step_seconds` each; stops after the first step over the limit.
+pub async fn sweep(stack: &Stack, bin: &Path, dir: &Path, rates: &[f64], step_seconds: f64, concurrency: usize, p99_limit_ms: f64) -> anyhow::Result<Sweep> {
+    ehac_stream::kafka::ensure_topics(&stack.kafka_brokers(), &[SWEEP_TOPIC], 12).await?;
+    let port = free_port()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let args = ["--listen".into(), format!("127.0.0.1:{port}"), "--spool-dir".into(), dir.join("front-door-spool").display().to_string()];
+    let mut gateway = Service::start(bin, dir, "front-door-gateway", "ehac-gateway", &args, &[("EHAC_KAFKA_BROKERS", stack.kafka_brokers().as_str()), ("EHAC_TOPIC_RAW", SWEEP_TOPIC)])?;
+    wait_ready(&reqwest::Client::new(), &format!("{url}/readyz"), Duration::from_secs(60)).await?;
+    let broker = stack.pids.iter().find(|(n, _)| n == "tansu").map(|(_, p)| *p);
+    let mut steps = Vec::new();
+    let mut max_rate_within_limit = 0.0;
+    for (i, &rate) in rates.iter().enumerate() {
+        let phase = Phase::start(&format!("front door {rate:.0}/s"));
+        let load = LoadArgs {
+            gateway: url.clone(),
+            count: (rate * step_seconds).round() as u64,
+            baseline_rate: rate,
+            surge_factor: 1.0,
+            surge_share: 0.0,
+            invalid_form_percent: 1.5,
+            invalid_reference_percent: 1.5,
+            concurrency,
+            seed: 1000 + i as u64,
+            client_id: "bench-front-door".into(),
+            attempts: 1,
+        };
+        // One unmeasured second at the step's rate first: new connections, the producer's
+        // first metadata request and the broker's first write to a partition are start-up
+        // costs, not the front door's steady behaviour.
+        loadgen::run(&LoadArgs { count: rate.round() as u64, seed: 2000 + i as u64, ..load.clone() }).await?;
+        let cpu = |pid: Option<u32>| pid.and_then(|p| proc_stats(p).ok()).map_or(0.0, |s| s.cpu_seconds);
+        let me = Some(std::process::id());
+        let before = (cpu(Some(gateway.child.id())), cpu(broker), cpu(me));
+        let result = loadgen::run(&load).await?;
+        let after = (cpu(Some(gateway.child.id())), cpu(broker), cpu(me));
+        let per_million = 1e6 / result.sent.max(1) as f64;
+        let step = Step {
+            offered_rate: rate,
+            accepted_rate: result.accepted as f64 / result.elapsed.as_secs_f64(),
+            ack_p50_ms: result.percentile_ms(0.5),
+            ack_p99_ms: result.percentile_ms(0.99),
+            ack_p999_ms: result.percentile_ms(0.999),
+            gateway_cpu_seconds_per_million: (after.0 - before.0) * per_million,
+            broker_cpu_seconds_per_million: (after.1 - before.1) * per_million,
+            loadgen_cpu_seconds_per_million: (after.2 - before.2) * per_million,
+        };
+        phase.done(format!("accepted {:.0}/s, ack p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms", step.accepted_rate, step.ack_p50_ms, step.ack_p99_ms, step.ack_p999_ms));
+        let within = step.ack_p99_ms <= p99_limit_ms;
+        steps.push(step);
+        if !within {
+            break;
+        }
+        max_rate_within_limit = rate;
+        // Let the broker settle so one step's backlog does not spill into the next.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let status = gateway.stop()?;
+    anyhow::ensure!(status.success(), "the front-door gateway exited with {status}");
+    Ok(Sweep { step_seconds, p99_limit_ms, steps, max_rate_within_limit })
+}

@@ -1,0 +1,71 @@
+//! `ehac bench surge`, small: every phase runs against real servers (broker and ClickHouse
+//! ceilings, sink x1 and x2, the Python peer, the front-door sweep, the surge through the
+//! pipeline) and the JSON report carries the fields BENCHMARKS.md and the issue name. The
+//! figures of a run this small mean nothing; what is checked is that each phase moved exactly
+//! what it was given and that the surge lost and duplicated nothing. The services run as
+//! processes: build them first (`cargo build --bins`, which deploy/local/test.sh does).
+
+use ehac_cli::bench::{self, BenchCommand, Storage, SurgeArgs};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_surge_benchmark_runs_every_phase_and_reports_each_figure() {
+    // target/debug/deps/bench-<hash> -> target/debug, where cargo puts the service binaries.
+    let bin_dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    assert!(bin_dir.join("ehac-sink").is_file(), "service binaries missing in {}: run cargo build --bins first", bin_dir.display());
+    std::env::set_var("EHAC_BIN_DIR", &bin_dir);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("surge.json");
+    let args = SurgeArgs {
+        dir: dir.path().join("run"),
+        out: Some(out.clone()),
+        partitions: 4,
+        baseline_rate: 200.0,
+        surge_factor: 5.0,
+        surge_secs: 3.0,
+        baseline_secs: 2.0,
+        concurrency: 64,
+        enrichers: 1,
+        sinks: 1,
+        back_office_nice: 10,
+        ceiling_count: 3_000,
+        sink_instances: vec![1, 2],
+        sweep_rates: vec![200.0, 400.0],
+        sweep_step_secs: 2.0,
+        no_peer: false,
+        broker_storage: Storage::Sqlite,
+        seed: 7,
+    };
+    let report = bench::run(BenchCommand::Surge(args)).await.expect("the benchmark runs");
+
+    assert_eq!(report.sent, 2 * 400 + 3_000);
+    assert!(report.accepted > 3_500, "most declarations are valid: {}", report.accepted);
+    assert_eq!(report.accepted + report.refused + report.failed, report.sent);
+    assert_eq!((report.lost, report.duplicated), (0, 0));
+    assert_eq!(report.stored + report.rejected, report.accepted);
+    assert!(report.ack_p50_ms > 0.0 && report.ack_p50_ms <= report.ack_p99_ms && report.ack_p99_ms <= report.ack_p999_ms);
+    assert!(report.e2e_rows_per_s > 0.0 && report.drain_seconds >= 0.0);
+    for process in ["gateway", "enricher-0", "sink-0", "tansu", "clickhouse-server", "loadgen"] {
+        let used = &report.services[process];
+        assert!(used.cpu_seconds > 0.0 && used.peak_rss_mib > 0.0, "{process}: {used:?}");
+    }
+
+    let c = &report.ceilings;
+    assert_eq!(c.broker.messages, 3_000);
+    assert!(c.broker_produce_per_s > 0.0 && c.broker_consume_per_s > 0.0);
+    assert_eq!(c.clickhouse_bulk.rows, 3_000);
+    assert_eq!(c.sink.iter().map(|r| (r.instances, r.rows)).collect::<Vec<_>>(), vec![(1, 3_000), (2, 3_000)]);
+    let peer = c.peer.as_ref().expect("the peer ran");
+    assert_eq!(peer.rows, 3_000);
+    assert!(peer.cpu_seconds > 0.0);
+    let sweep = report.front_door.as_ref().expect("the sweep ran");
+    assert!(!sweep.steps.is_empty() && sweep.steps[0].accepted_rate > 0.0);
+    assert_eq!(report.targets.len(), 7, "{:#?}", report.targets);
+
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    for key in ["offered_rate", "accepted", "ack_p50_ms", "ack_p99_ms", "ack_p999_ms", "e2e_rows_per_s", "drain_seconds", "stored", "lost", "duplicated"] {
+        assert!(json[key].is_number(), "{key} missing from the JSON report");
+    }
+    for key in ["broker_produce_per_s", "broker_consume_per_s", "clickhouse_bulk_rows_per_s", "sink_rows_per_s", "peer"] {
+        assert!(!json["ceilings"][key].is_null(), "ceilings.{key} missing from the JSON report");
+    }
+}
