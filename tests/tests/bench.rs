@@ -18,6 +18,7 @@ async fn the_surge_benchmark_runs_every_phase_and_reports_each_figure() {
     let args = SurgeArgs {
         dir: dir.path().join("run"),
         out: Some(out.clone()),
+        markdown: None,
         partitions: 4,
         baseline_rate: 200.0,
         surge_factor: 5.0,
@@ -60,6 +61,9 @@ async fn the_surge_benchmark_runs_every_phase_and_reports_each_figure() {
     let sweep = report.front_door.as_ref().expect("the sweep ran");
     assert!(!sweep.steps.is_empty() && sweep.steps[0].accepted_rate > 0.0);
     assert_eq!(report.targets.len(), 7, "{:#?}", report.targets);
+
+    let tables = bench::markdown(&report);
+    assert!(tables.contains("| (d) our sink x2 |") && tables.contains("| front door alone, offered |"), "{tables}");
 
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     for key in ["offered_rate", "accepted", "ack_p50_ms", "ack_p99_ms", "ack_p999_ms", "e2e_rows_per_s", "drain_seconds", "stored", "lost", "duplicated"] {

@@ -38,7 +38,9 @@ pub struct Sweep {
     pub max_rate_within_limit: f64,
 }
 
-/// Offers `rates` in turn for `step_seconds` each; stops after the first step over the limit.
+/// Offers `rates` in turn for `step_seconds` each. It goes on past the limit to show the curve,
+/// and stops once the gateway falls behind (accepts under 90% of the offered rate) or its p99
+/// is ten times the limit.
 pub async fn sweep(stack: &Stack, bin: &Path, dir: &Path, rates: &[f64], step_seconds: f64, concurrency: usize, p99_limit_ms: f64) -> anyhow::Result<Sweep> {
     ehac_stream::kafka::ensure_topics(&stack.kafka_brokers(), &[SWEEP_TOPIC], 12).await?;
     let port = free_port()?;
@@ -85,12 +87,15 @@ pub async fn sweep(stack: &Stack, bin: &Path, dir: &Path, rates: &[f64], step_se
             loadgen_cpu_seconds_per_million: (after.2 - before.2) * per_million,
         };
         phase.done(format!("accepted {:.0}/s, ack p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms", step.accepted_rate, step.ack_p50_ms, step.ack_p99_ms, step.ack_p999_ms));
-        let within = step.ack_p99_ms <= p99_limit_ms;
+        if step.ack_p99_ms <= p99_limit_ms {
+            max_rate_within_limit = rate;
+        }
+        // 3% of the load is invalid on purpose and refused, so 97% is all that can be accepted.
+        let saturated = step.accepted_rate < 0.9 * 0.97 * rate || step.ack_p99_ms > 10.0 * p99_limit_ms;
         steps.push(step);
-        if !within {
+        if saturated {
             break;
         }
-        max_rate_within_limit = rate;
         // Let the broker settle so one step's backlog does not spill into the next.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

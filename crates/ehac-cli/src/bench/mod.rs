@@ -52,6 +52,9 @@ pub struct SurgeArgs {
     /// Write the report as JSON here too.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Write the report's tables as Markdown here (what BENCHMARKS.md quotes).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
     #[arg(long, default_value_t = 12)]
     pub partitions: i32,
     /// Declarations per second before and after the spike.
@@ -317,6 +320,10 @@ async fn surge_bench(args: SurgeArgs) -> anyhow::Result<Report> {
         std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
         println!("report written to {}", out.display());
     }
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, markdown(&report))?;
+        println!("tables written to {}", path.display());
+    }
     Ok(report)
 }
 
@@ -414,4 +421,54 @@ fn print_report(r: &Report) {
         println!("  [{}] {}: {} (goal {})", if t.met { "met" } else { "MISSED" }, t.name, t.measured, t.goal);
     }
     println!("\nSURGE offered_rate={:.0} accepted={} ack_p99_ms={:.1} e2e_rows_per_s={:.0} drain_seconds={:.1} stored={} lost={} duplicated={} wall={:.0}s", r.offered_rate, r.accepted, r.ack_p99_ms, r.e2e_rows_per_s, r.drain_seconds, r.stored, r.lost, r.duplicated, r.wall_seconds);
+}
+
+/// The report as Markdown tables: targets, the surge, processes, ceilings, the sweep.
+pub fn markdown(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut m = String::new();
+    let _ = writeln!(m, "Machine: {} cores; broker storage {:?}; {} partitions; wall {:.0} s.\n", r.cores, r.broker_storage, r.partitions, r.wall_seconds);
+    let _ = writeln!(m, "| target | goal | measured | met |\n|---|---|---|---|");
+    for t in &r.targets {
+        let _ = writeln!(m, "| {} | {} | {} | {} |", t.name, t.goal, t.measured, if t.met { "yes" } else { "**no**" });
+    }
+    let _ = writeln!(m, "\n| surge figure | value |\n|---|---|");
+    let rows: Vec<(&str, String)> = vec![
+        ("offered rate in the spike", format!("{:.0}/s for {:.0} s (baseline {:.0}/s)", r.offered_rate, r.surge_seconds, r.baseline_rate)),
+        ("sent / accepted / refused (422) / failed", format!("{} / {} / {} / {}", r.sent, r.accepted, r.refused, r.failed)),
+        ("accepted rate over the whole load", format!("{:.0}/s", r.accepted_rate)),
+        ("ack latency in the spike p50 / p99 / p99.9 / max", format!("{:.1} / {:.1} / {:.1} / {:.1} ms", r.ack_p50_ms, r.ack_p99_ms, r.ack_p999_ms, r.ack_max_ms)),
+        ("ack latency, whole load p50 / p99 / p99.9", format!("{:.1} / {:.1} / {:.1} ms", r.ack_all_p50_ms, r.ack_all_p99_ms, r.ack_all_p999_ms)),
+        ("requests that waited for a connection slot", format!("{} (of {} slots)", r.requests_waiting_for_slot, r.concurrency)),
+        ("peak lag enricher / sink", format!("{} / {} messages", r.peak_lag_enricher, r.peak_lag_sink)),
+        ("drain after the last request", format!("{:.1} s", r.drain_seconds)),
+        ("end to end into ClickHouse (spike start to all stored)", format!("{:.0} rows/s", r.e2e_rows_per_s)),
+        ("stored / rejected / lost / duplicated", format!("{} / {} / {} / {}", r.stored, r.rejected, r.lost, r.duplicated)),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(m, "| {k} | {v} |");
+    }
+    let _ = writeln!(m, "\n| process (surge) | CPU-s | CPU-s per million accepted | peak RSS MiB |\n|---|---|---|---|");
+    for (name, u) in &r.services {
+        let _ = writeln!(m, "| {name} | {:.1} | {:.1} | {:.0} |", u.cpu_seconds, u.cpu_seconds_per_million, u.peak_rss_mib);
+    }
+    let c = &r.ceilings;
+    let _ = writeln!(m, "\n| ceiling (same payloads and rows) | figure |\n|---|---|");
+    let _ = writeln!(m, "| (a) broker produce, rdkafka, idempotent acks=all | {:.0} msg/s ({:.0} B/msg; broker {:.1} CPU-s per million) |", c.broker_produce_per_s, c.broker.bytes_per_message, c.broker.broker_cpu_seconds_per_million_produced);
+    let _ = writeln!(m, "| (a) broker consume, rdkafka, no processing | {:.0} msg/s (broker {:.1} CPU-s per million) |", c.broker_consume_per_s, c.broker.broker_cpu_seconds_per_million_consumed);
+    let _ = writeln!(m, "| (b) ClickHouse bulk INSERT of a RowBinary file | {:.0} rows/s ({} rows, {:.0} MB) |", c.clickhouse_bulk_rows_per_s, c.clickhouse_bulk.rows, c.clickhouse_bulk.bytes as f64 / 1e6);
+    if let Some(p) = &c.peer {
+        let _ = writeln!(m, "| (c) Python glue-script peer | {:.0} rows/s, {:.1} CPU-s per million, peak RSS {:.0} MB |", p.rows_per_s, p.cpu_seconds_per_million, p.peak_rss_mb);
+    }
+    for s in &c.sink {
+        let _ = writeln!(m, "| (d) our sink x{} | {:.0} rows/s, {:.1} CPU-s per million, peak RSS {:.0} MiB |", s.instances, s.rows_per_s, s.cpu_seconds_per_million, s.peak_rss_mib);
+    }
+    let _ = writeln!(m, "| enricher rules + Avro, one core, in process | {:.0} records/s |", c.enricher_records_per_s_one_core);
+    if let Some(sweep) = &r.front_door {
+        let _ = writeln!(m, "\n| front door alone, offered | accepted | ack p50 | p99 | p99.9 | gateway / broker / loadgen CPU-s per million |\n|---|---|---|---|---|---|");
+        for s in &sweep.steps {
+            let _ = writeln!(m, "| {:.0}/s | {:.0}/s | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} / {:.0} / {:.0} |", s.offered_rate, s.accepted_rate, s.ack_p50_ms, s.ack_p99_ms, s.ack_p999_ms, s.gateway_cpu_seconds_per_million, s.broker_cpu_seconds_per_million, s.loadgen_cpu_seconds_per_million);
+        }
+    }
+    m
 }
