@@ -54,8 +54,10 @@ pub struct Config {
     /// Most records per INSERT, per partition. ClickHouse prefers few large inserts.
     #[arg(long, env = "EHAC_SINK_BATCH_MAX", default_value_t = 20_000)]
     pub batch_max: usize,
-    /// How long a partition's batch waits to fill before it is inserted.
-    #[arg(long, env = "EHAC_SINK_BATCH_LINGER_MS", default_value_t = 1_000)]
+    /// How long a partition's batch waits to fill before it is inserted. Rows reach analysts
+    /// this much later at most; in exchange ClickHouse makes and merges fewer small parts (5 s
+    /// instead of 1 s cut its CPU per million rows about 3x in `ehac bench surge`).
+    #[arg(long, env = "EHAC_SINK_BATCH_LINGER_MS", default_value_t = 5_000)]
     pub batch_linger_ms: u64,
     /// Offsets behind a partition's restart point whose stored identities are loaded to catch
     /// records written twice upstream.

@@ -322,9 +322,14 @@ pub async fn peer(stack: &Stack, dir: &Path, expected: u64, phase: &Phase) -> an
     let python = tokio::task::spawn_blocking(peer_python).await??;
     let script = dir.join("glue.py");
     std::fs::write(&script, PEER_SCRIPT)?;
+    // The exact writer schema of the messages, as one JSON document.
+    let schema = dir.join("enriched_declaration.json");
+    std::fs::write(&schema, serde_json::to_vec(ENRICHED.schema())?)?;
     phase.set(format!("glue.py moving {expected} rows"));
     let output = tokio::process::Command::new(python)
         .arg(&script)
+        .arg("--schema")
+        .arg(&schema)
         .args(["--brokers", &stack.kafka_brokers(), "--topic", CEILING_TOPIC, "--group", "bench-peer", "--clickhouse-url", &stack.clickhouse_url(), "--expect", &expected.to_string()])
         .stderr(std::fs::File::create(dir.join("peer.log"))?)
         .output()
