@@ -56,7 +56,7 @@ pub fn enrich(form: &DeclarationForm, checked: &Checked<'_>, reference: &Referen
             Some(TestKind::Pcr) => policy.pcr_valid_for,
             Some(TestKind::Antigen) | None => policy.antigen_valid_for,
         };
-        let taken_on = NaiveDate::parse_from_str(&t.taken_on, "%Y-%m-%d").ok();
+        let taken_on = crate::timefmt::date(&t.taken_on);
         let departure_local = checked.departure_at.with_timezone(&checked.departure.time_zone()).naive_local();
         t.result == Some(TestResult::Negative) && taken_on.is_some_and(|d| departure_local - (d + Duration::days(1)).and_time(Default::default()) > valid_for)
     });

@@ -21,6 +21,7 @@ pub mod mrz;
 pub mod record;
 pub mod reference;
 pub mod sample;
+pub mod timefmt;
 pub mod validate;
 pub mod verification;
 

@@ -588,7 +588,7 @@ fn date(errors: &mut Vec<FieldError>, field: &str, value: &str) -> Option<NaiveD
     if !required(errors, field, value) {
         return None;
     }
-    let parsed = NaiveDate::parse_from_str(value, "%Y-%m-%d").ok();
+    let parsed = crate::timefmt::date(value);
     if parsed.is_none() {
         errors.push(FieldError::new(ErrorCode::InvalidFormat, field, "must be a date YYYY-MM-DD"));
     }
@@ -599,11 +599,7 @@ fn form_time(errors: &mut Vec<FieldError>, field: &str, value: &str) -> Option<F
     if !required(errors, field, value) {
         return None;
     }
-    let parsed = NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M")
-        .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S"))
-        .map(FormTime::Local)
-        .or_else(|_| DateTime::parse_from_rfc3339(value).map(FormTime::Absolute))
-        .ok();
+    let parsed = crate::timefmt::local_time(value).map(FormTime::Local).or_else(|| DateTime::parse_from_rfc3339(value).map(FormTime::Absolute).ok());
     if parsed.is_none() {
         errors.push(FieldError::new(ErrorCode::InvalidFormat, field, "must be a local time YYYY-MM-DDTHH:MM at the port, or RFC 3339 with offset"));
     }

@@ -57,7 +57,7 @@ pub fn judge(declared_date_of_birth: &str, declared_sex: Option<Sex>, answer: &R
     match answer {
         RegistryAnswer::NotFound => VerificationStatus::NotFound,
         RegistryAnswer::Found { date_of_birth, sex } => {
-            let declared_dob = NaiveDate::parse_from_str(declared_date_of_birth, "%Y-%m-%d").ok();
+            let declared_dob = crate::timefmt::date(declared_date_of_birth);
             if declared_dob == Some(*date_of_birth) && declared_sex == Some(*sex) {
                 VerificationStatus::Verified
             } else {

