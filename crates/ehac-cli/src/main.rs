@@ -79,6 +79,11 @@ enum DlqAction {
     Replay(dlq::ReplayArgs),
 }
 
+// The same allocator as the services, so the load generator and the in-process enricher figure
+// of `ehac bench` run as the services do.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -8,6 +8,10 @@ use ehac_domain::{Policy, RawDeclaration, ReferenceData};
 use ehac_enricher::classify;
 use ehac_stream::codec::RAW;
 
+// As in the service's binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench(c: &mut Criterion) {
     let received = Utc.with_ymd_and_hms(2026, 12, 20, 1, 0, 0).unwrap();
     let mut generator = SampleGenerator::new(42);
