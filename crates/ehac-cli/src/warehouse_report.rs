@@ -20,12 +20,18 @@ pub struct Stored {
     pub duplicated: u64,
 }
 
-async fn query(http: &reqwest::Client, url: &str, sql: &str) -> anyhow::Result<String> {
-    let response = http.post(url).body(sql.to_owned()).send().await.with_context(|| format!("querying ClickHouse at {url}"))?;
+/// POSTs `body` (a query, or data for an INSERT named in `url`) to ClickHouse's HTTP interface;
+/// the answer's bytes.
+pub async fn post(http: &reqwest::Client, url: &str, body: impl Into<reqwest::Body>) -> anyhow::Result<Vec<u8>> {
+    let response = http.post(url).body(body).send().await.with_context(|| format!("querying ClickHouse at {url}"))?;
     let status = response.status();
-    let text = response.text().await?;
-    anyhow::ensure!(status.is_success(), "ClickHouse answered {status}: {text}");
-    Ok(text)
+    let answer = Vec::from(response.bytes().await?);
+    anyhow::ensure!(status.is_success(), "ClickHouse answered {status}: {}", String::from_utf8_lossy(&answer[..answer.len().min(500)]));
+    Ok(answer)
+}
+
+async fn query(http: &reqwest::Client, url: &str, sql: &str) -> anyhow::Result<String> {
+    Ok(String::from_utf8(post(http, url, sql.to_owned()).await?)?)
 }
 
 pub async fn stored(http: &reqwest::Client, url: &str) -> anyhow::Result<Stored> {

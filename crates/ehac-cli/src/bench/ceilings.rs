@@ -19,6 +19,7 @@ use serde::Serialize;
 use super::progress::Phase;
 use crate::procstat::proc_stats;
 use crate::services::Service;
+use crate::warehouse_report::post;
 
 /// Topics the ceilings read and write, apart from the pipeline's own.
 pub const CEILING_TOPIC: &str = "bench.ceiling.enriched";
@@ -132,17 +133,8 @@ fn read_all(brokers: &str, topic: &str, expected: u64, phase: &Phase) -> anyhow:
     Ok(first.map_or(0.0, |f| f.elapsed().as_secs_f64()))
 }
 
-/// Queries ClickHouse over HTTP; the answer as text.
-pub async fn clickhouse(http: &reqwest::Client, url: &str, sql: impl Into<reqwest::Body>) -> anyhow::Result<Vec<u8>> {
-    let response = http.post(url).body(sql).send().await.with_context(|| format!("ClickHouse at {url}"))?;
-    let status = response.status();
-    let body = Vec::from(response.bytes().await?);
-    ensure!(status.is_success(), "ClickHouse answered {status}: {}", String::from_utf8_lossy(&body[..body.len().min(500)]));
-    Ok(body)
-}
-
 async fn count(http: &reqwest::Client, url: &str, sql: &str) -> anyhow::Result<u64> {
-    let text = clickhouse(http, url, sql.to_owned()).await?;
+    let text = post(http, url, sql.to_owned()).await?;
     String::from_utf8_lossy(&text).trim().parse().with_context(|| format!("{sql} answered {text:?}"))
 }
 
@@ -156,7 +148,7 @@ pub async fn declarations(http: &reqwest::Client, url: &str) -> anyhow::Result<(
 /// Empties the tables a ceiling wrote to, so the next one (and the surge) starts from nothing.
 pub async fn truncate(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
     for table in ["ehac.declarations", "ehac.rejections", "ehac.`.inner.declaration_positions`", "ehac.`.inner.rejection_positions`"] {
-        clickhouse(http, url, format!("TRUNCATE TABLE {table}")).await?;
+        post(http, url, format!("TRUNCATE TABLE {table}")).await?;
     }
     Ok(())
 }
@@ -174,7 +166,7 @@ pub async fn clickhouse_bulk(http: &reqwest::Client, url: &str, rowbinary: &Path
     let body = std::fs::read(rowbinary)?;
     let bytes = body.len() as u64;
     let started = Instant::now();
-    clickhouse(http, &format!("{url}/?query=INSERT%20INTO%20ehac.declarations%20FORMAT%20RowBinary"), body).await?;
+    post(http, &format!("{url}/?query=INSERT%20INTO%20ehac.declarations%20FORMAT%20RowBinary"), body).await?;
     let seconds = started.elapsed().as_secs_f64();
     let (stored, distinct) = declarations(http, url).await?;
     ensure!(stored == rows && distinct == rows, "bulk insert stored {stored} rows ({distinct} distinct), expected {rows}");
@@ -183,7 +175,7 @@ pub async fn clickhouse_bulk(http: &reqwest::Client, url: &str, rowbinary: &Path
 
 /// Saves what `ehac.declarations` holds as RowBinary, the bulk insert's input.
 pub async fn export_rowbinary(http: &reqwest::Client, url: &str, file: &Path) -> anyhow::Result<()> {
-    let body = clickhouse(http, url, "SELECT * FROM ehac.declarations FORMAT RowBinary").await?;
+    let body = post(http, url, "SELECT * FROM ehac.declarations FORMAT RowBinary").await?;
     std::fs::write(file, &body)?;
     Ok(())
 }

@@ -63,7 +63,7 @@ fn sample_lag(brokers: String, stop: Arc<AtomicBool>, peaks: Arc<Mutex<(i64, i64
 
 /// Rows in the declarations and rejections tables, duplicates included.
 async fn rows(http: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
-    let text = super::ceilings::clickhouse(http, url, "SELECT (SELECT count() FROM ehac.declarations) + (SELECT count() FROM ehac.rejections)").await?;
+    let text = warehouse_report::post(http, url, "SELECT (SELECT count() FROM ehac.declarations) + (SELECT count() FROM ehac.rejections)").await?;
     Ok(String::from_utf8_lossy(&text).trim().parse()?)
 }
 
