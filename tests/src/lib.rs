@@ -108,7 +108,7 @@ async fn start_pipeline(options: PipelineOptions) -> anyhow::Result<Pipeline> {
     .await?;
     let enricher_shutdown = shutdown.child_token();
     let enricher = tokio::spawn(ehac_enricher::run(enricher_config(&kafka, &options), enricher_shutdown.clone()));
-    let sink = ehac_sink::Config { kafka: kafka.clone(), clickhouse: stack.clickhouse_args(), admin: admin(), group: "ehac-sink".into(), batch_max: 2_000, batch_linger_ms: 100, dedup_window: 100_000, handover_timeout_ms: 15_000 };
+    let sink = ehac_sink::Config { kafka: kafka.clone(), clickhouse: stack.clickhouse_args(), admin: admin(), group: "ehac-sink".into(), batch_max: 2_000, batch_linger_ms: 100, dedup_window: 100_000, handover_timeout_ms: 15_000, partition_buffer: 4_096 };
     tokio::spawn(ehac_sink::run(sink, shutdown.clone()));
 
     let pipeline = Pipeline {
@@ -282,9 +282,14 @@ impl OwnPipeline {
     /// Starts a sink in the `ehac-sink` group serving its admin endpoints on `admin`. Cancel the
     /// returned token to stop it (it leaves the group); the handle ends when it has.
     pub fn start_sink(&self, admin: std::net::SocketAddr) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+        self.start_sink_with(admin, |_| {})
+    }
+
+    /// [`OwnPipeline::start_sink`] with settings changed by `configure`.
+    pub fn start_sink_with(&self, admin: std::net::SocketAddr, configure: impl FnOnce(&mut ehac_sink::Config)) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
         let token = CancellationToken::new();
         let kafka = KafkaArgs { kafka_brokers: self.pipeline.brokers.clone(), topics: self.pipeline.topics.clone() };
-        let config = ehac_sink::Config {
+        let mut config = ehac_sink::Config {
             kafka,
             clickhouse: self.pipeline.clickhouse.clone(),
             admin: AdminArgs { admin_listen: admin },
@@ -293,7 +298,9 @@ impl OwnPipeline {
             batch_linger_ms: 100,
             dedup_window: 100_000,
             handover_timeout_ms: 15_000,
+            partition_buffer: 4_096,
         };
+        configure(&mut config);
         (token.clone(), tokio::spawn(ehac_sink::run(config, token)))
     }
 }

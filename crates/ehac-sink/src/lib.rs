@@ -66,6 +66,10 @@ pub struct Config {
     /// How long a revoked or stopping partition may take to insert and commit what it holds.
     #[arg(long, env = "EHAC_SINK_HANDOVER_TIMEOUT_MS", default_value_t = 15_000)]
     pub handover_timeout_ms: u64,
+    /// Messages a partition may have waiting for its task before the reader pauses that
+    /// partition (backpressure; memory stays bounded while ClickHouse is slow).
+    #[arg(long, env = "EHAC_SINK_PARTITION_BUFFER", default_value_t = 4_096)]
+    pub partition_buffer: usize,
 }
 
 pub(crate) struct Metrics {
@@ -76,6 +80,8 @@ pub(crate) struct Metrics {
     duplicates: IntCounter,
     partitions: IntGauge,
     paused: IntGauge,
+    pauses: IntCounter,
+    offset_gaps: IntCounter,
 }
 
 impl Metrics {
@@ -87,10 +93,14 @@ impl Metrics {
         let duplicates = IntCounter::new("sink_duplicates_skipped_total", "Records not written because their identity is already stored")?;
         let partitions = IntGauge::new("sink_partitions_assigned", "Partitions this instance owns")?;
         let paused = IntGauge::new("sink_partitions_paused", "Partitions paused because their task is behind (backpressure)")?;
-        for metric in [Box::new(rows.clone()) as Box<dyn prometheus::core::Collector>, Box::new(batch_size.clone()), Box::new(insert_seconds.clone()), Box::new(insert_errors.clone()), Box::new(duplicates.clone()), Box::new(partitions.clone()), Box::new(paused.clone())] {
+        let pauses = IntCounter::new("sink_partition_pauses_total", "Times a partition was paused because its task was behind")?;
+        // Our topics are neither compacted nor transactional, so within a partition every
+        // offset holds a record: an offset the broker skipped is a record never delivered.
+        let offset_gaps = IntCounter::new("sink_offset_gaps_total", "Offsets skipped between consecutive messages of a partition (should stay 0)")?;
+        for metric in [Box::new(rows.clone()) as Box<dyn prometheus::core::Collector>, Box::new(batch_size.clone()), Box::new(insert_seconds.clone()), Box::new(insert_errors.clone()), Box::new(duplicates.clone()), Box::new(partitions.clone()), Box::new(paused.clone()), Box::new(pauses.clone()), Box::new(offset_gaps.clone())] {
             registry.register(metric)?;
         }
-        Ok(Metrics { rows, batch_size, insert_seconds, insert_errors, duplicates, partitions, paused })
+        Ok(Metrics { rows, batch_size, insert_seconds, insert_errors, duplicates, partitions, paused, pauses, offset_gaps })
     }
 }
 
@@ -220,6 +230,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         batch_max: config.batch_max,
         linger: Duration::from_millis(config.batch_linger_ms),
         dedup_window: config.dedup_window,
+        partition_buffer: config.partition_buffer.max(1),
     });
     let _ = consumer.context().shared.set(shared.clone());
     tracing::info!(%admin_addr, group = %config.group, "sink started");
@@ -230,15 +241,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     Ok(())
 }
 
-/// Capacity of a partition task's channel: beyond it the partition is paused.
-const TASK_CHANNEL: usize = 4_096;
-
 /// The reader thread: polls, routes, applies backpressure, and on shutdown hands every
 /// partition over.
 fn read(consumer: &Arc<BaseConsumer<SinkContext>>, shared: &Arc<partition::Shared>, routes: &Arc<Routes>, runtime: &tokio::runtime::Handle, shutdown: &CancellationToken) {
     while !shutdown.is_cancelled() {
         // Move held-back messages first, in order, and resume partitions that caught up.
-        {
+        let holding = {
             let mut map = routes.routes.lock().unwrap();
             for ((topic, partition), route) in map.iter_mut() {
                 while let Some(message) = route.overflow.pop_front() {
@@ -257,8 +265,12 @@ fn read(consumer: &Arc<BaseConsumer<SinkContext>>, shared: &Arc<partition::Share
                     }
                 }
             }
-        }
-        match consumer.poll(Duration::from_millis(100)) {
+            map.values().any(|route| !route.overflow.is_empty())
+        };
+        // While messages are held back, come round again soon to hand them on: a paused
+        // partition brings nothing that would wake the poll.
+        let wait = if holding { Duration::from_millis(5) } else { Duration::from_millis(100) };
+        match consumer.poll(wait) {
             // Holding partitions with nothing to read is healthy, not "not consuming".
             None if !routes.assigned.lock().unwrap().is_empty() => shared.readiness.ready("kafka"),
             None => {}
@@ -276,7 +288,7 @@ fn read(consumer: &Arc<BaseConsumer<SinkContext>>, shared: &Arc<partition::Share
                 }
                 let mut map = routes.routes.lock().unwrap();
                 let route = map.entry(key.clone()).or_insert_with(|| {
-                    let (sender, receiver) = mpsc::channel(TASK_CHANNEL);
+                    let (sender, receiver) = mpsc::channel(shared.partition_buffer);
                     let abandon = CancellationToken::new();
                     let task = runtime.spawn(partition::run(shared.clone(), key.0.clone(), key.1, receiver, abandon.clone()));
                     shared.metrics.partitions.inc();
@@ -290,6 +302,7 @@ fn read(consumer: &Arc<BaseConsumer<SinkContext>>, shared: &Arc<partition::Share
                 if !route.overflow.is_empty() && !route.paused && set_paused(consumer, &key.0, key.1, true) {
                     route.paused = true;
                     shared.metrics.paused.inc();
+                    shared.metrics.pauses.inc();
                 }
             }
         }
