@@ -80,10 +80,28 @@ fn start(options: PipelineOptions) -> Result<Pipeline, String> {
     rx.recv().map_err(|e| e.to_string())?
 }
 
+/// A test's data directory, `ehac-test-[NAME-]PID` under the temp dir. The servers outlive the
+/// test's own code (see [`own_pipeline`]), so nothing can delete it at the end; instead the
+/// directories of test processes that have exited are removed here, before each start, so
+/// repeated runs do not fill the disk (they did: a few hundred MB each).
+pub fn test_dir(name: Option<&str>) -> std::path::PathBuf {
+    let temp = std::env::temp_dir();
+    for entry in std::fs::read_dir(&temp).into_iter().flatten().flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix("ehac-test-")) else { continue };
+        let pid = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let pid = std::process::id();
+    temp.join(name.map_or_else(|| format!("ehac-test-{pid}"), |name| format!("ehac-test-{name}-{pid}")))
+}
+
 async fn start_pipeline(options: PipelineOptions) -> anyhow::Result<Pipeline> {
     ehac_stream::telemetry::init_logging();
     let tools = Tools::find()?;
-    let dir = std::env::temp_dir().join(format!("ehac-test-{}", std::process::id()));
+    let dir = test_dir(None);
     let _ = std::fs::remove_dir_all(&dir);
     let stack = Stack::start(&tools, StackOptions::ephemeral(&dir)?).await?;
     let topics = Topics::default();
@@ -245,7 +263,7 @@ pub struct OwnPipeline {
 pub async fn own_pipeline(name: &str, partitions: i32) -> anyhow::Result<OwnPipeline> {
     ehac_stream::telemetry::init_logging();
     let tools = Tools::find()?;
-    let dir = std::env::temp_dir().join(format!("ehac-test-{name}-{}", std::process::id()));
+    let dir = test_dir(Some(name));
     let _ = std::fs::remove_dir_all(&dir);
     let stack = Stack::start(&tools, StackOptions::ephemeral(&dir)?).await?;
     let topics = Topics::default();

@@ -94,7 +94,7 @@ async fn stopping_the_sink_under_load_fires_the_lag_alert_and_restarting_it_reso
     let shipped = std::fs::read_to_string(deploy().join("prometheus/rules/ehac.yml")).unwrap();
     let rules = shorten(&shipped, LAG_ALERT, &[("> 120", "> 5"), ("for: 3m", "for: 5s")]);
     let rules = shorten(&rules, STATUS_ALERT, &[("for: 1m", "for: 5s")]);
-    let prometheus_dir = std::env::temp_dir().join(format!("ehac-test-lag-alerts-prometheus-{}", std::process::id()));
+    let prometheus_dir = ehac_tests::test_dir(Some("lag-alerts-prometheus"));
     let _ = std::fs::remove_dir_all(&prometheus_dir);
     std::fs::create_dir_all(&prometheus_dir).unwrap();
     std::fs::write(prometheus_dir.join("ehac.yml"), rules).unwrap();
