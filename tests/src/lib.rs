@@ -126,7 +126,7 @@ async fn start_pipeline(options: PipelineOptions) -> anyhow::Result<Pipeline> {
     .await?;
     let enricher_shutdown = shutdown.child_token();
     let enricher = tokio::spawn(ehac_enricher::run(enricher_config(&kafka, &options), enricher_shutdown.clone()));
-    let sink = ehac_sink::Config { kafka: kafka.clone(), clickhouse: stack.clickhouse_args(), admin: admin(), group: "ehac-sink".into(), batch_max: 2_000, batch_linger_ms: 100, dedup_window: 100_000, handover_timeout_ms: 15_000, partition_buffer: 4_096 };
+    let sink = sink_config(kafka.clone(), stack.clickhouse_args(), admin());
     tokio::spawn(ehac_sink::run(sink, shutdown.clone()));
 
     let pipeline = Pipeline {
@@ -142,6 +142,12 @@ async fn start_pipeline(options: PipelineOptions) -> anyhow::Result<Pipeline> {
     // The stack lives as long as the process.
     std::mem::forget(stack);
     Ok(pipeline)
+}
+
+/// The sink as the tests run it: batches of at most 2,000 that linger 100 ms (the service's
+/// defaults are 20,000 and 5 s, made for throughput, not for tests waiting on rows).
+fn sink_config(kafka: KafkaArgs, clickhouse: ClickHouseArgs, admin: AdminArgs) -> ehac_sink::Config {
+    ehac_sink::Config { kafka, clickhouse, admin, group: "ehac-sink".into(), batch_max: 2_000, batch_linger_ms: 100, dedup_window: 100_000, handover_timeout_ms: 15_000, partition_buffer: 4_096 }
 }
 
 fn enricher_config(kafka: &KafkaArgs, options: &PipelineOptions) -> ehac_enricher::Config {
@@ -307,17 +313,7 @@ impl OwnPipeline {
     pub fn start_sink_with(&self, admin: std::net::SocketAddr, configure: impl FnOnce(&mut ehac_sink::Config)) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
         let token = CancellationToken::new();
         let kafka = KafkaArgs { kafka_brokers: self.pipeline.brokers.clone(), topics: self.pipeline.topics.clone() };
-        let mut config = ehac_sink::Config {
-            kafka,
-            clickhouse: self.pipeline.clickhouse.clone(),
-            admin: AdminArgs { admin_listen: admin },
-            group: "ehac-sink".into(),
-            batch_max: 2_000,
-            batch_linger_ms: 100,
-            dedup_window: 100_000,
-            handover_timeout_ms: 15_000,
-            partition_buffer: 4_096,
-        };
+        let mut config = sink_config(kafka, self.pipeline.clickhouse.clone(), AdminArgs { admin_listen: admin });
         configure(&mut config);
         (token.clone(), tokio::spawn(ehac_sink::run(config, token)))
     }
