@@ -6,10 +6,10 @@
 //! checking needs no back office.
 //!
 //! An accepted declaration gets an id and is produced to the raw topic; the answer (202) goes
-//! out once the broker acknowledged it. If the broker does not acknowledge within the latency
-//! budget (`--produce-timeout-ms`, 5 ms: down, unreachable or only slow), the declaration is
-//! appended to a durable local spool (`ehac-spool`: fsynced before the answer) and still gets
-//! its 202; a drain task sends the spool to Kafka, oldest first, as fast as the broker takes it. "Accepted" means durable in Kafka or
+//! out once the broker acknowledged it. If the broker does not acknowledge within the produce
+//! deadline (down, unreachable, slow), the declaration is appended to a durable local spool
+//! (`ehac-spool`: fsynced before the answer) and still gets its 202; a drain task sends the
+//! spool to Kafka, oldest first, once the broker is back. "Accepted" means durable in Kafka or
 //! on this gateway's disk. Only a full spool makes the gateway answer 503 (seed 001: the e-HAC
 //! server went down and travellers re-filled paper forms).
 //!
@@ -56,13 +56,9 @@ pub struct Config {
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, env = "EHAC_GATEWAY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
-    /// The traveller's latency budget: how long to wait for the broker to acknowledge a
-    /// declaration before it goes to the local spool instead (fsynced, then 202). Short on
-    /// purpose: a broker that is slow, not only one that is down, must not make a queue at the
-    /// gate (5 ms took the front door's p99 from 15 to 6 ms at 1,000/s, BENCHMARKS.md). Where
-    /// the broker's usual ack takes longer than this, raise it, or most declarations take the
-    /// spool's longer way.
-    #[arg(long, env = "EHAC_GATEWAY_PRODUCE_TIMEOUT_MS", default_value_t = 5)]
+    /// How long to wait for the broker to acknowledge a declaration before it goes to the local
+    /// spool instead.
+    #[arg(long, env = "EHAC_GATEWAY_PRODUCE_TIMEOUT_MS", default_value_t = 1_000)]
     pub produce_timeout_ms: u64,
     /// How long a declaration may wait in the producer for others to share its request to the
     /// broker; it adds to every traveller's wait, so it is kept shorter than the services' 5 ms.
@@ -237,8 +233,7 @@ async fn handle(gateway: &Gateway, idempotency_key: Option<&str>, body: Result<B
         let body = Accepted { declaration_id: raw.declaration_id.clone(), received_at: received_at.to_rfc3339() };
         ("accepted", (StatusCode::ACCEPTED, Json(body)).into_response())
     };
-    // While the spool holds anything the broker is away or slower than the budget: do not wait
-    // for it again; the drain catches up, and then declarations go straight to it again.
+    // While the spool holds anything the broker is known to be away: do not wait for it again.
     if gateway.spool.depth().records == 0 {
         let record = FutureRecord::to(&gateway.topic).key(&raw.declaration_id).payload(&payload);
         match tokio::time::timeout(gateway.produce_timeout, gateway.producer.send(record, Timeout::After(gateway.produce_timeout))).await {
@@ -246,9 +241,7 @@ async fn handle(gateway: &Gateway, idempotency_key: Option<&str>, body: Result<B
             Ok(Err((e, _))) => tracing::warn!(error = %e, declaration_id = %raw.declaration_id, "broker refused; spooling"),
             // librdkafka may still deliver it later; the spooled copy then is a duplicate with
             // the same id and key, which the sink drops.
-            // Debug, not warn: under a slow broker this is every request in flight; the spool
-            // gauges and `ehac_gateway_spooled_total` show it, and the drain warns when it fails.
-            Err(_) => tracing::debug!(declaration_id = %raw.declaration_id, "broker did not acknowledge within the budget; spooling"),
+            Err(_) => tracing::warn!(declaration_id = %raw.declaration_id, "broker did not acknowledge in time; spooling"),
         }
     }
     match gateway.spool.append(raw.declaration_id.as_bytes(), &payload).await {
