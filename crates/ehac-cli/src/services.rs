@@ -84,3 +84,35 @@ pub async fn wait_ready(http: &reqwest::Client, url: &str, within: Duration) -> 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The value of a counter or gauge on a service's `/metrics` page, summed over its label sets
+/// (the services' metrics carry a constant `service` label).
+pub async fn metric_value(http: &reqwest::Client, metrics_url: &str, name: &str) -> anyhow::Result<f64> {
+    let text = http.get(metrics_url).send().await?.error_for_status()?.text().await?;
+    parse_metric(&text, name).ok_or_else(|| anyhow::anyhow!("{metrics_url} has no metric {name}"))
+}
+
+fn parse_metric(text: &str, name: &str) -> Option<f64> {
+    let values = text.lines().filter_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let value = match rest.strip_prefix('{') {
+            Some(labelled) => labelled.split_once("} ")?.1,
+            None => rest.strip_prefix(' ')?,
+        };
+        value.trim().parse::<f64>().ok()
+    });
+    values.fold(None, |sum, v| Some(sum.unwrap_or(0.0) + v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_metric;
+
+    #[test]
+    fn reads_the_named_metric_only() {
+        let text = "# HELP ehac_gateway_spooled_total x\n# TYPE ehac_gateway_spooled_total counter\nehac_gateway_spooled_total_other{service=\"gateway\"} 7\nehac_gateway_spooled_total{service=\"gateway\"} 42\n";
+        assert_eq!(parse_metric(text, "ehac_gateway_spooled_total"), Some(42.0));
+        assert_eq!(parse_metric(text, "ehac_gateway_spool_records"), None);
+        assert_eq!(parse_metric("up 1\nup{a=\"b c\"} 2\n", "up"), Some(3.0));
+    }
+}

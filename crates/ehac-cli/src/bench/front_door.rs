@@ -12,9 +12,11 @@ use serde::Serialize;
 use super::progress::Phase;
 use crate::loadgen::{self, LoadArgs};
 use crate::procstat::proc_stats;
-use crate::services::{wait_ready, Service};
+use crate::services::{metric_value, wait_ready, Service};
 
 pub const SWEEP_TOPIC: &str = "bench.front-door.raw";
+/// The gateway's count of declarations answered from its spool.
+pub const SPOOLED: &str = "ehac_gateway_spooled_total";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
@@ -23,6 +25,9 @@ pub struct Step {
     pub ack_p50_ms: f64,
     pub ack_p99_ms: f64,
     pub ack_p999_ms: f64,
+    /// Accepted declarations that were answered from the gateway's spool (the broker had not
+    /// acknowledged within the latency budget), as a share of those accepted.
+    pub spooled_share: f64,
     /// Gateway, broker and load generator CPU per million declarations sent in this step.
     pub gateway_cpu_seconds_per_million: f64,
     pub broker_cpu_seconds_per_million: f64,
@@ -47,7 +52,9 @@ pub async fn sweep(stack: &Stack, bin: &Path, dir: &Path, rates: &[f64], step_se
     let url = format!("http://127.0.0.1:{port}");
     let args = ["--listen".into(), format!("127.0.0.1:{port}"), "--spool-dir".into(), dir.join("front-door-spool").display().to_string()];
     let mut gateway = Service::start(bin, dir, "front-door-gateway", "ehac-gateway", &args, &[("EHAC_KAFKA_BROKERS", stack.kafka_brokers().as_str()), ("EHAC_TOPIC_RAW", SWEEP_TOPIC)])?;
-    wait_ready(&reqwest::Client::new(), &format!("{url}/readyz"), Duration::from_secs(60)).await?;
+    let http = reqwest::Client::new();
+    let metrics_url = format!("{url}/metrics");
+    wait_ready(&http, &format!("{url}/readyz"), Duration::from_secs(60)).await?;
     let broker = stack.pids.iter().find(|(n, _)| n == "tansu").map(|(_, p)| *p);
     let mut steps = Vec::new();
     let mut max_rate_within_limit = 0.0;
@@ -72,9 +79,11 @@ pub async fn sweep(stack: &Stack, bin: &Path, dir: &Path, rates: &[f64], step_se
         loadgen::run(&LoadArgs { count: rate.round() as u64, seed: 2000 + i as u64, ..load.clone() }).await?;
         let cpu = |pid: Option<u32>| pid.and_then(|p| proc_stats(p).ok()).map_or(0.0, |s| s.cpu_seconds);
         let me = Some(std::process::id());
-        let before = (cpu(Some(gateway.child.id())), cpu(broker), cpu(me));
+        let spooled = || metric_value(&http, &metrics_url, SPOOLED);
+        let (spooled_before, before) = (spooled().await?, (cpu(Some(gateway.child.id())), cpu(broker), cpu(me)));
         let result = loadgen::run(&load).await?;
         let after = (cpu(Some(gateway.child.id())), cpu(broker), cpu(me));
+        let spooled_share = (spooled().await? - spooled_before) / result.accepted.max(1) as f64;
         let per_million = 1e6 / result.sent.max(1) as f64;
         let step = Step {
             offered_rate: rate,
@@ -82,11 +91,12 @@ pub async fn sweep(stack: &Stack, bin: &Path, dir: &Path, rates: &[f64], step_se
             ack_p50_ms: result.percentile_ms(0.5),
             ack_p99_ms: result.percentile_ms(0.99),
             ack_p999_ms: result.percentile_ms(0.999),
+            spooled_share,
             gateway_cpu_seconds_per_million: (after.0 - before.0) * per_million,
             broker_cpu_seconds_per_million: (after.1 - before.1) * per_million,
             loadgen_cpu_seconds_per_million: (after.2 - before.2) * per_million,
         };
-        phase.done(format!("accepted {:.0}/s, ack p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms", step.accepted_rate, step.ack_p50_ms, step.ack_p99_ms, step.ack_p999_ms));
+        phase.done(format!("accepted {:.0}/s, ack p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, {:.0}% through the spool", step.accepted_rate, step.ack_p50_ms, step.ack_p99_ms, step.ack_p999_ms, step.spooled_share * 100.0));
         if step.ack_p99_ms <= p99_limit_ms {
             max_rate_within_limit = rate;
         }

@@ -163,6 +163,9 @@ pub struct Report {
     /// Requests that found every connection slot busy (the gateway answered slower than the
     /// schedule asked for) and waited for one; the wait counts in their latency.
     pub requests_waiting_for_slot: u64,
+    /// Accepted declarations answered from the gateway's spool because the broker had not
+    /// acknowledged within the latency budget.
+    pub spooled: u64,
     pub concurrency: usize,
     pub back_office_nice: i32,
     pub peak_lag_enricher: i64,
@@ -362,6 +365,7 @@ fn report(args: &SurgeArgs, cores: usize, run: SurgeRun, ceilings: Ceilings, fro
         ack_all_p999_ms: load.percentile_ms(0.999),
         sender_lateness_p99_ms: crate::loadgen::quantile_ms(&load.dispatch_lateness_us, 0.99),
         requests_waiting_for_slot: load.waited_for_slot,
+        spooled: run.spooled,
         concurrency: args.concurrency,
         back_office_nice: args.back_office_nice,
         peak_lag_enricher: run.peak_lag_enricher,
@@ -422,6 +426,7 @@ fn print_report(r: &Report) {
     println!();
     println!("spike offered {:.0}/s for {:.0} s; sent {} accepted {} refused {} failed {}", r.offered_rate, r.surge_seconds, r.sent, r.accepted, r.refused, r.failed);
     println!("gateway ack during the spike: p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms (sender lateness p99 {:.1} ms; {} requests waited for one of {} connection slots)", r.ack_p50_ms, r.ack_p99_ms, r.ack_p999_ms, r.ack_max_ms, r.sender_lateness_p99_ms, r.requests_waiting_for_slot, r.concurrency);
+    println!("answered from the gateway's spool (broker slower than the budget): {} of {} accepted", r.spooled, r.accepted);
     println!("peak lag: enricher {} messages, sink {} messages; drained {:.1} s after the last request; end to end {:.0} rows/s", r.peak_lag_enricher, r.peak_lag_sink, r.drain_seconds, r.e2e_rows_per_s);
     for (name, u) in &r.services {
         println!("  {name:<12} {:>8.1} CPU-s  {:>7.1} CPU-s per million  peak RSS {:>6.0} MiB", u.cpu_seconds, u.cpu_seconds_per_million, u.peak_rss_mib);
@@ -450,6 +455,7 @@ pub fn markdown(r: &Report) -> String {
         ("ack latency in the spike p50 / p99 / p99.9 / max", format!("{:.1} / {:.1} / {:.1} / {:.1} ms", r.ack_p50_ms, r.ack_p99_ms, r.ack_p999_ms, r.ack_max_ms)),
         ("ack latency, whole load p50 / p99 / p99.9", format!("{:.1} / {:.1} / {:.1} ms", r.ack_all_p50_ms, r.ack_all_p99_ms, r.ack_all_p999_ms)),
         ("requests that waited for a connection slot", format!("{} (of {} slots)", r.requests_waiting_for_slot, r.concurrency)),
+        ("accepted through the gateway's spool (broker slower than the budget)", format!("{} ({:.0}%)", r.spooled, r.spooled as f64 * 100.0 / r.accepted.max(1) as f64)),
         ("peak lag enricher / sink", format!("{} / {} messages", r.peak_lag_enricher, r.peak_lag_sink)),
         ("drain after the last request", format!("{:.1} s", r.drain_seconds)),
         ("end to end into ClickHouse (spike start to all stored)", format!("{:.0} rows/s", r.e2e_rows_per_s)),
@@ -475,9 +481,9 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(m, "| enricher rules + Avro, one core, in process | {:.0} records/s |", c.enricher_records_per_s_one_core);
     if let Some(sweep) = &r.front_door {
-        let _ = writeln!(m, "\n| front door alone, offered | accepted | ack p50 | p99 | p99.9 | gateway / broker / loadgen CPU-s per million |\n|---|---|---|---|---|---|");
+        let _ = writeln!(m, "\n| front door alone, offered | accepted | ack p50 | p99 | p99.9 | through the spool | gateway / broker / loadgen CPU-s per million |\n|---|---|---|---|---|---|---|");
         for s in &sweep.steps {
-            let _ = writeln!(m, "| {:.0}/s | {:.0}/s | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} / {:.0} / {:.0} |", s.offered_rate, s.accepted_rate, s.ack_p50_ms, s.ack_p99_ms, s.ack_p999_ms, s.gateway_cpu_seconds_per_million, s.broker_cpu_seconds_per_million, s.loadgen_cpu_seconds_per_million);
+            let _ = writeln!(m, "| {:.0}/s | {:.0}/s | {:.1} ms | {:.1} ms | {:.1} ms | {:.0}% | {:.0} / {:.0} / {:.0} |", s.offered_rate, s.accepted_rate, s.ack_p50_ms, s.ack_p99_ms, s.ack_p999_ms, s.spooled_share * 100.0, s.gateway_cpu_seconds_per_million, s.broker_cpu_seconds_per_million, s.loadgen_cpu_seconds_per_million);
         }
     }
     m

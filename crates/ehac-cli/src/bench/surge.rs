@@ -18,7 +18,7 @@ use super::progress::Phase;
 use super::SurgeArgs;
 use crate::loadgen::{self, LoadArgs, LoadResult};
 use crate::procstat::{proc_stats, renice, ProcStats};
-use crate::services::{wait_ready, Service};
+use crate::services::{metric_value, wait_ready, Service};
 use crate::warehouse_report::{self, Stored};
 
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +35,8 @@ pub struct SurgeRun {
     pub peak_lag_sink: i64,
     pub drain_seconds: f64,
     pub e2e_rows_per_s: f64,
+    /// Accepted declarations the gateway answered from its spool.
+    pub spooled: u64,
     pub services: BTreeMap<String, ProcessUse>,
 }
 
@@ -193,6 +195,7 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
         })
         .collect();
 
+    let spooled = metric_value(&http, &format!("{gateway}/metrics"), super::front_door::SPOOLED).await? as u64;
     for service in &mut services {
         let status = service.stop()?;
         ensure!(status.success(), "{} exited with {status} after SIGTERM; see {}/{}.log", service.name, dir.display(), service.name);
@@ -203,5 +206,5 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
     let at_spike = counts.iter().rev().find(|(t, _)| *t <= spike_start).map_or((0.0, 0), |&(t, c)| (t, c));
     let total = stored.stored + stored.rejected;
     let e2e_rows_per_s = (total - at_spike.1) as f64 / (drained_at - at_spike.0).max(1e-3);
-    Ok(SurgeRun { load, stored, peak_lag_enricher, peak_lag_sink, drain_seconds, e2e_rows_per_s, services: services_use })
+    Ok(SurgeRun { load, stored, peak_lag_enricher, peak_lag_sink, drain_seconds, e2e_rows_per_s, spooled, services: services_use })
 }
