@@ -147,7 +147,17 @@ async fn start_pipeline(options: PipelineOptions) -> anyhow::Result<Pipeline> {
 /// The sink as the tests run it: batches of at most 2,000 that linger 100 ms (the service's
 /// defaults are 20,000 and 5 s, made for throughput, not for tests waiting on rows).
 fn sink_config(kafka: KafkaArgs, clickhouse: ClickHouseArgs, admin: AdminArgs) -> ehac_sink::Config {
-    ehac_sink::Config { kafka, clickhouse, admin, group: "ehac-sink".into(), batch_max: 2_000, batch_linger_ms: 100, dedup_window: 100_000, handover_timeout_ms: 15_000, partition_buffer: 4_096 }
+    ehac_sink::Config {
+        kafka,
+        clickhouse,
+        admin,
+        group: "ehac-sink".into(),
+        batch_max: 2_000,
+        batch_linger_ms: 100,
+        dedup_window: 100_000,
+        handover_timeout_ms: 15_000,
+        partition_buffer: 4_096,
+    }
 }
 
 fn enricher_config(kafka: &KafkaArgs, options: &PipelineOptions) -> ehac_enricher::Config {
@@ -200,7 +210,12 @@ impl Pipeline {
         for form in forms {
             let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let declaration_id = form.declaration_id.clone().unwrap_or_else(|| format!("{}-raw-{n}", form.client_id));
-            let raw = RawDeclaration { declaration_id: declaration_id.clone(), received_at_ms: chrono::Utc::now().timestamp_millis(), gateway_version: "0.0.1-old".into(), form };
+            let raw = RawDeclaration {
+                declaration_id: declaration_id.clone(),
+                received_at_ms: chrono::Utc::now().timestamp_millis(),
+                gateway_version: "0.0.1-old".into(),
+                form,
+            };
             let payload = ehac_stream::codec::RAW.encode(&raw).unwrap();
             let record = rdkafka::producer::FutureRecord::to(&self.topics.raw).key(&declaration_id).payload(&payload);
             producer.send(record, rdkafka::util::Timeout::Never).await.expect("raw record acknowledged");
@@ -215,7 +230,8 @@ impl Pipeline {
 
     /// POSTs a declaration with extra headers (e.g. `Idempotency-Key`).
     pub async fn post_with(&self, body: impl Into<reqwest::Body>, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
-        let mut request = reqwest::Client::new().post(format!("{}/v1/declarations", self.gateway)).header("content-type", "application/json");
+        let mut request =
+            reqwest::Client::new().post(format!("{}/v1/declarations", self.gateway)).header("content-type", "application/json");
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -232,7 +248,12 @@ impl Pipeline {
 
     /// Runs SQL on ClickHouse and returns the TabSeparated answer.
     pub async fn sql(&self, sql: &str) -> String {
-        let response = reqwest::Client::new().post(&self.clickhouse_url).body(format!("{sql} FORMAT TabSeparated")).send().await.expect("ClickHouse answers");
+        let response = reqwest::Client::new()
+            .post(&self.clickhouse_url)
+            .body(format!("{sql} FORMAT TabSeparated"))
+            .send()
+            .await
+            .expect("ClickHouse answers");
         let status = response.status();
         let text = response.text().await.unwrap();
         assert!(status.is_success(), "{sql}: {text}");
@@ -277,12 +298,22 @@ pub async fn own_pipeline(name: &str, partitions: i32) -> anyhow::Result<OwnPipe
     let kafka = KafkaArgs { kafka_brokers: stack.kafka_brokers(), topics: topics.clone() };
     let shutdown = CancellationToken::new();
     let gateway = ehac_gateway::start(
-        ehac_gateway::Config { listen: "127.0.0.1:0".parse().unwrap(), kafka: kafka.clone(), policy: PolicyArgs::default(), max_body_bytes: 64 * 1024, produce_timeout_ms: 5_000, linger_ms: 1, spool_dir: dir.join("gateway-spool"), spool_max_bytes: 64 << 20 },
+        ehac_gateway::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            kafka: kafka.clone(),
+            policy: PolicyArgs::default(),
+            max_body_bytes: 64 * 1024,
+            produce_timeout_ms: 5_000,
+            linger_ms: 1,
+            spool_dir: dir.join("gateway-spool"),
+            spool_max_bytes: 64 << 20,
+        },
         shutdown.clone(),
     )
     .await?;
     let enricher_admin: std::net::SocketAddr = format!("127.0.0.1:{}", ehac_devstack::free_port()?).parse()?;
-    let enricher = ehac_enricher::Config { admin: AdminArgs { admin_listen: enricher_admin }, ..enricher_config(&kafka, &PipelineOptions::default()) };
+    let enricher =
+        ehac_enricher::Config { admin: AdminArgs { admin_listen: enricher_admin }, ..enricher_config(&kafka, &PipelineOptions::default()) };
     let enricher_shutdown = shutdown.child_token();
     let enricher = tokio::spawn(ehac_enricher::run(enricher, enricher_shutdown.clone()));
     let pipeline = Pipeline {
@@ -310,7 +341,11 @@ impl OwnPipeline {
     }
 
     /// [`OwnPipeline::start_sink`] with settings changed by `configure`.
-    pub fn start_sink_with(&self, admin: std::net::SocketAddr, configure: impl FnOnce(&mut ehac_sink::Config)) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    pub fn start_sink_with(
+        &self,
+        admin: std::net::SocketAddr,
+        configure: impl FnOnce(&mut ehac_sink::Config),
+    ) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
         let token = CancellationToken::new();
         let kafka = KafkaArgs { kafka_brokers: self.pipeline.brokers.clone(), topics: self.pipeline.topics.clone() };
         let mut config = sink_config(kafka, self.pipeline.clickhouse.clone(), AdminArgs { admin_listen: admin });

@@ -17,7 +17,10 @@ const RECORDS: u64 = 2_000;
 
 /// The value of an unlabelled-but-for-`service` counter on a Prometheus text page.
 fn counter(metrics: &str, name: &str) -> f64 {
-    let line = metrics.lines().find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{']))).unwrap_or_else(|| panic!("{name} not exported:\n{metrics}"));
+    let line = metrics
+        .lines()
+        .find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+        .unwrap_or_else(|| panic!("{name} not exported:\n{metrics}"));
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
@@ -29,7 +32,12 @@ async fn a_paused_and_resumed_partition_delivers_every_record_once_without_holes
     // Written straight to the enriched topic: this test is about the sink alone.
     let producer: FutureProducer = ehac_stream::kafka::producer(&p.brokers).unwrap();
     let payloads = enriched_payloads(RECORDS, 7);
-    let deliveries: Vec<_> = payloads.iter().map(|(key, payload)| producer.send_result(FutureRecord::to(&p.topics.enriched).key(key).payload(payload)).map_err(|(e, _)| e).expect("queued")).collect();
+    let deliveries: Vec<_> = payloads
+        .iter()
+        .map(|(key, payload)| {
+            producer.send_result(FutureRecord::to(&p.topics.enriched).key(key).payload(payload)).map_err(|(e, _)| e).expect("queued")
+        })
+        .collect();
     for delivery in deliveries {
         delivery.await.expect("delivered").expect("acknowledged");
     }
@@ -58,7 +66,14 @@ async fn a_paused_and_resumed_partition_delivers_every_record_once_without_holes
         let fields: Vec<&str> = line.split('\t').collect();
         assert_eq!(fields[1], fields[2], "partition {}: rows vs offsets 0..max ({partitions})", fields[0]);
     }
-    eprintln!("pauses: {}, batches: {}", counter(&metrics, "ehac_sink_partition_pauses_total"), counter(&metrics, "ehac_sink_batch_size_count"));
-    assert!(counter(&metrics, "ehac_sink_partition_pauses_total") > 0.0, "the partitions were paused at least once, or this test proves nothing:\n{metrics}");
+    eprintln!(
+        "pauses: {}, batches: {}",
+        counter(&metrics, "ehac_sink_partition_pauses_total"),
+        counter(&metrics, "ehac_sink_batch_size_count")
+    );
+    assert!(
+        counter(&metrics, "ehac_sink_partition_pauses_total") > 0.0,
+        "the partitions were paused at least once, or this test proves nothing:\n{metrics}"
+    );
     assert_eq!(counter(&metrics, "ehac_sink_offset_gaps_total"), 0.0, "the broker delivered every offset");
 }

@@ -66,7 +66,18 @@ async fn the_surge_benchmark_runs_every_phase_and_reports_each_figure() {
     assert!(tables.contains("| (d) our sink x2 |") && tables.contains("| front door alone, offered |"), "{tables}");
 
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    for key in ["offered_rate", "accepted", "ack_p50_ms", "ack_p99_ms", "ack_p999_ms", "e2e_rows_per_s", "drain_seconds", "stored", "lost", "duplicated"] {
+    for key in [
+        "offered_rate",
+        "accepted",
+        "ack_p50_ms",
+        "ack_p99_ms",
+        "ack_p999_ms",
+        "e2e_rows_per_s",
+        "drain_seconds",
+        "stored",
+        "lost",
+        "duplicated",
+    ] {
         assert!(json[key].is_number(), "{key} missing from the JSON report");
     }
     for key in ["broker_produce_per_s", "broker_consume_per_s", "clickhouse_bulk_rows_per_s", "sink_rows_per_s", "peer"] {

@@ -40,7 +40,9 @@ async fn rejected_declarations_are_replayed_after_a_rule_fix_without_duplicates(
     let airport_ids = p.produce_raw(unknown_airport).await;
     p.produce_raw(declarations(5, &client, Flaw::None, 13)).await;
 
-    let rejected = p.wait_for_count(&format!("SELECT uniqExact(declaration_id) FROM ehac.rejections WHERE client_id = '{client}'"), 25, PATIENCE).await;
+    let rejected = p
+        .wait_for_count(&format!("SELECT uniqExact(declaration_id) FROM ehac.rejections WHERE client_id = '{client}'"), 25, PATIENCE)
+        .await;
     assert_eq!(rejected, 25);
     assert_eq!(p.wait_for_count(&format!("SELECT count() FROM ehac.declarations WHERE client_id = '{client}'"), 5, PATIENCE).await, 5);
     let row = p
@@ -50,15 +52,28 @@ async fn rejected_declarations_are_replayed_after_a_rule_fix_without_duplicates(
             ahead_ids[0]
         ))
         .await;
-    assert_eq!(row.trim(), "['departure_outside_window']\t['trip.departure_time']\tehac-enricher\t1\t1\t1", "code, field, service, version, time and original payload");
+    assert_eq!(
+        row.trim(),
+        "['departure_outside_window']\t['trip.departure_time']\tehac-enricher\t1\t1\t1",
+        "code, field, service, version, time and original payload"
+    );
 
     // The health ministry widens the window to 8 days; the enricher is redeployed with it.
-    p.restart_enricher(PipelineOptions { policy: PolicyArgs { departure_window_future_days: 8, ..PolicyArgs::default() }, ..PipelineOptions::default() }).await;
+    p.restart_enricher(PipelineOptions {
+        policy: PolicyArgs { departure_window_future_days: 8, ..PolicyArgs::default() },
+        ..PipelineOptions::default()
+    })
+    .await;
 
     let args = |codes: &[&str]| ReplayArgs {
         kafka: KafkaArgs { kafka_brokers: p.brokers.clone(), topics: p.topics.clone() },
         clickhouse: p.clickhouse.clone(),
-        filter: Filter { codes: codes.iter().map(|c| c.to_string()).collect(), client_id: Some(client.clone()), limit: 1_000, ..Filter::default() },
+        filter: Filter {
+            codes: codes.iter().map(|c| c.to_string()).collect(),
+            client_id: Some(client.clone()),
+            limit: 1_000,
+            ..Filter::default()
+        },
         dry_run: false,
         wait_secs: PATIENCE.as_secs(),
     };

@@ -67,7 +67,10 @@ where
 
 /// Metric names (`ehac_...`) written in a rules or dashboard file.
 fn metric_names(text: &str) -> BTreeSet<String> {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')).filter(|t| t.starts_with("ehac_")).map(str::to_owned).collect()
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|t| t.starts_with("ehac_"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Metric names a service exports on /metrics.
@@ -141,7 +144,15 @@ async fn stopping_the_sink_under_load_fires_the_lag_alert_and_restarting_it_reso
 
     // Healthy first: Prometheus has the sink's lag, below the threshold, and no alert for it.
     wait_until("the sink's lag in Prometheus, under 5 s", || async move {
-        let body: Value = http.get(format!("{prom}/api/v1/query")).query(&[("query", "ehac_consumer_group_max_lag_seconds{group=\"ehac-sink\"}")]).send().await.unwrap().json().await.unwrap();
+        let body: Value = http
+            .get(format!("{prom}/api/v1/query"))
+            .query(&[("query", "ehac_consumer_group_max_lag_seconds{group=\"ehac-sink\"}")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let value = body["data"]["result"][0]["value"][1].as_str().and_then(|v| v.parse::<f64>().ok());
         value.is_some_and(|v| v < 5.0) && alerts(http, prom, LAG_ALERT, "ehac-sink").await.is_empty()
     })
@@ -154,7 +165,12 @@ async fn stopping_the_sink_under_load_fires_the_lag_alert_and_restarting_it_reso
 
     // The rules and the dashboard query metrics the services really export.
     let mut names = BTreeSet::new();
-    for url in [format!("{lagwatch_url}/metrics"), format!("http://{}/metrics", own.gateway_addr), format!("http://{}/metrics", own.enricher_admin), format!("http://{sink_admin}/metrics")] {
+    for url in [
+        format!("{lagwatch_url}/metrics"),
+        format!("http://{}/metrics", own.gateway_addr),
+        format!("http://{}/metrics", own.enricher_admin),
+        format!("http://{sink_admin}/metrics"),
+    ] {
         names.extend(exported(http, &url).await);
     }
     let mut referenced = metric_names(&shipped);
@@ -168,8 +184,14 @@ async fn stopping_the_sink_under_load_fires_the_lag_alert_and_restarting_it_reso
     sink_token.cancel();
     sink.await.unwrap().expect("the sink stops cleanly");
     let stopped = Instant::now();
-    let to_firing = wait_until("the lag alert to fire", || async move { alerts(http, prom, LAG_ALERT, "ehac-sink").await.iter().any(|(state, _)| state == "firing") }).await;
-    wait_until("the STOP alert to fire", || async move { alerts(http, prom, STATUS_ALERT, "ehac-sink").await.iter().any(|(state, labels)| state == "firing" && labels["status"] == "STOP") }).await;
+    let to_firing = wait_until("the lag alert to fire", || async move {
+        alerts(http, prom, LAG_ALERT, "ehac-sink").await.iter().any(|(state, _)| state == "firing")
+    })
+    .await;
+    wait_until("the STOP alert to fire", || async move {
+        alerts(http, prom, STATUS_ALERT, "ehac-sink").await.iter().any(|(state, labels)| state == "firing" && labels["status"] == "STOP")
+    })
+    .await;
     let to_stop_alert = stopped.elapsed();
     let status: Value = http.get(format!("{lagwatch_url}/v1/groups/ehac-sink/status")).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["status"], "STOP", "{status:#}");
@@ -195,7 +217,13 @@ async fn stopping_the_sink_under_load_fires_the_lag_alert_and_restarting_it_reso
     load.await.unwrap();
     let accepted = accepted.lock().unwrap().len() as u64;
     assert!(accepted > 100, "load was going on: {accepted} accepted");
-    let stored = p.wait_for_count(&format!("SELECT uniqExact(declaration_id) FROM ehac.declarations WHERE client_id = '{client}'"), accepted, PATIENCE).await;
+    let stored = p
+        .wait_for_count(
+            &format!("SELECT uniqExact(declaration_id) FROM ehac.declarations WHERE client_id = '{client}'"),
+            accepted,
+            PATIENCE,
+        )
+        .await;
     assert_eq!(stored, accepted, "every accepted declaration stored");
 
     sink_token.cancel();

@@ -48,7 +48,8 @@ async fn a_client_supplied_declaration_id_is_kept() {
     let (status, body) = p.post(serde_json::to_vec(&form).unwrap()).await;
     assert_eq!(status, 202);
     assert_eq!(body["declaration_id"], format!("{client}-0001"));
-    let count = p.wait_for_count(&format!("SELECT count() FROM ehac.declarations WHERE declaration_id = '{client}-0001'"), 1, PATIENCE).await;
+    let count =
+        p.wait_for_count(&format!("SELECT count() FROM ehac.declarations WHERE declaration_id = '{client}-0001'"), 1, PATIENCE).await;
     assert_eq!(count, 1);
 }
 
@@ -98,7 +99,10 @@ async fn reference_failures_go_to_the_rejected_topic_and_table_with_reasons() {
         assert!(ids.contains(cols[0]), "{row}");
         assert_eq!(cols[1], "ehac-enricher");
         assert!(cols[2].parse::<u32>().unwrap() >= 1);
-        assert!(["unknown_district", "unknown_airport", "arrival_before_departure", "departure_outside_window"].contains(&cols[3]), "{row}");
+        assert!(
+            ["unknown_district", "unknown_airport", "arrival_before_departure", "departure_outside_window"].contains(&cols[3]),
+            "{row}"
+        );
         assert!(cols[4].starts_with("trip.") || cols[4] == "traveller.nik", "{row}");
         assert_eq!(&cols[5..], ["1", "1", "1"], "message, original payload and readable JSON kept: {row}");
     }
@@ -253,7 +257,10 @@ async fn a_poison_message_is_rejected_without_stalling_its_partition() {
     let rejected = p.wait_for_count(&format!("SELECT count() FROM ehac.rejections WHERE {where_poison}"), 2, PATIENCE).await;
     assert_eq!(rejected, 2, "each poison message becomes one rejection");
     let poison = p.sql(&format!("SELECT DISTINCT service, error_codes[1], declaration_id, length(payload) FROM ehac.rejections WHERE {where_poison} ORDER BY length(payload)")).await;
-    assert_eq!(poison, "ehac-enricher\tundecodable\t\t11\nehac-enricher\tundecodable\t\t15\n", "no id can be read from an undecodable payload; its bytes are kept");
+    assert_eq!(
+        poison, "ehac-enricher\tundecodable\t\t11\nehac-enricher\tundecodable\t\t15\n",
+        "no id can be read from an undecodable payload; its bytes are kept"
+    );
 }
 
 #[tokio::test]

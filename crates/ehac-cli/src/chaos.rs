@@ -118,7 +118,16 @@ pub async fn run(args: &ChaosArgs) -> anyhow::Result<Vec<ScenarioResult>> {
 pub fn line(r: &ScenarioResult) -> String {
     format!(
         "CHAOS {} accepted={} stored={} rejected={} lost={} duplicated={} poison={}/{} clean_shutdown={} in {:.0}s: {}",
-        r.name, r.accepted, r.stored, r.rejected, r.lost, r.duplicated, r.poison_rejected, r.poison_sent, r.clean_shutdown, r.seconds,
+        r.name,
+        r.accepted,
+        r.stored,
+        r.rejected,
+        r.lost,
+        r.duplicated,
+        r.poison_rejected,
+        r.poison_sent,
+        r.clean_shutdown,
+        r.seconds,
         if r.passed() { "PASS" } else { "FAIL" }
     )
 }
@@ -127,7 +136,8 @@ fn write_json(out: &std::path::Path, results: &[ScenarioResult]) -> anyhow::Resu
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    std::fs::write(out, serde_json::to_vec_pretty(&serde_json::json!({ "scenarios": results }))?).with_context(|| format!("writing {}", out.display()))
+    std::fs::write(out, serde_json::to_vec_pretty(&serde_json::json!({ "scenarios": results }))?)
+        .with_context(|| format!("writing {}", out.display()))
 }
 
 async fn run_scenario(args: &ChaosArgs, scenario: Scenario, tools: &Tools) -> anyhow::Result<ScenarioResult> {
@@ -163,7 +173,8 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, tools: &Tools) -> an
     let gateway_port = free_port()?;
     let admin = || -> anyhow::Result<Vec<String>> { Ok(vec!["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?)]) };
     let sink_args = || -> anyhow::Result<Vec<String>> { Ok([admin()?, vec!["--clickhouse-url".into(), stack.clickhouse_url()]].concat()) };
-    let gateway_args = ["--listen".into(), format!("127.0.0.1:{gateway_port}"), "--spool-dir".into(), dir.join("gateway-spool").display().to_string()];
+    let gateway_args =
+        ["--listen".into(), format!("127.0.0.1:{gateway_port}"), "--spool-dir".into(), dir.join("gateway-spool").display().to_string()];
     let mut gateway = Service::start(&bin, &dir, "gateway", "ehac-gateway", &gateway_args, &env)?;
     let mut enricher = Service::start(&bin, &dir, "enricher", "ehac-enricher", &admin()?, &member("enricher-0"))?;
     let mut sinks = vec![Service::start(&bin, &dir, "sink-0", "ehac-sink", &sink_args()?, &member("sink-0"))?];
@@ -274,7 +285,10 @@ async fn send_poison(brokers: &str, topics: &Topics, count: u64, over_secs: f64)
         }
         let topic = if i % 3 == 0 { &topics.enriched } else { &topics.raw };
         let key = format!("poison-{i}");
-        producer.send(FutureRecord::to(topic).key(&key).payload(&payload), Timeout::After(Duration::from_secs(30))).await.map_err(|(e, _)| e)?;
+        producer
+            .send(FutureRecord::to(topic).key(&key).payload(&payload), Timeout::After(Duration::from_secs(30)))
+            .await
+            .map_err(|(e, _)| e)?;
         tokio::time::sleep(pause).await;
     }
     Ok(())

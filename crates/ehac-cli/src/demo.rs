@@ -45,7 +45,10 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)?;
     let dir = args.dir.canonicalize()?;
 
-    println!("== e-HAC demo: {} declarations, a {}x holiday surge, {} partitions", args.load.count, args.load.surge_factor, args.partitions);
+    println!(
+        "== e-HAC demo: {} declarations, a {}x holiday surge, {} partitions",
+        args.load.count, args.load.surge_factor, args.partitions
+    );
     let tools = Tools::find_or_install()?;
     let stack = Stack::start(&tools, StackOptions::ephemeral(dir.join("stack"))?).await.context("starting broker and ClickHouse")?;
     stack.provision(&Topics::default(), args.partitions).await?;
@@ -55,14 +58,22 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     let bin = bin_dir()?;
     // Each consumer keeps its group instance id (its name) across restarts: static membership.
     let start_service = |name: &str, binary: &str, service_args: &[String]| {
-        Service::start(&bin, &dir, name, binary, service_args, &[("EHAC_KAFKA_BROKERS", brokers.as_str()), ("EHAC_KAFKA_GROUP_INSTANCE_ID", name)])
+        Service::start(
+            &bin,
+            &dir,
+            name,
+            binary,
+            service_args,
+            &[("EHAC_KAFKA_BROKERS", brokers.as_str()), ("EHAC_KAFKA_GROUP_INSTANCE_ID", name)],
+        )
     };
     let registry_listen = format!("127.0.0.1:{}", free_port()?);
     let registry_url = format!("http://{registry_listen}");
     let start_registry = || start_service("registry", "ehac-registry-sim", &["--listen".into(), registry_listen.clone()]);
     let mut registry = start_registry()?;
     let gateway_port = free_port()?;
-    let gateway_args = ["--listen".into(), format!("127.0.0.1:{gateway_port}"), "--spool-dir".into(), dir.join("gateway-spool").display().to_string()];
+    let gateway_args =
+        ["--listen".into(), format!("127.0.0.1:{gateway_port}"), "--spool-dir".into(), dir.join("gateway-spool").display().to_string()];
     let mut services = vec![start_service("gateway", "ehac-gateway", &gateway_args)?];
     for i in 0..args.enrichers {
         let enricher_args = ["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?), "--registry-url".into(), registry_url.clone()];
@@ -89,7 +100,10 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
         let offline = Instant::now();
         tokio::time::sleep(Duration::from_secs(args.registry_outage_secs)).await;
         registry.restart()?;
-        println!("\npopulation registry was offline for {:.0}s during the load; travellers kept being accepted", offline.elapsed().as_secs_f64());
+        println!(
+            "\npopulation registry was offline for {:.0}s during the load; travellers kept being accepted",
+            offline.elapsed().as_secs_f64()
+        );
         Ok(())
     };
     let (load, outage) = tokio::join!(load, outage);
@@ -124,8 +138,16 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     drop(stack);
 
     let lost = load.accepted as i64 - stored.stored as i64 - stored.rejected as i64;
-    println!("demo wall time {:.1}s; refused at the gateway (422) {}; failed requests {}", wall.elapsed().as_secs_f64(), load.refused, load.failed);
-    println!("SUMMARY accepted={} stored={} rejected={} lost={} duplicated={}", load.accepted, stored.stored, stored.rejected, lost, stored.duplicated);
+    println!(
+        "demo wall time {:.1}s; refused at the gateway (422) {}; failed requests {}",
+        wall.elapsed().as_secs_f64(),
+        load.refused,
+        load.failed
+    );
+    println!(
+        "SUMMARY accepted={} stored={} rejected={} lost={} duplicated={}",
+        load.accepted, stored.stored, stored.rejected, lost, stored.duplicated
+    );
     if lost != 0 || stored.duplicated != 0 || load.failed != 0 || !clean {
         bail!("the demo did not end clean");
     }

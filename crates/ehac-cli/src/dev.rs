@@ -55,7 +55,14 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
                 }
             }
             let tools = Tools::find_or_install()?;
-            let options = StackOptions { dir: dir.clone(), kafka_port, clickhouse_http_port, clickhouse_tcp_port, storage: BrokerStorage::Sqlite, lifetime: Lifetime::Detached };
+            let options = StackOptions {
+                dir: dir.clone(),
+                kafka_port,
+                clickhouse_http_port,
+                clickhouse_tcp_port,
+                storage: BrokerStorage::Sqlite,
+                lifetime: Lifetime::Detached,
+            };
             let stack = Stack::start(&tools, options).await?;
             stack.provision(&Topics::default(), partitions).await?;
             let state = State { kafka_brokers: stack.kafka_brokers(), clickhouse_url: stack.clickhouse_url(), pids: stack.pids.clone() };

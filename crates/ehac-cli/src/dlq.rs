@@ -105,7 +105,8 @@ fn quote(s: &str) -> String {
 
 /// The rejected declarations the filters select, never one that is already stored.
 fn candidates_sql(args: &Filter) -> String {
-    let mut conditions = vec!["declaration_id != ''".to_owned(), "declaration_id NOT IN (SELECT declaration_id FROM ehac.declarations)".to_owned()];
+    let mut conditions =
+        vec!["declaration_id != ''".to_owned(), "declaration_id NOT IN (SELECT declaration_id FROM ehac.declarations)".to_owned()];
     if !args.codes.is_empty() {
         let codes: Vec<String> = args.codes.iter().map(|c| quote(c)).collect();
         conditions.push(format!("hasAny(error_codes, [{}])", codes.join(", ")));
@@ -129,7 +130,8 @@ fn candidates_sql(args: &Filter) -> String {
 
 pub async fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
     let warehouse = ehac_stream::warehouse::client(&args.clickhouse);
-    let candidates: Vec<Candidate> = warehouse.query(&candidates_sql(&args.filter)).fetch_all().await.context("selecting rejected declarations")?;
+    let candidates: Vec<Candidate> =
+        warehouse.query(&candidates_sql(&args.filter)).fetch_all().await.context("selecting rejected declarations")?;
     if args.dry_run || candidates.is_empty() {
         for c in &candidates {
             println!("would replay {}", c.declaration_id);
@@ -141,7 +143,9 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
     let started = chrono::Utc::now().timestamp();
     let producer = ehac_stream::kafka::producer(&args.kafka.kafka_brokers)?;
     let topic = &args.kafka.topics.raw;
-    let sends = candidates.iter().map(|c| producer.send(FutureRecord::to(topic).key(&c.declaration_id).payload(&c.payload), Timeout::After(Duration::from_secs(30))));
+    let sends = candidates.iter().map(|c| {
+        producer.send(FutureRecord::to(topic).key(&c.declaration_id).payload(&c.payload), Timeout::After(Duration::from_secs(30)))
+    });
     for (candidate, result) in candidates.iter().zip(join_all(sends).await) {
         result.map_err(|(e, _)| e).with_context(|| format!("producing {} to {topic}", candidate.declaration_id))?;
     }
@@ -165,7 +169,11 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
             }
         }
         if outcome.len() == candidates.len() || Instant::now() > deadline {
-            let mut report = ReplayReport { replayed: candidates.len() as u64, in_flight: (candidates.len() - outcome.len()) as u64, ..Default::default() };
+            let mut report = ReplayReport {
+                replayed: candidates.len() as u64,
+                in_flight: (candidates.len() - outcome.len()) as u64,
+                ..Default::default()
+            };
             for o in outcome.values() {
                 if o == "stored" {
                     report.stored += 1;

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::procstat::proc_stats;
 use anyhow::{bail, Context};
 use ehac_devstack::{free_port, spawn, Lifetime, Stack, StackOptions, Tools};
 use ehac_stream::admin::Readiness;
@@ -14,7 +15,6 @@ use ehac_stream::kafka;
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 use tokio_util::sync::CancellationToken;
-use crate::procstat::proc_stats;
 
 /// About the size of an Avro-encoded enriched declaration.
 const PAYLOAD: &str = "a 200-byte stand-in for a declaration: ............................................................................................................................................................";
@@ -96,7 +96,9 @@ pub async fn run(args: FootprintArgs) -> anyhow::Result<()> {
                         keyed.push((topic, format!("declaration-{n}")));
                     }
                 }
-                let sends = keyed.iter().map(|(topic, key)| producer.send(FutureRecord::to(topic).key(key).payload(PAYLOAD), Timeout::After(Duration::from_secs(10))));
+                let sends = keyed.iter().map(|(topic, key)| {
+                    producer.send(FutureRecord::to(topic).key(key).payload(PAYLOAD), Timeout::After(Duration::from_secs(10)))
+                });
                 for send in futures::future::join_all(sends).await {
                     if let Err((e, _)) = send {
                         tracing::warn!(error = %e, "produce failed");
@@ -118,7 +120,18 @@ pub async fn run(args: FootprintArgs) -> anyhow::Result<()> {
     let port = free_port()?;
     let mut command = std::process::Command::new(&lagwatch_bin);
     command
-        .args(["--kafka-brokers", &brokers, "--listen", &format!("127.0.0.1:{port}"), "--group", &groups.join(","), "--poll-interval-ms", &args.poll_interval_ms.to_string(), "--window-secs", &args.window_secs.to_string()])
+        .args([
+            "--kafka-brokers",
+            &brokers,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--group",
+            &groups.join(","),
+            "--poll-interval-ms",
+            &args.poll_interval_ms.to_string(),
+            "--window-secs",
+            &args.window_secs.to_string(),
+        ])
         .env("RUST_LOG", "info,rdkafka=warn");
     let mut lagwatch = spawn(command, &dir.join("lagwatch.log"), Lifetime::Attached)?;
     let pid = lagwatch.id();
@@ -127,7 +140,12 @@ pub async fn run(args: FootprintArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let seen = match http.get(format!("http://127.0.0.1:{port}/v1/groups")).send().await {
-            Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|b| b["groups"].as_array().map(|g| g.iter().filter_map(|x| x["partitions"].as_u64()).sum::<u64>())).unwrap_or(0),
+            Ok(r) => r
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|b| b["groups"].as_array().map(|g| g.iter().filter_map(|x| x["partitions"].as_u64()).sum::<u64>()))
+                .unwrap_or(0),
             Err(_) => 0,
         };
         if seen as usize >= wanted {
@@ -138,7 +156,10 @@ pub async fn run(args: FootprintArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    println!("lagwatch (pid {pid}) watches {} groups x {} partitions; measuring for {} s, polling every {} ms", args.groups, args.partitions, args.seconds, args.poll_interval_ms);
+    println!(
+        "lagwatch (pid {pid}) watches {} groups x {} partitions; measuring for {} s, polling every {} ms",
+        args.groups, args.partitions, args.seconds, args.poll_interval_ms
+    );
     let stop_after = tokio::spawn({
         let stop_last = stop_last.clone();
         async move {
@@ -153,7 +174,20 @@ pub async fn run(args: FootprintArgs) -> anyhow::Result<()> {
     let after = proc_stats(pid)?;
     let wall = measure_start.elapsed().as_secs_f64();
     let groups_now: serde_json::Value = http.get(format!("http://127.0.0.1:{port}/v1/groups")).send().await?.json().await?;
-    let statuses: Vec<String> = groups_now["groups"].as_array().into_iter().flatten().map(|g| format!("{}={} (lag {}, {}s)", g["group"].as_str().unwrap_or("?"), g["status"].as_str().unwrap_or("-"), g["total_lag"], g["max_lag_seconds"])).collect();
+    let statuses: Vec<String> = groups_now["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            format!(
+                "{}={} (lag {}, {}s)",
+                g["group"].as_str().unwrap_or("?"),
+                g["status"].as_str().unwrap_or("-"),
+                g["total_lag"],
+                g["max_lag_seconds"]
+            )
+        })
+        .collect();
     let cpu = after.cpu_seconds - before.cpu_seconds;
     println!("statuses at the end: {}", statuses.join(", "));
     println!(

@@ -132,7 +132,13 @@ fn bodies(args: &LoadArgs) -> Vec<(String, Vec<u8>)> {
         .map(|i| {
             // Spread flaws evenly over the run rather than in clumps.
             let position = ((i * 7919) % 10_000) as f64 / 10_000.0;
-            let flaw = if position < form_cut { Flaw::Form } else if position < reference_cut { Flaw::Reference } else { Flaw::None };
+            let flaw = if position < form_cut {
+                Flaw::Form
+            } else if position < reference_cut {
+                Flaw::Reference
+            } else {
+                Flaw::None
+            };
             let form = generator.declaration(now, &args.client_id, flaw);
             // A client-generated idempotency key: a retried request is recognisably the same
             // declaration, and the gateway derives the same declaration id from it.
@@ -164,7 +170,8 @@ async fn send_all(client: &reqwest::Client, url: &str, key: &str, body: Vec<u8>,
 async fn send(client: &reqwest::Client, url: &str, key: &str, body: Vec<u8>) -> Outcome {
     let mut backoff = Duration::from_millis(100);
     for attempt in 0..8 {
-        let response = client.post(url).header("content-type", "application/json").header("idempotency-key", key).body(body.clone()).send().await;
+        let response =
+            client.post(url).header("content-type", "application/json").header("idempotency-key", key).body(body.clone()).send().await;
         match response.map(|r| r.status().as_u16()) {
             Ok(202) => return Outcome::Accepted,
             Ok(422) => return Outcome::Refused,
@@ -225,7 +232,12 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
             };
             counts[slot].fetch_add(1, Ordering::Relaxed);
             task_bar.inc(1);
-            task_bar.set_message(format!("accepted {} refused {} failed {}", counts[0].load(Ordering::Relaxed), counts[1].load(Ordering::Relaxed), counts[2].load(Ordering::Relaxed)));
+            task_bar.set_message(format!(
+                "accepted {} refused {} failed {}",
+                counts[0].load(Ordering::Relaxed),
+                counts[1].load(Ordering::Relaxed),
+                counts[2].load(Ordering::Relaxed)
+            ));
         });
         while tasks.try_join_next().is_some() {}
         if bar.is_hidden() && (i as u64 + 1).is_multiple_of(plain_every) {

@@ -87,15 +87,24 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Demo(_) | Command::Loadgen(_) | Command::Chaos(_) | Command::LagwatchFootprint(_) | Command::Bench { .. }) {
+    if !matches!(
+        cli.command,
+        Command::Demo(_) | Command::Loadgen(_) | Command::Chaos(_) | Command::LagwatchFootprint(_) | Command::Bench { .. }
+    ) {
         ehac_stream::telemetry::init_logging();
     }
     match cli.command {
         Command::Dev { action } => dev::run(action).await,
-        Command::CreateTopics { kafka, partitions } => ehac_stream::kafka::ensure_topics(&kafka.kafka_brokers, &kafka.topics.all(), partitions).await,
+        Command::CreateTopics { kafka, partitions } => {
+            ehac_stream::kafka::ensure_topics(&kafka.kafka_brokers, &kafka.topics.all(), partitions).await
+        }
         Command::Migrate { clickhouse } => {
             let applied = ehac_stream::warehouse::migrate(&ehac_stream::warehouse::client(&clickhouse)).await?;
-            println!("{} migration(s) applied{}", applied.len(), if applied.is_empty() { String::new() } else { format!(": {}", applied.join(", ")) });
+            println!(
+                "{} migration(s) applied{}",
+                applied.len(),
+                if applied.is_empty() { String::new() } else { format!(": {}", applied.join(", ")) }
+            );
             Ok(())
         }
         Command::Loadgen(args) => {

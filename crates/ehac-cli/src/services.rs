@@ -42,10 +42,18 @@ pub struct Service {
 
 impl Service {
     /// Starts `bin_dir/binary` with `args` and `env`, logging to `log_dir/name.log`.
-    pub fn start(bin_dir: &Path, log_dir: &Path, name: &str, binary: &str, args: &[String], env: &[(&str, &str)]) -> anyhow::Result<Service> {
+    pub fn start(
+        bin_dir: &Path,
+        log_dir: &Path,
+        name: &str,
+        binary: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Service> {
         let command = bin_dir.join(binary);
         anyhow::ensure!(command.is_file(), "{} not found (build the workspace's binaries: cargo build --bins)", command.display());
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain([("RUST_LOG".into(), "info,rdkafka=warn".into())]).collect();
+        let env =
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain([("RUST_LOG".into(), "info,rdkafka=warn".into())]).collect();
         let launch = Launch { command, args: args.to_vec(), env, log: log_dir.join(format!("{name}.log")) };
         Ok(Service { name: name.to_owned(), child: launch.spawn()?, launch })
     }

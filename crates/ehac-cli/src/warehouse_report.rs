@@ -42,14 +42,21 @@ pub async fn stored(http: &reqwest::Client, url: &str) -> anyhow::Result<Stored>
         (SELECT count() - uniqExact(declaration_id) FROM ehac.declarations) + (SELECT count() - uniqExact(source_topic, source_partition, source_offset) FROM ehac.rejections)
         FORMAT TabSeparated";
     let text = query(http, url, sql).await?;
-    let numbers: Vec<u64> = text.split_whitespace().map(str::parse).collect::<Result<_, _>>().with_context(|| format!("unexpected answer {text:?}"))?;
+    let numbers: Vec<u64> =
+        text.split_whitespace().map(str::parse).collect::<Result<_, _>>().with_context(|| format!("unexpected answer {text:?}"))?;
     anyhow::ensure!(numbers.len() == 4, "unexpected answer {text:?}");
     Ok(Stored { stored: numbers[0], rejected: numbers[1], undecodable: numbers[2], duplicated: numbers[3] })
 }
 
 /// Polls until ClickHouse holds `expected` declarations (stored + rejected) and
 /// `expected_undecodable` undecodable rejections, or nothing has changed for `patience`.
-pub async fn wait_for(http: &reqwest::Client, url: &str, expected: u64, expected_undecodable: u64, patience: Duration) -> anyhow::Result<Stored> {
+pub async fn wait_for(
+    http: &reqwest::Client,
+    url: &str,
+    expected: u64,
+    expected_undecodable: u64,
+    patience: Duration,
+) -> anyhow::Result<Stored> {
     let mut last = Stored::default();
     let mut last_change = tokio::time::Instant::now();
     loop {

@@ -28,16 +28,21 @@ fn on_path(name: &str) -> Option<PathBuf> {
 }
 
 fn tools_dir() -> PathBuf {
-    std::env::var_os("EHAC_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/ehac/tools"))
+    std::env::var_os("EHAC_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/ehac/tools"))
 }
 
 impl Tools {
     /// Finds the binaries, or says exactly what to install.
     pub fn find() -> anyhow::Result<Tools> {
-        let tansu = std::env::var_os("EHAC_TANSU").map(PathBuf::from).filter(|p| p.is_file())
+        let tansu = std::env::var_os("EHAC_TANSU")
+            .map(PathBuf::from)
+            .filter(|p| p.is_file())
             .or_else(|| Some(tools_dir().join("bin/tansu")).filter(|p| p.is_file()))
             .or_else(|| on_path("tansu"));
-        let clickhouse_server = on_path("clickhouse-server").or_else(|| Some(PathBuf::from("/usr/bin/clickhouse-server")).filter(|p| p.is_file()));
+        let clickhouse_server =
+            on_path("clickhouse-server").or_else(|| Some(PathBuf::from("/usr/bin/clickhouse-server")).filter(|p| p.is_file()));
         match (tansu, clickhouse_server) {
             (Some(tansu), Some(clickhouse_server)) => Ok(Tools { tansu, clickhouse_server }),
             (tansu, clickhouse) => {
@@ -204,7 +209,10 @@ impl Stack {
         std::fs::create_dir_all(options.dir.join("broker"))?;
         std::fs::create_dir_all(options.dir.join("clickhouse"))?;
         let clickhouse_dir = options.dir.join("clickhouse").canonicalize()?;
-        std::fs::write(clickhouse_dir.join("config.xml"), clickhouse_config(&clickhouse_dir, options.clickhouse_http_port, options.clickhouse_tcp_port))?;
+        std::fs::write(
+            clickhouse_dir.join("config.xml"),
+            clickhouse_config(&clickhouse_dir, options.clickhouse_http_port, options.clickhouse_tcp_port),
+        )?;
         std::fs::write(clickhouse_dir.join("users.xml"), CLICKHOUSE_USERS)?;
         let mut stack = Stack { options, pids: Vec::new(), children: Vec::new(), tools: tools.clone() };
         stack.spawn_server(Server::Broker)?;
@@ -225,7 +233,13 @@ impl Stack {
                 let mut tansu = Command::new(&self.tools.tansu);
                 tansu.current_dir(&broker_dir).arg("broker").args(["--listener-url", &listener, "--advertised-listener-url", &listener]);
                 // sqlite://FILE is relative to the working directory: the broker directory.
-                tansu.args(["--storage-engine", match options.storage { BrokerStorage::Sqlite => "sqlite://tansu.db", BrokerStorage::Memory => "memory://tansu/" }]);
+                tansu.args([
+                    "--storage-engine",
+                    match options.storage {
+                        BrokerStorage::Sqlite => "sqlite://tansu.db",
+                        BrokerStorage::Memory => "memory://tansu/",
+                    },
+                ]);
                 // Appended, not truncated: a restarted broker keeps the earlier log.
                 spawn_appending(tansu, &broker_dir.join("tansu.log"), options.lifetime)?
             }
@@ -252,7 +266,12 @@ impl Stack {
             } else {
                 terminate(pid, Duration::from_secs(10));
             }
-            self.children.retain_mut(|c| c.id() != pid || { let _ = c.wait(); false });
+            self.children.retain_mut(|c| {
+                c.id() != pid || {
+                    let _ = c.wait();
+                    false
+                }
+            });
         }
     }
 
@@ -278,7 +297,10 @@ impl Stack {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("servers not up after {within:?} (broker: {broker_up}, clickhouse: {clickhouse_up}); see the logs under {}", self.options.dir.display());
+                bail!(
+                    "servers not up after {within:?} (broker: {broker_up}, clickhouse: {clickhouse_up}); see the logs under {}",
+                    self.options.dir.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

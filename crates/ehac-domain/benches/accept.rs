@@ -18,7 +18,12 @@ fn records() -> Vec<RawDeclaration> {
                 1 => Flaw::Reference,
                 _ => Flaw::None,
             };
-            RawDeclaration { declaration_id: format!("bench-{i}"), received_at_ms: received.timestamp_millis(), gateway_version: "bench".into(), form: generator.declaration(received, "bench", flaw) }
+            RawDeclaration {
+                declaration_id: format!("bench-{i}"),
+                received_at_ms: received.timestamp_millis(),
+                gateway_version: "bench".into(),
+                form: generator.declaration(received, "bench", flaw),
+            }
         })
         .collect()
 }
@@ -31,7 +36,10 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(records.len() as u64));
     group.bench_function("validate", |b| {
         b.iter(|| {
-            records.iter().filter(|r| validate(&r.form, reference, &policy, Utc.timestamp_millis_opt(r.received_at_ms).unwrap()).is_ok()).count()
+            records
+                .iter()
+                .filter(|r| validate(&r.form, reference, &policy, Utc.timestamp_millis_opt(r.received_at_ms).unwrap()).is_ok())
+                .count()
         })
     });
     group.bench_function("validate_and_enrich", |b| {

@@ -5,32 +5,32 @@
 /// ICAO codes that are not ISO 3166-1 alpha-3, with the ISO code analysts should count them
 /// under where there is one.
 const ICAO_ONLY: &[(&str, Option<&str>)] = &[
-    ("D", Some("DEU")),     // Germany, written D<< in an MRZ
-    ("GBD", Some("GBR")),   // British Overseas Territories citizen
-    ("GBN", Some("GBR")),   // British National (Overseas)
-    ("GBO", Some("GBR")),   // British Overseas citizen
-    ("GBP", Some("GBR")),   // British protected person
-    ("GBS", Some("GBR")),   // British subject
-    ("RKS", None),          // Kosovo
-    ("EUE", None),          // European Union
-    ("UNO", None),          // United Nations official
-    ("UNA", None),          // United Nations specialised agency
-    ("UNK", None),          // UN interim administration in Kosovo
-    ("XBA", None),          // African Development Bank
-    ("XIM", None),          // African Export-Import Bank
-    ("XCC", None),          // Caribbean Community
-    ("XCE", None),          // Council of Europe
-    ("XCO", None),          // Common Market for Eastern and Southern Africa
-    ("XEC", None),          // Economic Community of West African States
-    ("XPO", None),          // Interpol
-    ("XES", None),          // Organisation of Eastern Caribbean States
-    ("XMP", None),          // Parliamentary Assembly of the Mediterranean
-    ("XOM", None),          // Sovereign Military Order of Malta
-    ("XDC", None),          // Southern African Development Community
-    ("XXA", None),          // stateless person (1954 Convention)
-    ("XXB", None),          // refugee (1951 Convention)
-    ("XXC", None),          // refugee (other)
-    ("XXX", None),          // unspecified nationality
+    ("D", Some("DEU")),   // Germany, written D<< in an MRZ
+    ("GBD", Some("GBR")), // British Overseas Territories citizen
+    ("GBN", Some("GBR")), // British National (Overseas)
+    ("GBO", Some("GBR")), // British Overseas citizen
+    ("GBP", Some("GBR")), // British protected person
+    ("GBS", Some("GBR")), // British subject
+    ("RKS", None),        // Kosovo
+    ("EUE", None),        // European Union
+    ("UNO", None),        // United Nations official
+    ("UNA", None),        // United Nations specialised agency
+    ("UNK", None),        // UN interim administration in Kosovo
+    ("XBA", None),        // African Development Bank
+    ("XIM", None),        // African Export-Import Bank
+    ("XCC", None),        // Caribbean Community
+    ("XCE", None),        // Council of Europe
+    ("XCO", None),        // Common Market for Eastern and Southern Africa
+    ("XEC", None),        // Economic Community of West African States
+    ("XPO", None),        // Interpol
+    ("XES", None),        // Organisation of Eastern Caribbean States
+    ("XMP", None),        // Parliamentary Assembly of the Mediterranean
+    ("XOM", None),        // Sovereign Military Order of Malta
+    ("XDC", None),        // Southern African Development Community
+    ("XXA", None),        // stateless person (1954 Convention)
+    ("XXB", None),        // refugee (1951 Convention)
+    ("XXC", None),        // refugee (other)
+    ("XXX", None),        // unspecified nationality
 ];
 
 /// Whether `code` is a nationality a travel document can carry.

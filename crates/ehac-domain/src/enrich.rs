@@ -25,7 +25,13 @@ use crate::validate::{Checked, Policy, ResolvedPort};
 use crate::verification::VerificationStatus;
 
 /// Adds the enrichment columns to a declaration that passed both checks.
-pub fn enrich(form: &DeclarationForm, checked: &Checked<'_>, reference: &ReferenceData, policy: &Policy, enricher_version: &str) -> Enrichment {
+pub fn enrich(
+    form: &DeclarationForm,
+    checked: &Checked<'_>,
+    reference: &ReferenceData,
+    policy: &Policy,
+    enricher_version: &str,
+) -> Enrichment {
     let arrival_tz = checked.arrival.time_zone();
     let arrival_local = checked.arrival_at.with_timezone(&arrival_tz);
     let arrival_date = arrival_local.date_naive();
@@ -58,11 +64,18 @@ pub fn enrich(form: &DeclarationForm, checked: &Checked<'_>, reference: &Referen
         };
         let taken_on = crate::timefmt::date(&t.taken_on);
         let departure_local = checked.departure_at.with_timezone(&checked.departure.time_zone()).naive_local();
-        t.result == Some(TestResult::Negative) && taken_on.is_some_and(|d| departure_local - (d + Duration::days(1)).and_time(Default::default()) > valid_for)
+        t.result == Some(TestResult::Negative)
+            && taken_on.is_some_and(|d| departure_local - (d + Duration::days(1)).and_time(Default::default()) > valid_for)
     });
     let unvaccinated = health.vaccination_doses == Some(0);
     let mut risk_flags = Vec::new();
-    for (flag, set) in [("symptomatic", symptomatic), ("contact_with_case", contact), ("positive_test", positive), ("stale_test", stale), ("unvaccinated", unvaccinated)] {
+    for (flag, set) in [
+        ("symptomatic", symptomatic),
+        ("contact_with_case", contact),
+        ("positive_test", positive),
+        ("stale_test", stale),
+        ("unvaccinated", unvaccinated),
+    ] {
         if set {
             risk_flags.push(flag.to_owned());
         }
@@ -108,7 +121,9 @@ fn port_details(code: &str, port: &ResolvedPort<'_>) -> PortDetails {
             country: a.country.clone(),
             time_zone: a.tz.name().to_owned(),
         },
-        ResolvedPort::Unlisted => PortDetails { code: code.to_owned(), time_zone: port.time_zone().name().to_owned(), ..PortDetails::default() },
+        ResolvedPort::Unlisted => {
+            PortDetails { code: code.to_owned(), time_zone: port.time_zone().name().to_owned(), ..PortDetails::default() }
+        }
     }
 }
 

@@ -35,7 +35,12 @@ pub use verification::VerificationStatus;
 /// Runs every check on a raw declaration and enriches it: what the enricher does to each record.
 /// Time rules are judged against the gateway's receive time, so the outcome does not depend on
 /// when (or how often) the record is processed. A citizen's NIK verification starts `pending`.
-pub fn accept(raw: RawDeclaration, reference: &ReferenceData, policy: &Policy, enricher_version: &str) -> Result<EnrichedDeclaration, (RawDeclaration, Vec<FieldError>)> {
+pub fn accept(
+    raw: RawDeclaration,
+    reference: &ReferenceData,
+    policy: &Policy,
+    enricher_version: &str,
+) -> Result<EnrichedDeclaration, (RawDeclaration, Vec<FieldError>)> {
     let received_at = chrono::DateTime::from_timestamp_millis(raw.received_at_ms).unwrap_or_default();
     match validate(&raw.form, reference, policy, received_at) {
         Ok(checked) => {

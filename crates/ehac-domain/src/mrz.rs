@@ -111,7 +111,16 @@ pub fn parse(mrz: &str) -> Result<PassportMrz, MrzError> {
 
 /// Builds a valid TD3 MRZ (two lines joined by `\n`): what a document reader would return
 /// for these details. Used by the sample generator and tests.
-pub fn compose(issuing_state: &str, surname: &str, given_names: &str, document_number: &str, nationality: &str, birth_yymmdd: &str, sex: char, expiry_yymmdd: &str) -> String {
+pub fn compose(
+    issuing_state: &str,
+    surname: &str,
+    given_names: &str,
+    document_number: &str,
+    nationality: &str,
+    birth_yymmdd: &str,
+    sex: char,
+    expiry_yymmdd: &str,
+) -> String {
     let field = |s: &str| s.to_ascii_uppercase().replace([' ', '-', '\''], "<");
     let pad = |s: String, n: usize| format!("{s:<<n$}")[..n].to_owned();
     let line1 = pad(format!("P<{}{}<<{}", pad(field(issuing_state), 3), field(surname), field(given_names)), 44);

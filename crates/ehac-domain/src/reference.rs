@@ -85,8 +85,13 @@ impl ReferenceData {
         let mut airports = HashMap::new();
         for row in csv::Reader::from_reader(airports_csv.as_bytes()).deserialize::<AirportRow>() {
             let row = row.map_err(|source| ReferenceError::Csv { file: "airports-iata.csv", source })?;
-            let tz = row.tz.parse::<Tz>().map_err(|_| ReferenceError::TimeZone { file: "airports-iata.csv", iata: row.iata.clone(), tz: row.tz.clone() })?;
-            let airport = Airport { iata: row.iata.clone(), name: row.name, city: row.city, subdivision: row.subdivision, country: row.country, tz };
+            let tz = row.tz.parse::<Tz>().map_err(|_| ReferenceError::TimeZone {
+                file: "airports-iata.csv",
+                iata: row.iata.clone(),
+                tz: row.tz.clone(),
+            })?;
+            let airport =
+                Airport { iata: row.iata.clone(), name: row.name, city: row.city, subdivision: row.subdivision, country: row.country, tz };
             airports.insert(row.iata, airport);
         }
         for row in csv::Reader::from_reader(corrections_csv.as_bytes()).deserialize::<CorrectionRow>() {

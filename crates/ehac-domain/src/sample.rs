@@ -23,22 +23,72 @@ pub enum Flaw {
 
 /// Airports weighted by rough share of Indonesian passenger traffic.
 const AIRPORTS: &[(&str, u32)] = &[
-    ("CGK", 300), ("DPS", 120), ("SUB", 100), ("KNO", 80), ("UPG", 70), ("YIA", 50), ("BPN", 40),
-    ("BTH", 40), ("PKU", 30), ("PLM", 30), ("PDG", 30), ("LOP", 30), ("SRG", 30), ("SOC", 20),
-    ("BDJ", 20), ("PNK", 20), ("MDC", 20), ("AMQ", 10), ("DJJ", 10), ("KOE", 10),
-    ("SIN", 50), ("KUL", 40), ("JED", 20), ("BKK", 20), ("HKG", 10), ("NRT", 10), ("ICN", 10),
-    ("PER", 10), ("DOH", 10), ("MEL", 10),
+    ("CGK", 300),
+    ("DPS", 120),
+    ("SUB", 100),
+    ("KNO", 80),
+    ("UPG", 70),
+    ("YIA", 50),
+    ("BPN", 40),
+    ("BTH", 40),
+    ("PKU", 30),
+    ("PLM", 30),
+    ("PDG", 30),
+    ("LOP", 30),
+    ("SRG", 30),
+    ("SOC", 20),
+    ("BDJ", 20),
+    ("PNK", 20),
+    ("MDC", 20),
+    ("AMQ", 10),
+    ("DJJ", 10),
+    ("KOE", 10),
+    ("SIN", 50),
+    ("KUL", 40),
+    ("JED", 20),
+    ("BKK", 20),
+    ("HKG", 10),
+    ("NRT", 10),
+    ("ICN", 10),
+    ("PER", 10),
+    ("DOH", 10),
+    ("MEL", 10),
 ];
 const AIRLINES: &[(&str, &str)] = &[
-    ("GA", "Garuda Indonesia"), ("JT", "Lion Air"), ("QG", "Citilink"), ("ID", "Batik Air"),
-    ("IU", "Super Air Jet"), ("IW", "Wings Air"), ("SJ", "Sriwijaya Air"), ("SQ", "Singapore Airlines"),
-    ("MH", "Malaysia Airlines"), ("QZ", "Indonesia AirAsia"),
+    ("GA", "Garuda Indonesia"),
+    ("JT", "Lion Air"),
+    ("QG", "Citilink"),
+    ("ID", "Batik Air"),
+    ("IU", "Super Air Jet"),
+    ("IW", "Wings Air"),
+    ("SJ", "Sriwijaya Air"),
+    ("SQ", "Singapore Airlines"),
+    ("MH", "Malaysia Airlines"),
+    ("QZ", "Indonesia AirAsia"),
 ];
 const SEAPORTS: &[&str] = &["Tanjung Priok", "Tanjung Perak", "Bakauheni", "Merak", "Gilimanuk", "Ketapang", "Batam Centre"];
-const GIVEN: &[&str] = &["Budi", "Siti", "Agus", "Dewi", "Rizky", "Putri", "Andi", "Nur", "Wayan", "Made", "Eko", "Sri", "Fajar", "Ayu", "Hendra", "Intan"];
-const FAMILY: &[&str] = &["Santoso", "Wijaya", "Hidayat", "Saputra", "Lestari", "Kusuma", "Pratama", "Nasution", "Siregar", "Harahap", "Simanjuntak", "Wibowo"];
-const FOREIGN: &[(&str, &str)] = &[("SGP", "Tan Wei Ming"), ("MYS", "Ahmad Faizal"), ("AUS", "Olivia Smith"), ("JPN", "Yuki Tanaka"), ("KOR", "Kim Min-jun"), ("SAU", "Abdullah Al-Harbi"), ("NLD", "Sanne de Vries")];
-const CITIES: &[(&str, &str)] = &[("Jakarta Selatan", "DKI Jakarta"), ("Denpasar", "Bali"), ("Surabaya", "Jawa Timur"), ("Medan", "Sumatera Utara"), ("Makassar", "Sulawesi Selatan"), ("Yogyakarta", "DI Yogyakarta"), ("Bandung", "Jawa Barat")];
+const GIVEN: &[&str] =
+    &["Budi", "Siti", "Agus", "Dewi", "Rizky", "Putri", "Andi", "Nur", "Wayan", "Made", "Eko", "Sri", "Fajar", "Ayu", "Hendra", "Intan"];
+const FAMILY: &[&str] =
+    &["Santoso", "Wijaya", "Hidayat", "Saputra", "Lestari", "Kusuma", "Pratama", "Nasution", "Siregar", "Harahap", "Simanjuntak", "Wibowo"];
+const FOREIGN: &[(&str, &str)] = &[
+    ("SGP", "Tan Wei Ming"),
+    ("MYS", "Ahmad Faizal"),
+    ("AUS", "Olivia Smith"),
+    ("JPN", "Yuki Tanaka"),
+    ("KOR", "Kim Min-jun"),
+    ("SAU", "Abdullah Al-Harbi"),
+    ("NLD", "Sanne de Vries"),
+];
+const CITIES: &[(&str, &str)] = &[
+    ("Jakarta Selatan", "DKI Jakarta"),
+    ("Denpasar", "Bali"),
+    ("Surabaya", "Jawa Timur"),
+    ("Medan", "Sumatera Utara"),
+    ("Makassar", "Sulawesi Selatan"),
+    ("Yogyakarta", "DI Yogyakarta"),
+    ("Bandung", "Jawa Barat"),
+];
 
 pub struct SampleGenerator {
     rng: StdRng,
@@ -88,7 +138,16 @@ impl SampleGenerator {
                 let (given, surname) = name.rsplit_once(' ').unwrap_or(("", name));
                 let expiry = (now + Duration::days(rng.random_range(200..3650))).format("%y%m%d").to_string();
                 let sex = if sex == Sex::Female { 'F' } else { 'M' };
-                crate::mrz::compose(nationality, surname, given, &passport_number, nationality, &born.format("%y%m%d").to_string(), sex, &expiry)
+                crate::mrz::compose(
+                    nationality,
+                    surname,
+                    given,
+                    &passport_number,
+                    nationality,
+                    &born.format("%y%m%d").to_string(),
+                    sex,
+                    &expiry,
+                )
             });
             Traveller {
                 passport_number: Some(passport_number),
@@ -190,7 +249,8 @@ impl SampleGenerator {
                 // Filed for a trip ten days ahead: outside the departure window.
                 (2, _) => {
                     for time in [&mut form.trip.departure_time, &mut form.trip.arrival_time] {
-                        let shifted = chrono::NaiveDateTime::parse_from_str(time, "%Y-%m-%dT%H:%M").expect("generated times parse") + Duration::days(10);
+                        let shifted = chrono::NaiveDateTime::parse_from_str(time, "%Y-%m-%dT%H:%M").expect("generated times parse")
+                            + Duration::days(10);
                         *time = shifted.format("%Y-%m-%dT%H:%M").to_string();
                     }
                 }

@@ -40,8 +40,18 @@ mod tests {
         for value in ["2024-02-29", "2023-02-29", "1999-12-31", "2024-1-5", "2024-01-05x", "", "24-01-05", "2024-13-01", " 2024-01-05"] {
             assert_eq!(date(value), NaiveDate::parse_from_str(value, "%Y-%m-%d").ok(), "{value:?}");
         }
-        for value in ["2026-12-20T07:30", "2026-12-20T07:30:15", "2026-12-20T24:00", "2026-12-20 07:30", "2026-12-20T07:30Z", "2026-12-20T7:30", "2026-12-20T07:30:60"] {
-            let reference = NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M").or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S")).ok();
+        for value in [
+            "2026-12-20T07:30",
+            "2026-12-20T07:30:15",
+            "2026-12-20T24:00",
+            "2026-12-20 07:30",
+            "2026-12-20T07:30Z",
+            "2026-12-20T7:30",
+            "2026-12-20T07:30:60",
+        ] {
+            let reference = NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M")
+                .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S"))
+                .ok();
             assert_eq!(local_time(value), reference, "{value:?}");
         }
     }

@@ -204,7 +204,11 @@ pub fn check_form(form: &DeclarationForm, policy: &Policy, received_at: DateTime
         Some(s) => match DateTime::parse_from_rfc3339(s) {
             Ok(t) => Some(t.with_timezone(&Utc)),
             Err(_) => {
-                e.push(FieldError::new(ErrorCode::InvalidFormat, "submitted_at", "must be an RFC 3339 date-time with offset, e.g. 2026-12-20T08:30:00+07:00"));
+                e.push(FieldError::new(
+                    ErrorCode::InvalidFormat,
+                    "submitted_at",
+                    "must be an RFC 3339 date-time with offset, e.g. 2026-12-20T08:30:00+07:00",
+                ));
                 None
             }
         },
@@ -215,28 +219,52 @@ pub fn check_form(form: &DeclarationForm, policy: &Policy, received_at: DateTime
 
     let t = &form.traveller;
     match (&t.nik, &t.passport_number) {
-        (Some(_), Some(_)) => e.push(FieldError::new(ErrorCode::IdentityConflict, "traveller", "give either nik (citizens) or passport_number (foreigners), not both")),
-        (None, None) => e.push(FieldError::new(ErrorCode::Required, "traveller.nik", "citizens give their 16-digit NIK; foreigners give passport_number and nationality")),
+        (Some(_), Some(_)) => e.push(FieldError::new(
+            ErrorCode::IdentityConflict,
+            "traveller",
+            "give either nik (citizens) or passport_number (foreigners), not both",
+        )),
+        (None, None) => e.push(FieldError::new(
+            ErrorCode::Required,
+            "traveller.nik",
+            "citizens give their 16-digit NIK; foreigners give passport_number and nationality",
+        )),
         (Some(nik), None) => {
             if nik.len() != 16 || !nik.bytes().all(|b| b.is_ascii_digit()) {
                 e.push(FieldError::new(ErrorCode::InvalidFormat, "traveller.nik", "must be exactly 16 digits"));
             }
             if t.nationality.as_deref().is_some_and(|n| n != "IDN") {
-                e.push(FieldError::new(ErrorCode::IdentityConflict, "traveller.nationality", "a NIK belongs to an Indonesian citizen: leave nationality empty or IDN"));
+                e.push(FieldError::new(
+                    ErrorCode::IdentityConflict,
+                    "traveller.nationality",
+                    "a NIK belongs to an Indonesian citizen: leave nationality empty or IDN",
+                ));
             }
         }
         (None, Some(passport)) => {
             if !is_passport_number(passport) {
-                e.push(FieldError::new(ErrorCode::InvalidFormat, "traveller.passport_number", "must be 6-9 characters of A-Z and 0-9, with at least one digit, as printed in the passport"));
+                e.push(FieldError::new(
+                    ErrorCode::InvalidFormat,
+                    "traveller.passport_number",
+                    "must be 6-9 characters of A-Z and 0-9, with at least one digit, as printed in the passport",
+                ));
             }
             match &t.nationality {
-                None => e.push(FieldError::new(ErrorCode::Required, "traveller.nationality", "is required with a passport: ISO 3166-1 alpha-3, e.g. SGP")),
-                Some(n) if n.is_empty() || n.len() > 3 || !n.bytes().all(|b| b.is_ascii_uppercase()) => {
-                    e.push(FieldError::new(ErrorCode::InvalidFormat, "traveller.nationality", "must be an ISO 3166-1 alpha-3 code in capitals, e.g. SGP"))
-                }
-                Some(n) if !country::is_nationality(n) => {
-                    e.push(FieldError::new(ErrorCode::UnknownCountry, "traveller.nationality", format!("{n} is not an ISO 3166-1 alpha-3 or ICAO nationality code")))
-                }
+                None => e.push(FieldError::new(
+                    ErrorCode::Required,
+                    "traveller.nationality",
+                    "is required with a passport: ISO 3166-1 alpha-3, e.g. SGP",
+                )),
+                Some(n) if n.is_empty() || n.len() > 3 || !n.bytes().all(|b| b.is_ascii_uppercase()) => e.push(FieldError::new(
+                    ErrorCode::InvalidFormat,
+                    "traveller.nationality",
+                    "must be an ISO 3166-1 alpha-3 code in capitals, e.g. SGP",
+                )),
+                Some(n) if !country::is_nationality(n) => e.push(FieldError::new(
+                    ErrorCode::UnknownCountry,
+                    "traveller.nationality",
+                    format!("{n} is not an ISO 3166-1 alpha-3 or ICAO nationality code"),
+                )),
                 Some(_) => {}
             }
         }
@@ -254,7 +282,11 @@ pub fn check_form(form: &DeclarationForm, policy: &Policy, received_at: DateTime
             e.push(FieldError::new(ErrorCode::OutOfRange, "traveller.date_of_birth", "is in the future"));
             date_of_birth = None;
         } else if crate::enrich::age_on(dob, received_at.date_naive()) > policy.max_age_years {
-            e.push(FieldError::new(ErrorCode::OutOfRange, "traveller.date_of_birth", format!("means an age over {} years", policy.max_age_years)));
+            e.push(FieldError::new(
+                ErrorCode::OutOfRange,
+                "traveller.date_of_birth",
+                format!("means an age over {} years", policy.max_age_years),
+            ));
             date_of_birth = None;
         }
     }
@@ -284,7 +316,11 @@ pub fn check_form(form: &DeclarationForm, policy: &Policy, received_at: DateTime
     required(e, "trip.carrier", &trip.carrier);
     if required(e, "trip.flight_number", &trip.flight_number) {
         if air && !is_flight_designator(&trip.flight_number) {
-            e.push(FieldError::new(ErrorCode::InvalidFormat, "trip.flight_number", "must be a flight designator: 2-character airline code, 1-4 digits, optional letter, e.g. GA404"));
+            e.push(FieldError::new(
+                ErrorCode::InvalidFormat,
+                "trip.flight_number",
+                "must be a flight designator: 2-character airline code, 1-4 digits, optional letter, e.g. GA404",
+            ));
         } else if trip.flight_number.chars().count() > 32 {
             e.push(FieldError::new(ErrorCode::OutOfRange, "trip.flight_number", "must be at most 32 characters"));
         }
@@ -310,7 +346,11 @@ pub fn check_form(form: &DeclarationForm, policy: &Policy, received_at: DateTime
     required(e, "destination_address.province", &a.province);
     if let Some(code) = &a.postal_code {
         if code.len() != 5 || !code.bytes().all(|b| b.is_ascii_digit()) {
-            e.push(FieldError::new(ErrorCode::InvalidFormat, "destination_address.postal_code", "must be a 5-digit Indonesian postal code"));
+            e.push(FieldError::new(
+                ErrorCode::InvalidFormat,
+                "destination_address.postal_code",
+                "must be a 5-digit Indonesian postal code",
+            ));
         }
     }
 
@@ -327,7 +367,9 @@ pub fn check_form(form: &DeclarationForm, policy: &Policy, received_at: DateTime
     }
     match h.vaccination_doses {
         None => e.push(FieldError::new(ErrorCode::Required, "health.vaccination_doses", "is required (0 if not vaccinated)")),
-        Some(n) if !(0..=10).contains(&n) => e.push(FieldError::new(ErrorCode::OutOfRange, "health.vaccination_doses", "must be between 0 and 10")),
+        Some(n) if !(0..=10).contains(&n) => {
+            e.push(FieldError::new(ErrorCode::OutOfRange, "health.vaccination_doses", "must be between 0 and 10"))
+        }
         Some(n) => {
             if n > 0 && date_of_birth.is_some_and(|dob| received_at.date_naive() < dob + Duration::days(182)) {
                 warnings.push(Warning::VaccinatedBelowMinimumAge);
@@ -343,7 +385,11 @@ pub fn check_form(form: &DeclarationForm, policy: &Policy, received_at: DateTime
         }
         if let Some(taken_on) = date(e, "health.latest_test.taken_on", &test.taken_on) {
             if taken_on > latest_local_date {
-                e.push(FieldError::new(ErrorCode::OutOfRange, "health.latest_test.taken_on", "is in the future: give the date the sample was taken"));
+                e.push(FieldError::new(
+                    ErrorCode::OutOfRange,
+                    "health.latest_test.taken_on",
+                    "is in the future: give the date the sample was taken",
+                ));
             } else if date_of_birth.is_some_and(|dob| taken_on < dob) {
                 e.push(FieldError::new(ErrorCode::OutOfRange, "health.latest_test.taken_on", "is before the date of birth"));
             }
@@ -375,7 +421,11 @@ fn check_mrz(errors: &mut Vec<FieldError>, form: &DeclarationForm, text: &str, d
     };
     let t = &form.traveller;
     let mut mismatch = |what: &str, mrz_says: &str, form_says: &str| {
-        errors.push(FieldError::new(ErrorCode::MrzMismatch, FIELD, format!("the passport's {what} is {mrz_says}, the form says {form_says}")));
+        errors.push(FieldError::new(
+            ErrorCode::MrzMismatch,
+            FIELD,
+            format!("the passport's {what} is {mrz_says}, the form says {form_says}"),
+        ));
     };
     if let Some(number) = &t.passport_number {
         if *number != mrz.document_number {
@@ -444,7 +494,12 @@ pub struct Checked<'r> {
 
 /// Both checks, as the gateway and the enricher run them: the form first, then (when the form
 /// is well-formed) the references.
-pub fn validate<'r>(form: &DeclarationForm, reference: &'r ReferenceData, policy: &Policy, received_at: DateTime<Utc>) -> Result<Checked<'r>, Vec<FieldError>> {
+pub fn validate<'r>(
+    form: &DeclarationForm,
+    reference: &'r ReferenceData,
+    policy: &Policy,
+    received_at: DateTime<Utc>,
+) -> Result<Checked<'r>, Vec<FieldError>> {
     let facts = check_form(form, policy, received_at)?;
     check_references(form, facts, reference, policy, received_at)
 }
@@ -485,7 +540,11 @@ pub fn check_references<'r>(
             let code = &nik[..6.min(nik.len())];
             let found = reference.district(code);
             match found {
-                None => errors.push(FieldError::new(ErrorCode::UnknownDistrict, "traveller.nik", format!("the first six digits ({code}) are not a Kemendagri district code"))),
+                None => errors.push(FieldError::new(
+                    ErrorCode::UnknownDistrict,
+                    "traveller.nik",
+                    format!("the first six digits ({code}) are not a Kemendagri district code"),
+                )),
                 Some(d) if d.last_seen < reference.latest_region_list() => warnings.push(Warning::DistrictCodeRetired),
                 Some(_) => {}
             }
@@ -513,7 +572,11 @@ pub fn check_references<'r>(
     }
     if let (Some(d), Some(a)) = (departure_at, arrival_at) {
         if a <= d {
-            errors.push(FieldError::new(ErrorCode::ArrivalBeforeDeparture, "trip.arrival_time", "must be after the departure time (both read in their ports' local time)"));
+            errors.push(FieldError::new(
+                ErrorCode::ArrivalBeforeDeparture,
+                "trip.arrival_time",
+                "must be after the departure time (both read in their ports' local time)",
+            ));
         }
     }
 
@@ -552,7 +615,11 @@ fn check_nik_birth(errors: &mut Vec<FieldError>, nik: &str, date_of_birth: Optio
     let (coded_day, month, year, serial) = (number(6..8), number(8..10), number(10..12), number(12..16));
     let (day, coded_sex) = if coded_day > 40 { (coded_day - 40, Sex::Female) } else { (coded_day, Sex::Male) };
     if !(1..=31).contains(&day) || !(1..=12).contains(&month) {
-        errors.push(FieldError::new(ErrorCode::InvalidFormat, "traveller.nik", "digits 7-12 must be a birth date DDMMYY (day + 40 for women)"));
+        errors.push(FieldError::new(
+            ErrorCode::InvalidFormat,
+            "traveller.nik",
+            "digits 7-12 must be a birth date DDMMYY (day + 40 for women)",
+        ));
         return;
     }
     if serial == 0 {
@@ -599,9 +666,14 @@ fn form_time(errors: &mut Vec<FieldError>, field: &str, value: &str) -> Option<F
     if !required(errors, field, value) {
         return None;
     }
-    let parsed = crate::timefmt::local_time(value).map(FormTime::Local).or_else(|| DateTime::parse_from_rfc3339(value).map(FormTime::Absolute).ok());
+    let parsed =
+        crate::timefmt::local_time(value).map(FormTime::Local).or_else(|| DateTime::parse_from_rfc3339(value).map(FormTime::Absolute).ok());
     if parsed.is_none() {
-        errors.push(FieldError::new(ErrorCode::InvalidFormat, field, "must be a local time YYYY-MM-DDTHH:MM at the port, or RFC 3339 with offset"));
+        errors.push(FieldError::new(
+            ErrorCode::InvalidFormat,
+            field,
+            "must be a local time YYYY-MM-DDTHH:MM at the port, or RFC 3339 with offset",
+        ));
     }
     parsed
 }
@@ -634,11 +706,12 @@ fn is_flight_designator(designator: &str) -> bool {
     }
     let rest = &b[2..];
     let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
-    (1..=4).contains(&digits) && match &rest[digits..] {
-        [] => true,
-        [suffix] => suffix.is_ascii_uppercase(),
-        _ => false,
-    }
+    (1..=4).contains(&digits)
+        && match &rest[digits..] {
+            [] => true,
+            [suffix] => suffix.is_ascii_uppercase(),
+            _ => false,
+        }
 }
 
 /// A seat such as 12A: row 1-999 without a leading zero, then a letter A-L.
@@ -655,7 +728,13 @@ fn is_phone(phone: &str) -> bool {
 
 fn is_email(email: &str) -> bool {
     match email.split_once('@') {
-        Some((local, domain)) => !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !email.contains(char::is_whitespace),
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.contains(char::is_whitespace)
+        }
         None => false,
     }
 }

@@ -18,7 +18,12 @@ fn bench(c: &mut Criterion) {
     let payloads: Vec<Vec<u8>> = (0..10_000)
         .map(|i| {
             let flaw = if i % 100 == 1 { Flaw::Reference } else { Flaw::None };
-            let raw = RawDeclaration { declaration_id: format!("bench-{i}"), received_at_ms: received.timestamp_millis(), gateway_version: "bench".into(), form: generator.declaration(received, "bench", flaw) };
+            let raw = RawDeclaration {
+                declaration_id: format!("bench-{i}"),
+                received_at_ms: received.timestamp_millis(),
+                gateway_version: "bench".into(),
+                form: generator.declaration(received, "bench", flaw),
+            };
             RAW.encode(&raw).unwrap()
         })
         .collect();
@@ -27,7 +32,13 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("enricher");
     group.throughput(Throughput::Elements(payloads.len() as u64));
     group.bench_function("decode_classify_encode", |b| {
-        b.iter(|| payloads.iter().enumerate().map(|(i, p)| classify("raw", 0, i as i64, p, reference, &policy, 0).encode().payload.len()).sum::<usize>())
+        b.iter(|| {
+            payloads
+                .iter()
+                .enumerate()
+                .map(|(i, p)| classify("raw", 0, i as i64, p, reference, &policy, 0).encode().payload.len())
+                .sum::<usize>()
+        })
     });
     group.finish();
 }

@@ -73,7 +73,15 @@ pub enum Destination {
 
 /// Decides what one message from the raw topic becomes. Pure apart from `now_ms`, which only
 /// stamps a rejection: the rules themselves judge against the gateway's receive time.
-pub fn classify(topic: &str, partition: i32, offset: i64, payload: &[u8], reference: &ReferenceData, policy: &Policy, now_ms: i64) -> Outcome {
+pub fn classify(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    payload: &[u8],
+    reference: &ReferenceData,
+    policy: &Policy,
+    now_ms: i64,
+) -> Outcome {
     let reject = |declaration_id: Option<String>, client_id: String, errors: Vec<FieldError>, payload_json: String| {
         Outcome::Rejected(Box::new(Rejection {
             declaration_id,
@@ -109,7 +117,9 @@ impl Outcome {
             Outcome::Enriched(e, raw_message) => Output {
                 topic: Destination::Enriched,
                 key: e.raw.declaration_id.clone(),
-                payload: codec::encode_enriched(raw_message, &e.enrichment).unwrap_or_else(|| ENRICHED.encode(e)).expect("enriched declarations always encode"),
+                payload: codec::encode_enriched(raw_message, &e.enrichment)
+                    .unwrap_or_else(|| ENRICHED.encode(e))
+                    .expect("enriched declarations always encode"),
             },
             Outcome::Rejected(r) => Output {
                 topic: Destination::Rejected,
@@ -154,7 +164,9 @@ struct Metrics {
 impl Metrics {
     fn register(registry: &Registry) -> prometheus::Result<Self> {
         let records = IntCounterVec::new(Opts::new("enricher_records_total", "Raw records handled, by destination"), &["destination"])?;
-        let batch_size = Histogram::with_opts(HistogramOpts::new("enricher_batch_size", "Records per batch").buckets(prometheus::exponential_buckets(1.0, 4.0, 8)?))?;
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new("enricher_batch_size", "Records per batch").buckets(prometheus::exponential_buckets(1.0, 4.0, 8)?),
+        )?;
         let produce_retries = IntCounter::new("enricher_produce_retries_total", "Records produced again after a failed delivery")?;
         registry.register(Box::new(records.clone()))?;
         registry.register(Box::new(batch_size.clone()))?;
@@ -184,8 +196,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     while let Some(batch) = kafka::next_batch(&consumer, config.batch_max, linger, &readiness, &shutdown).await {
         metrics.batch_size.observe(batch.len() as f64);
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let mut outcomes: Vec<Outcome> =
-            batch.iter().map(|m| classify(m.topic(), m.partition(), m.offset(), m.payload().unwrap_or_default(), reference, &policy, now_ms)).collect();
+        let mut outcomes: Vec<Outcome> = batch
+            .iter()
+            .map(|m| classify(m.topic(), m.partition(), m.offset(), m.payload().unwrap_or_default(), reference, &policy, now_ms))
+            .collect();
         if let Some(verifier) = &verifier {
             // Failures are logged and counted by the verifier; the records stay pending.
             let _ = verify(verifier, &mut outcomes).await;
@@ -196,7 +210,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             return Ok(());
         }
         for o in &outputs {
-            metrics.records.with_label_values(&[match o.topic { Destination::Enriched => "enriched", Destination::Rejected => "rejected" }]).inc();
+            metrics
+                .records
+                .with_label_values(&[match o.topic {
+                    Destination::Enriched => "enriched",
+                    Destination::Rejected => "rejected",
+                }])
+                .inc();
         }
         kafka::commit_batch(&consumer, &batch);
     }
@@ -206,16 +226,34 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
 /// Produces every output, re-sending failed deliveries until all are acknowledged. Returns
 /// false if shutdown came first (the caller must then not commit).
-async fn produce_all(producer: &FutureProducer, topics: &ehac_stream::config::Topics, outputs: &[Output], metrics: &Metrics, shutdown: &CancellationToken) -> bool {
+async fn produce_all(
+    producer: &FutureProducer,
+    topics: &ehac_stream::config::Topics,
+    outputs: &[Output],
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> bool {
     let mut pending: Vec<&Output> = outputs.iter().collect();
     let mut backoff = Duration::from_millis(100);
     loop {
         let sends = pending.iter().map(|o| {
-            let topic = match o.topic { Destination::Enriched => &topics.enriched, Destination::Rejected => &topics.rejected };
+            let topic = match o.topic {
+                Destination::Enriched => &topics.enriched,
+                Destination::Rejected => &topics.rejected,
+            };
             producer.send(FutureRecord::to(topic).key(&o.key).payload(&o.payload), Timeout::Never)
         });
         let results = join_all(sends).await;
-        let failed: Vec<&Output> = pending.iter().zip(results).filter_map(|(o, r)| r.err().map(|(e, _)| { tracing::warn!(error = %e, key = %o.key, "delivery failed"); *o })).collect();
+        let failed: Vec<&Output> = pending
+            .iter()
+            .zip(results)
+            .filter_map(|(o, r)| {
+                r.err().map(|(e, _)| {
+                    tracing::warn!(error = %e, key = %o.key, "delivery failed");
+                    *o
+                })
+            })
+            .collect();
         if failed.is_empty() {
             return true;
         }

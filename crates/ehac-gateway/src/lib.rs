@@ -29,10 +29,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use ehac_domain::{DeclarationForm, FieldError, Policy, RawDeclaration, ReferenceData};
+use ehac_spool::{Spool, SpoolConfig, SpoolError};
 use ehac_stream::admin::{self, Readiness};
 use ehac_stream::codec::RAW;
 use ehac_stream::config::{KafkaArgs, PolicyArgs};
-use ehac_spool::{Spool, SpoolConfig, SpoolError};
 use ehac_stream::kafka;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -190,7 +190,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Response> {
     match value.to_str() {
         Ok(key) if (1..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(key.to_owned())),
         _ => {
-            let field = FieldError { code: "invalid_format".into(), field: "Idempotency-Key".into(), message: "must be 1-128 printable ASCII characters, e.g. a UUID".into() };
+            let field = FieldError {
+                code: "invalid_format".into(),
+                field: "Idempotency-Key".into(),
+                message: "must be 1-128 printable ASCII characters, e.g. a UUID".into(),
+            };
             Err(problem(StatusCode::BAD_REQUEST, "invalid_header", "the Idempotency-Key header is malformed", vec![field]))
         }
     }
@@ -200,7 +204,10 @@ async fn handle(gateway: &Gateway, idempotency_key: Option<&str>, body: Result<B
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return ("too_large", problem(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the declaration is larger than this gateway accepts", vec![]));
+            return (
+                "too_large",
+                problem(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the declaration is larger than this gateway accepts", vec![]),
+            );
         }
         Err(rejection) => return ("malformed", problem(rejection.status(), "unreadable_body", rejection.body_text(), vec![])),
     };
@@ -208,8 +215,20 @@ async fn handle(gateway: &Gateway, idempotency_key: Option<&str>, body: Result<B
         Ok(form) => form,
         Err(e) => {
             let path = e.path().to_string();
-            let field = FieldError { code: "malformed_json".into(), field: if path == "." { String::new() } else { path }, message: e.inner().to_string() };
-            return ("malformed", problem(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not a valid declaration: {}", field.message), vec![field]));
+            let field = FieldError {
+                code: "malformed_json".into(),
+                field: if path == "." { String::new() } else { path },
+                message: e.inner().to_string(),
+            };
+            return (
+                "malformed",
+                problem(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    format!("the body is not a valid declaration: {}", field.message),
+                    vec![field],
+                ),
+            );
         }
     };
     let received_at = chrono::Utc::now();
@@ -217,11 +236,19 @@ async fn handle(gateway: &Gateway, idempotency_key: Option<&str>, body: Result<B
         for e in &errors {
             gateway.metrics.field_errors.with_label_values(&[&e.code]).inc();
         }
-        return ("invalid", problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_declaration", format!("{} field(s) need fixing", errors.len()), errors));
+        return (
+            "invalid",
+            problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_declaration", format!("{} field(s) need fixing", errors.len()), errors),
+        );
     }
 
     let declaration_id = declaration_id(&form, idempotency_key);
-    let raw = RawDeclaration { declaration_id, received_at_ms: received_at.timestamp_millis(), gateway_version: ehac_stream::VERSION.to_owned(), form };
+    let raw = RawDeclaration {
+        declaration_id,
+        received_at_ms: received_at.timestamp_millis(),
+        gateway_version: ehac_stream::VERSION.to_owned(),
+        form,
+    };
     let payload = match RAW.encode(&raw) {
         Ok(payload) => payload,
         Err(e) => {
@@ -251,11 +278,27 @@ async fn handle(gateway: &Gateway, idempotency_key: Option<&str>, body: Result<B
         }
         Err(e @ SpoolError::Full { .. }) => {
             tracing::error!(error = %e, "spool full: refusing declarations");
-            ("unavailable", problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the declaration could not be stored; retry with the same Idempotency-Key", vec![]))
+            (
+                "unavailable",
+                problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the declaration could not be stored; retry with the same Idempotency-Key",
+                    vec![],
+                ),
+            )
         }
         Err(e) => {
             tracing::error!(error = %e, "spool append failed");
-            ("unavailable", problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the declaration could not be stored; retry with the same Idempotency-Key", vec![]))
+            (
+                "unavailable",
+                problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the declaration could not be stored; retry with the same Idempotency-Key",
+                    vec![],
+                ),
+            )
         }
     }
 }
@@ -270,7 +313,8 @@ async fn drain_spool(gateway: Arc<Gateway>, readiness: Readiness, max_bytes: u64
         gateway.metrics.spool_bytes.set(depth.bytes as i64);
         readiness.detail("spool_records", depth.records.to_string());
         if depth.bytes > max_bytes / 10 * 9 {
-            readiness.not_ready("spool", format!("spool {}% full: the broker has been away too long", depth.bytes * 100 / max_bytes.max(1)));
+            readiness
+                .not_ready("spool", format!("spool {}% full: the broker has been away too long", depth.bytes * 100 / max_bytes.max(1)));
         } else {
             readiness.ready("spool");
         }
@@ -297,7 +341,9 @@ async fn drain_spool(gateway: Arc<Gateway>, readiness: Readiness, max_bytes: u64
         };
         let Some((last, _)) = batch.last() else { continue };
         let last = *last;
-        let sends = batch.iter().map(|(_, r)| gateway.producer.send(FutureRecord::to(&gateway.topic).key(&r.key).payload(&r.payload), Timeout::After(Duration::from_secs(5))));
+        let sends = batch.iter().map(|(_, r)| {
+            gateway.producer.send(FutureRecord::to(&gateway.topic).key(&r.key).payload(&r.payload), Timeout::After(Duration::from_secs(5)))
+        });
         let failed = futures::future::join_all(sends).await.into_iter().filter(|r| r.is_err()).count();
         if failed == 0 {
             let spool = gateway.spool.clone();
@@ -311,7 +357,12 @@ async fn drain_spool(gateway: Arc<Gateway>, readiness: Readiness, max_bytes: u64
                 Err(e) => tracing::error!(error = %e, "spool acknowledge panicked"),
             }
         } else {
-            tracing::warn!(failed, records = batch.len(), retry_in_ms = backoff.as_millis() as u64, "broker still away; spooled declarations wait");
+            tracing::warn!(
+                failed,
+                records = batch.len(),
+                retry_in_ms = backoff.as_millis() as u64,
+                "broker still away; spooled declarations wait"
+            );
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -321,14 +372,24 @@ async fn drain_spool(gateway: Arc<Gateway>, readiness: Readiness, max_bytes: u64
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
-    problem(StatusCode::NOT_FOUND, "not_found", format!("no route for {method} {}; declarations are submitted with POST /v1/declarations", uri.path()), vec![])
+    problem(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {method} {}; declarations are submitted with POST /v1/declarations", uri.path()),
+        vec![],
+    )
 }
 
 /// Shows in /readyz whether the broker answers metadata requests for the raw topic.
 async fn watch_broker(producer: FutureProducer, topic: String, readiness: Readiness, shutdown: CancellationToken) {
     loop {
         let (p, t) = (producer.clone(), topic.clone());
-        let probe = tokio::task::spawn_blocking(move || p.client().fetch_metadata(Some(&t), Duration::from_secs(3)).map(|m| m.topics().first().map(|t| t.partitions().len()).unwrap_or(0))).await;
+        let probe = tokio::task::spawn_blocking(move || {
+            p.client()
+                .fetch_metadata(Some(&t), Duration::from_secs(3))
+                .map(|m| m.topics().first().map(|t| t.partitions().len()).unwrap_or(0))
+        })
+        .await;
         match probe {
             Ok(Ok(partitions)) if partitions > 0 => readiness.detail("kafka", "ok"),
             Ok(Ok(_)) => readiness.detail("kafka", format!("topic {topic} has no partitions")),

@@ -20,11 +20,17 @@ impl GatewayMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let requests = IntCounterVec::new(Opts::new("gateway_requests_total", "Declaration submissions by outcome"), &["outcome"])?;
         let buckets = vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-        let ack_seconds = Histogram::with_opts(HistogramOpts::new("gateway_ack_seconds", "Time to the broker's acknowledgement of an accepted declaration").buckets(buckets))?;
-        let field_errors = IntCounterVec::new(Opts::new("gateway_field_errors_total", "Form errors returned to clients, by code"), &["code"])?;
+        let ack_seconds = Histogram::with_opts(
+            HistogramOpts::new("gateway_ack_seconds", "Time to the broker's acknowledgement of an accepted declaration").buckets(buckets),
+        )?;
+        let field_errors =
+            IntCounterVec::new(Opts::new("gateway_field_errors_total", "Form errors returned to clients, by code"), &["code"])?;
         let spool_records = IntGauge::new("gateway_spool_records", "Declarations in the local spool, waiting for the broker")?;
         let spool_bytes = IntGauge::new("gateway_spool_bytes", "Bytes in the local spool, waiting for the broker")?;
-        let spooled = IntCounter::new("gateway_spooled_total", "Declarations accepted into the local spool because the broker did not acknowledge in time")?;
+        let spooled = IntCounter::new(
+            "gateway_spooled_total",
+            "Declarations accepted into the local spool because the broker did not acknowledge in time",
+        )?;
         let spool_drained = IntCounter::new("gateway_spool_drained_total", "Spooled declarations the broker has since acknowledged")?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(ack_seconds.clone()))?;

@@ -42,7 +42,11 @@ async fn groups(State(state): State<ApiState>) -> Response {
 
 async fn group_status(State(state): State<ApiState>, Path(group): Path<String>) -> Response {
     if !state.groups.contains(&group) {
-        return (StatusCode::NOT_FOUND, Json(json!({ "error": "unknown_group", "message": format!("{group} is not watched; watched: {}", state.groups.join(", ")) }))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "unknown_group", "message": format!("{group} is not watched; watched: {}", state.groups.join(", ")) })),
+        )
+            .into_response();
     }
     let snapshot = state.snapshot.read().unwrap();
     match snapshot.as_ref().and_then(|s| s.groups.get(&group).map(|g| (s, g))) {
@@ -52,6 +56,9 @@ async fn group_status(State(state): State<ApiState>, Path(group): Path<String>) 
             body["window_seconds"] = json!(s.window_seconds);
             Json(body).into_response()
         }
-        None => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "not_polled_yet", "message": "the cluster has not been read yet" }))).into_response(),
+        None => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "not_polled_yet", "message": "the cluster has not been read yet" })))
+                .into_response()
+        }
     }
 }

@@ -93,7 +93,15 @@ impl Cluster {
             .set("fetch.wait.max.ms", "100")
             .create()
             .map_err(ReadError::Client)?;
-        Ok(Cluster { brokers: brokers.to_owned(), timeout, topics, admin, reader, offset_clients: HashMap::new(), membership_retry_at: None })
+        Ok(Cluster {
+            brokers: brokers.to_owned(),
+            timeout,
+            topics,
+            admin,
+            reader,
+            offset_clients: HashMap::new(),
+            membership_retry_at: None,
+        })
     }
 
     /// Topics, high watermarks, and every group's committed offsets and members.
@@ -162,7 +170,8 @@ impl Cluster {
                     let found = list.groups().iter().find(|g| g.name() == group);
                     let membership = match found {
                         Some(g) => {
-                            let assignments: Option<Vec<Vec<Tp>>> = g.members().iter().map(|m| m.assignment().and_then(parse_assignment)).collect();
+                            let assignments: Option<Vec<Vec<Tp>>> =
+                                g.members().iter().map(|m| m.assignment().and_then(parse_assignment)).collect();
                             let owned = assignments.filter(|a| !a.is_empty()).map(|a| a.into_iter().flatten().collect());
                             Membership { members: g.members().len(), owned }
                         }
@@ -268,7 +277,10 @@ mod tests {
     #[test]
     fn a_consumer_protocol_assignment_lists_its_partitions() {
         // As tansu stored one member's assignment: version 0, topic "explore-32525", partitions 0, 1, 2, no user data.
-        let bytes = [0, 0, 0, 0, 0, 1, 0, 13, 101, 120, 112, 108, 111, 114, 101, 45, 51, 50, 53, 50, 53, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0];
+        let bytes = [
+            0, 0, 0, 0, 0, 1, 0, 13, 101, 120, 112, 108, 111, 114, 101, 45, 51, 50, 53, 50, 53, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
+            0, 2, 0, 0, 0, 0,
+        ];
         let topic = "explore-32525".to_owned();
         assert_eq!(parse_assignment(&bytes), Some(vec![(topic.clone(), 0), (topic.clone(), 1), (topic, 2)]));
     }

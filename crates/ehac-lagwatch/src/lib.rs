@@ -133,7 +133,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let server = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(server_shutdown.cancelled_owned()).await });
     tracing::info!(%addr, groups = ?state.groups, poll_interval_ms = config.poll_interval_ms, window_secs = config.window_secs, "lagwatch started");
 
-    let poller = Poller { cluster, watcher, metrics, readiness, state, notifications, interval: Duration::from_millis(config.poll_interval_ms.max(100)) };
+    let poller = Poller {
+        cluster,
+        watcher,
+        metrics,
+        readiness,
+        state,
+        notifications,
+        interval: Duration::from_millis(config.poll_interval_ms.max(100)),
+    };
     let task = tokio::spawn(async move {
         poller.run(shutdown).await;
         server.await??;

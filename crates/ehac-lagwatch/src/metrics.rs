@@ -73,7 +73,9 @@ impl Metrics {
     }
 
     pub fn count_lookups(&self, counts: &LookupCounts) {
-        for (source, n) in [("cache", counts.cached), ("message", counts.read), ("interpolated", counts.interpolated), ("unknown", counts.unknown)] {
+        for (source, n) in
+            [("cache", counts.cached), ("message", counts.read), ("interpolated", counts.interpolated), ("unknown", counts.unknown)]
+        {
             self.lookups.with_label_values(&[source]).inc_by(n);
         }
     }
@@ -110,7 +112,17 @@ impl Metrics {
         for ((topic, partition), hw) in &snapshot.high_watermarks {
             set(8, &self.high_watermark, vec![topic.clone(), partition.to_string()], *hw as f64);
         }
-        let vecs = [&self.lag_messages, &self.lag_seconds, &self.committed_offset, &self.last_commit, &self.group_lag_messages, &self.group_max_lag_seconds, &self.group_status, &self.group_members, &self.high_watermark];
+        let vecs = [
+            &self.lag_messages,
+            &self.lag_seconds,
+            &self.committed_offset,
+            &self.last_commit,
+            &self.group_lag_messages,
+            &self.group_max_lag_seconds,
+            &self.group_status,
+            &self.group_members,
+            &self.high_watermark,
+        ];
         for (slot, vec) in vecs.into_iter().enumerate() {
             for gone in self.previous[slot].difference(&now[slot]) {
                 let refs: Vec<&str> = gone.iter().map(String::as_str).collect();

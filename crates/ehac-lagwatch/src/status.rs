@@ -168,7 +168,11 @@ mod tests {
     /// Samples every 10 s ending at NOW, from (committed, high watermark) pairs.
     fn window(points: &[(i64, i64)]) -> Vec<Sample> {
         let n = points.len() as i64;
-        points.iter().enumerate().map(|(i, &(committed, high_watermark))| Sample { at_ms: NOW - (n - 1 - i as i64) * 10_000, committed, high_watermark }).collect()
+        points
+            .iter()
+            .enumerate()
+            .map(|(i, &(committed, high_watermark))| Sample { at_ms: NOW - (n - 1 - i as i64) * 10_000, committed, high_watermark })
+            .collect()
     }
 
     #[test]
@@ -181,7 +185,11 @@ mod tests {
     fn no_movement_with_lag_and_no_live_member_is_stop() {
         let samples = window(&[(100, 150), (100, 180), (100, 200), (100, 260), (100, 300), (100, 310), (100, 400)]);
         assert_eq!(evaluate(&samples, NOW, &RULES, Owner::None), Status::Stop);
-        assert_eq!(evaluate(&samples, NOW, &RULES, Owner::Unknown), Status::Stop, "without membership there is no evidence of a live consumer");
+        assert_eq!(
+            evaluate(&samples, NOW, &RULES, Owner::Unknown),
+            Status::Stop,
+            "without membership there is no evidence of a live consumer"
+        );
     }
 
     #[test]
@@ -240,7 +248,11 @@ mod tests {
             history.push(Sample { at_ms: i as i64 * 10_000, committed, high_watermark: 9 }, 30_000);
         }
         let samples = history.samples();
-        assert_eq!(samples.iter().map(|s| s.at_ms).collect::<Vec<_>>(), [60_000, 70_000, 80_000, 90_000], "anchor at the boundary, then the window");
+        assert_eq!(
+            samples.iter().map(|s| s.at_ms).collect::<Vec<_>>(),
+            [60_000, 70_000, 80_000, 90_000],
+            "anchor at the boundary, then the window"
+        );
         assert_eq!(history.moved_at_ms(), Some(20_000));
     }
 

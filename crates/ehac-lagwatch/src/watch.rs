@@ -130,12 +130,22 @@ pub fn rfc3339(ms: i64) -> String {
 
 impl Watcher {
     pub fn new(rules: Rules, table_size: usize) -> Self {
-        Watcher { rules, times: OffsetTimes::new(table_size), histories: HashMap::new(), statuses: HashMap::new(), previous: BTreeMap::new() }
+        Watcher {
+            rules,
+            times: OffsetTimes::new(table_size),
+            histories: HashMap::new(),
+            statuses: HashMap::new(),
+            previous: BTreeMap::new(),
+        }
     }
 
     /// Folds one poll in. `read_times` reads the timestamps of messages at the given offsets
     /// (those not cached); what it cannot read is interpolated.
-    pub fn observe(&mut self, reading: &Reading, read_times: impl FnOnce(&[(Tp, i64)]) -> BTreeMap<(Tp, i64), i64>) -> (Snapshot, Vec<StatusChange>, LookupCounts) {
+    pub fn observe(
+        &mut self,
+        reading: &Reading,
+        read_times: impl FnOnce(&[(Tp, i64)]) -> BTreeMap<(Tp, i64), i64>,
+    ) -> (Snapshot, Vec<StatusChange>, LookupCounts) {
         let now = reading.at_ms;
         for (tp, hw) in &reading.high_watermarks {
             self.times.record_high_watermark(tp, *hw, now);
@@ -193,7 +203,11 @@ impl Watcher {
                 let (lag_seconds, source) = if sample.lag() == 0 {
                     (Some(0.0), Some("caught_up"))
                 } else {
-                    let found = self.times.cached(tp, committed).map(|t| (t, Source::Message)).or_else(|| self.times.interpolate(tp, committed).map(|t| (t, Source::Interpolated)));
+                    let found = self
+                        .times
+                        .cached(tp, committed)
+                        .map(|t| (t, Source::Message))
+                        .or_else(|| self.times.interpolate(tp, committed).map(|t| (t, Source::Interpolated)));
                     match found {
                         Some((t, source)) => {
                             if source == Source::Interpolated {
@@ -219,7 +233,12 @@ impl Watcher {
                     lag_seconds_source: source,
                     last_commit_at: moved_at.map(rfc3339),
                     last_commit_ms: moved_at,
-                    window: WindowView { complete: first.at_ms <= now - self.rules.window_ms, samples: samples.len(), start: SampleView::of(first), end: SampleView::of(&sample) },
+                    window: WindowView {
+                        complete: first.at_ms <= now - self.rules.window_ms,
+                        samples: samples.len(),
+                        start: SampleView::of(first),
+                        end: SampleView::of(&sample),
+                    },
                 });
             }
             let read_topics: HashSet<&str> = offsets.keys().map(|(t, _)| t.as_str()).collect();
@@ -248,10 +267,17 @@ impl Watcher {
             groups.insert(group.clone(), view);
         }
         // Histories of partitions no group has committed any more (a deleted topic, say).
-        let live: HashSet<(String, Tp)> = groups.values().flat_map(|g| g.partitions.iter().map(|p| (g.group.clone(), (p.topic.clone(), p.partition)))).collect();
+        let live: HashSet<(String, Tp)> =
+            groups.values().flat_map(|g| g.partitions.iter().map(|p| (g.group.clone(), (p.topic.clone(), p.partition)))).collect();
         self.histories.retain(|key, _| live.contains(key));
         self.previous = groups.clone();
-        let snapshot = Snapshot { at: rfc3339(now), at_ms: now, window_seconds: self.rules.window_ms as f64 / 1000.0, groups, high_watermarks: reading.high_watermarks.clone() };
+        let snapshot = Snapshot {
+            at: rfc3339(now),
+            at_ms: now,
+            window_seconds: self.rules.window_ms as f64 / 1000.0,
+            groups,
+            high_watermarks: reading.high_watermarks.clone(),
+        };
         (snapshot, changes, counts)
     }
 
@@ -284,7 +310,16 @@ impl Watcher {
 }
 
 fn empty_group(group: &str) -> GroupView {
-    GroupView { group: group.to_owned(), status: None, members: None, total_lag: 0, max_lag_seconds: None, partitions: Vec::new(), partitions_without_commit: Vec::new(), error: None }
+    GroupView {
+        group: group.to_owned(),
+        status: None,
+        members: None,
+        total_lag: 0,
+        max_lag_seconds: None,
+        partitions: Vec::new(),
+        partitions_without_commit: Vec::new(),
+        error: None,
+    }
 }
 
 #[cfg(test)]
@@ -315,7 +350,11 @@ mod tests {
         let p = &snapshot.groups["sink"].partitions[0];
         assert_eq!((p.lag, p.lag_seconds, p.lag_seconds_source), (10, Some(30.0), Some("message")));
         assert_eq!(counts.read, 1);
-        assert_eq!(snapshot.groups["sink"].partitions_without_commit, [TopicPartition { topic: "enriched".into(), partition: 1 }], "no made-up lag for a partition never committed");
+        assert_eq!(
+            snapshot.groups["sink"].partitions_without_commit,
+            [TopicPartition { topic: "enriched".into(), partition: 1 }],
+            "no made-up lag for a partition never committed"
+        );
 
         // Cached: not read again.
         let (snapshot, _, counts) = watcher.observe(&reading(101_000, 60, Some(40), Some(1)), |_| panic!("cached"));
@@ -360,7 +399,8 @@ mod tests {
         // Caught up, then stuck at 100 while the topic grows, then caught up again.
         let polls = [(100, 100), (110, 100), (120, 100), (130, 100), (140, 100), (150, 100), (160, 160)];
         for (i, (hw, committed)) in polls.into_iter().enumerate() {
-            let (snapshot, changes, _) = watcher.observe(&reading(i as i64 * 10_000, hw, Some(committed), Some(0)), |w| w.iter().map(|k| (k.clone(), 0)).collect());
+            let (snapshot, changes, _) =
+                watcher.observe(&reading(i as i64 * 10_000, hw, Some(committed), Some(0)), |w| w.iter().map(|k| (k.clone(), 0)).collect());
             statuses.push(snapshot.groups["sink"].status.unwrap());
             events.extend(changes.into_iter().map(|c| (c.event, c.status, c.since)));
         }
@@ -374,7 +414,8 @@ mod tests {
         let mut watcher = Watcher::new(RULES, 100);
         let mut last = None;
         for i in 0..5 {
-            let (snapshot, _, _) = watcher.observe(&reading(i * 10_000, 150 + i, Some(100), Some(2)), |w| w.iter().map(|k| (k.clone(), 0)).collect());
+            let (snapshot, _, _) =
+                watcher.observe(&reading(i * 10_000, 150 + i, Some(100), Some(2)), |w| w.iter().map(|k| (k.clone(), 0)).collect());
             last = snapshot.groups["sink"].status;
         }
         assert_eq!(last, Some(Status::Stall));

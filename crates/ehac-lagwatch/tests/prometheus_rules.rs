@@ -10,7 +10,8 @@ fn deploy() -> PathBuf {
 }
 
 fn yml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "yml")).collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "yml")).collect();
     files.sort();
     assert!(!files.is_empty(), "no .yml files in {}", dir.display());
     files
@@ -77,6 +78,10 @@ fn the_grafana_dashboard_is_json_with_the_pipeline_panels() {
     }
     for panel in panels.iter().filter(|p| p["type"] != "row") {
         let targets = panel["targets"].as_array().unwrap_or_else(|| panic!("panel {} has no queries", panel["title"]));
-        assert!(targets.iter().all(|t| t["expr"].as_str().is_some_and(|e| e.contains("ehac"))), "panel {} queries something else", panel["title"]);
+        assert!(
+            targets.iter().all(|t| t["expr"].as_str().is_some_and(|e| e.contains("ehac"))),
+            "panel {} queries something else",
+            panel["title"]
+        );
     }
 }

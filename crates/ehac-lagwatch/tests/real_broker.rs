@@ -39,14 +39,21 @@ async fn produce(brokers: &str, topic: &str, partition: i32, count: i64, first_m
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
     for i in 0..count {
         let key = format!("k{i}");
-        producer.send(FutureRecord::to(topic).partition(partition).key(&key).payload("declaration").timestamp(first_ms + i * 1000), Timeout::After(Duration::from_secs(10))).await.expect("produced");
+        producer
+            .send(
+                FutureRecord::to(topic).partition(partition).key(&key).payload("declaration").timestamp(first_ms + i * 1000),
+                Timeout::After(Duration::from_secs(10)),
+            )
+            .await
+            .expect("produced");
     }
 }
 
 /// Commits offsets for `group` the way a consumer that assigns its own partitions does: without
 /// joining the group, so the group has committed offsets and no members.
 fn commit(brokers: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).set("enable.auto.commit", "false").create().unwrap();
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).set("enable.auto.commit", "false").create().unwrap();
     let mut tpl = TopicPartitionList::new();
     for &(partition, offset) in offsets {
         tpl.add_partition_offset(topic, partition, Offset::Offset(offset)).unwrap();
@@ -78,7 +85,12 @@ async fn wait_for(url: &str, what: &str, check: impl Fn(&Value) -> bool) -> Valu
 }
 
 fn partition<'a>(group: &'a Value, topic: &str, p: i64) -> &'a Value {
-    group["partitions"].as_array().unwrap().iter().find(|x| x["topic"] == topic && x["partition"] == p).unwrap_or_else(|| panic!("no {topic}/{p} in {group:#}"))
+    group["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["topic"] == topic && x["partition"] == p)
+        .unwrap_or_else(|| panic!("no {topic}/{p} in {group:#}"))
 }
 
 /// A webhook receiver on a free port; returns its URL and what it received.
@@ -129,11 +141,17 @@ async fn lag_status_and_webhook_follow_a_group_that_stops_rewinds_and_catches_up
     // The first poll may not get the message's time back in time (a new reader connection on a
     // busy machine) and then says so with no number; the next poll reads it.
     let group = wait_for(&status_url, "the group's partitions with partition 0's message time", |g| {
-        g["partitions"].as_array().is_some_and(|p| p.len() == 2 && p.iter().any(|x| x["partition"] == 0 && !x["lag_seconds_source"].is_null()))
+        g["partitions"]
+            .as_array()
+            .is_some_and(|p| p.len() == 2 && p.iter().any(|x| x["partition"] == 0 && !x["lag_seconds_source"].is_null()))
     })
     .await;
     let p0 = partition(&group, topic, 0);
-    assert_eq!((p0["committed_offset"].as_i64(), p0["high_watermark"].as_i64(), p0["lag"].as_i64()), (Some(4), Some(10), Some(6)), "{p0:#}");
+    assert_eq!(
+        (p0["committed_offset"].as_i64(), p0["high_watermark"].as_i64(), p0["lag"].as_i64()),
+        (Some(4), Some(10), Some(6)),
+        "{p0:#}"
+    );
     assert_eq!(p0["lag_seconds_source"], "message", "{p0:#}");
     let expected = (chrono::Utc::now().timestamp_millis() - (hour_ago + 4_000)) as f64 / 1000.0;
     let lag_seconds = p0["lag_seconds"].as_f64().unwrap();
@@ -143,8 +161,16 @@ async fn lag_status_and_webhook_follow_a_group_that_stops_rewinds_and_catches_up
     assert_eq!(group["partitions_without_commit"], serde_json::json!([{ "topic": topic, "partition": 2 }]));
 
     let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(&format!("ehac_consumer_lag_messages{{group=\"arrivals-audit\",partition=\"0\",topic=\"{topic}\",service=\"lagwatch\"}} 6")), "{metrics}");
-    assert!(!metrics.contains("ehac_consumer_lag_messages{group=\"arrivals-audit\",partition=\"2\""), "no lag is made up for a partition never committed");
+    assert!(
+        metrics.contains(&format!(
+            "ehac_consumer_lag_messages{{group=\"arrivals-audit\",partition=\"0\",topic=\"{topic}\",service=\"lagwatch\"}} 6"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("ehac_consumer_lag_messages{group=\"arrivals-audit\",partition=\"2\""),
+        "no lag is made up for a partition never committed"
+    );
     assert!(!metrics.contains("never-committed"), "a group without commits has no series:\n{metrics}");
     let (status, never) = get(&format!("{base}/v1/groups/never-committed/status")).await;
     assert_eq!((status, never["status"].clone(), never["partitions"].as_array().map(Vec::len)), (200, Value::Null, Some(0)));
@@ -179,11 +205,15 @@ async fn lag_status_and_webhook_follow_a_group_that_stops_rewinds_and_catches_up
         drop(events);
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let summary: Vec<(String, String)> = events.iter().map(|e| (e["event"].as_str().unwrap().to_owned(), e["status"].as_str().unwrap().to_owned())).collect();
+    let summary: Vec<(String, String)> =
+        events.iter().map(|e| (e["event"].as_str().unwrap().to_owned(), e["status"].as_str().unwrap().to_owned())).collect();
     assert_eq!(summary.first(), Some(&("open".to_owned(), "STOP".to_owned())), "{events:#?}");
     assert!(summary.contains(&("open".to_owned(), "REWIND".to_owned())), "{summary:?}");
     assert_eq!(summary.last(), Some(&("close".to_owned(), "OK".to_owned())), "{summary:?}");
-    assert!(events.iter().all(|e| e["group"] == "arrivals-audit" && e["since"] == events[0]["since"]), "one incident from open to close: {events:#?}");
+    assert!(
+        events.iter().all(|e| e["group"] == "arrivals-audit" && e["since"] == events[0]["since"]),
+        "one incident from open to close: {events:#?}"
+    );
     assert_eq!(events[0]["partitions"][0]["partition"], 0, "the open event names the stuck partition");
 
     shutdown.cancel();
@@ -196,7 +226,10 @@ async fn the_binary_serves_health_and_exits_zero_on_sigterm() {
     let port = ehac_devstack::free_port().unwrap();
     let log = std::env::temp_dir().join(format!("ehac-lagwatch-binary-{}.log", std::process::id()));
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ehac-lagwatch"));
-    command.env("EHAC_KAFKA_BROKERS", stack.kafka_brokers()).env("EHAC_LAGWATCH_LISTEN", format!("127.0.0.1:{port}")).env("EHAC_LAGWATCH_POLL_INTERVAL_MS", "300");
+    command
+        .env("EHAC_KAFKA_BROKERS", stack.kafka_brokers())
+        .env("EHAC_LAGWATCH_LISTEN", format!("127.0.0.1:{port}"))
+        .env("EHAC_LAGWATCH_POLL_INTERVAL_MS", "300");
     let mut child = ehac_devstack::spawn(command, &log, ehac_devstack::Lifetime::Attached).unwrap();
     let ready = wait_for(&format!("http://127.0.0.1:{port}/readyz"), "readiness", |r| r["ready"] == true).await;
     assert_eq!(ready["checks"]["kafka"], "ok");

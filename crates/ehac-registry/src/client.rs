@@ -65,7 +65,8 @@ impl PopulationRegistry for HttpRegistry {
     async fn lookup(&self, niks: &[String]) -> Result<HashMap<String, RegistryAnswer>, RegistryError> {
         let url = &self.lookup_url;
         let request = LookupRequest { niks: niks.to_vec() };
-        let response = self.client.post(url).json(&request).send().await.map_err(|source| RegistryError::Request { url: url.clone(), source })?;
+        let response =
+            self.client.post(url).json(&request).send().await.map_err(|source| RegistryError::Request { url: url.clone(), source })?;
         if !response.status().is_success() {
             return Err(RegistryError::Status { url: url.clone(), status: response.status().as_u16() });
         }

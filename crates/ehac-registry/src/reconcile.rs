@@ -64,7 +64,12 @@ const PENDING: &str = "SELECT declaration_id, assumeNotNull(nik) AS nik, date_of
 /// Verifies pending declarations, `batch` per registry request, until none are left or the
 /// registry stops answering.
 /// `warehouse` must be a client for the `ehac` database.
-pub async fn run_once<R: PopulationRegistry>(warehouse: &Client, verifier: &Verifier<R>, batch: u64, checked_by: &str) -> anyhow::Result<Report> {
+pub async fn run_once<R: PopulationRegistry>(
+    warehouse: &Client,
+    verifier: &Verifier<R>,
+    batch: u64,
+    checked_by: &str,
+) -> anyhow::Result<Report> {
     let mut report = Report::default();
     loop {
         let pending: Vec<Pending> = warehouse.query(PENDING).bind(batch).fetch_all().await?;
@@ -96,7 +101,9 @@ pub async fn run_once<R: PopulationRegistry>(warehouse: &Client, verifier: &Veri
                 VerificationStatus::Mismatch => report.mismatch += 1,
                 VerificationStatus::Pending | VerificationStatus::NotApplicable => continue,
             }
-            insert.write(&VerificationRow { declaration_id: &p.declaration_id, nik: &p.nik, status: status as i8, checked_at, checked_by }).await?;
+            insert
+                .write(&VerificationRow { declaration_id: &p.declaration_id, nik: &p.nik, status: status as i8, checked_at, checked_by })
+                .await?;
             written += 1;
         }
         insert.end().await?;

@@ -72,7 +72,10 @@ impl<R: PopulationRegistry> Verifier<R> {
     /// Registers `ehac_registry_requests_total{outcome}` and `ehac_registry_breaker_open` in
     /// `metrics`.
     pub fn new(registry: R, timeout: Duration, breaker: CircuitBreaker, metrics: &Registry) -> prometheus::Result<Self> {
-        let requests = IntCounterVec::new(Opts::new("registry_requests_total", "Population registry lookups, by outcome (answered, timeout, error, breaker_open)"), &["outcome"])?;
+        let requests = IntCounterVec::new(
+            Opts::new("registry_requests_total", "Population registry lookups, by outcome (answered, timeout, error, breaker_open)"),
+            &["outcome"],
+        )?;
         let breaker_open = IntGauge::new("registry_breaker_open", "1 while the circuit breaker skips the population registry")?;
         metrics.register(Box::new(requests.clone()))?;
         metrics.register(Box::new(breaker_open.clone()))?;

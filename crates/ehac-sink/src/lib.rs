@@ -87,7 +87,9 @@ pub(crate) struct Metrics {
 impl Metrics {
     fn register(registry: &Registry) -> prometheus::Result<Self> {
         let rows = IntCounterVec::new(Opts::new("sink_rows_total", "Rows inserted into ClickHouse, by table"), &["table"])?;
-        let batch_size = Histogram::with_opts(HistogramOpts::new("sink_batch_size", "Records per partition batch").buckets(prometheus::exponential_buckets(1.0, 4.0, 9)?))?;
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new("sink_batch_size", "Records per partition batch").buckets(prometheus::exponential_buckets(1.0, 4.0, 9)?),
+        )?;
         let insert_seconds = Histogram::with_opts(HistogramOpts::new("sink_insert_seconds", "Time to insert one batch, retries included"))?;
         let insert_errors = IntCounter::new("sink_insert_errors_total", "Failed ClickHouse calls (each is retried)")?;
         let duplicates = IntCounter::new("sink_duplicates_skipped_total", "Records not written because their identity is already stored")?;
@@ -96,8 +98,19 @@ impl Metrics {
         let pauses = IntCounter::new("sink_partition_pauses_total", "Times a partition was paused because its task was behind")?;
         // Our topics are neither compacted nor transactional, so within a partition every
         // offset holds a record: an offset the broker skipped is a record never delivered.
-        let offset_gaps = IntCounter::new("sink_offset_gaps_total", "Offsets skipped between consecutive messages of a partition (should stay 0)")?;
-        for metric in [Box::new(rows.clone()) as Box<dyn prometheus::core::Collector>, Box::new(batch_size.clone()), Box::new(insert_seconds.clone()), Box::new(insert_errors.clone()), Box::new(duplicates.clone()), Box::new(partitions.clone()), Box::new(paused.clone()), Box::new(pauses.clone()), Box::new(offset_gaps.clone())] {
+        let offset_gaps =
+            IntCounter::new("sink_offset_gaps_total", "Offsets skipped between consecutive messages of a partition (should stay 0)")?;
+        for metric in [
+            Box::new(rows.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(batch_size.clone()),
+            Box::new(insert_seconds.clone()),
+            Box::new(insert_errors.clone()),
+            Box::new(duplicates.clone()),
+            Box::new(partitions.clone()),
+            Box::new(paused.clone()),
+            Box::new(pauses.clone()),
+            Box::new(offset_gaps.clone()),
+        ] {
             registry.register(metric)?;
         }
         Ok(Metrics { rows, batch_size, insert_seconds, insert_errors, duplicates, partitions, paused, pauses, offset_gaps })
@@ -218,7 +231,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         handover: Duration::from_millis(config.handover_timeout_ms),
         shared: OnceLock::new(),
     };
-    let consumer: BaseConsumer<SinkContext> = kafka::consumer_config(&config.kafka.kafka_brokers, &config.group).create_with_context(context)?;
+    let consumer: BaseConsumer<SinkContext> =
+        kafka::consumer_config(&config.kafka.kafka_brokers, &config.group).create_with_context(context)?;
     consumer.subscribe(&[&topics.enriched, &topics.rejected])?;
     let consumer = Arc::new(consumer);
     let shared = Arc::new(partition::Shared {
@@ -243,7 +257,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
 /// The reader thread: polls, routes, applies backpressure, and on shutdown hands every
 /// partition over.
-fn read(consumer: &Arc<BaseConsumer<SinkContext>>, shared: &Arc<partition::Shared>, routes: &Arc<Routes>, runtime: &tokio::runtime::Handle, shutdown: &CancellationToken) {
+fn read(
+    consumer: &Arc<BaseConsumer<SinkContext>>,
+    shared: &Arc<partition::Shared>,
+    routes: &Arc<Routes>,
+    runtime: &tokio::runtime::Handle,
+    shutdown: &CancellationToken,
+) {
     while !shutdown.is_cancelled() {
         // Move held-back messages first, in order, and resume partitions that caught up.
         let holding = {
@@ -296,7 +316,9 @@ fn read(consumer: &Arc<BaseConsumer<SinkContext>>, shared: &Arc<partition::Share
                 });
                 if !route.overflow.is_empty() {
                     route.overflow.push_back(message);
-                } else if let Err(mpsc::error::TrySendError::Full(message) | mpsc::error::TrySendError::Closed(message)) = route.sender.try_send(message) {
+                } else if let Err(mpsc::error::TrySendError::Full(message) | mpsc::error::TrySendError::Closed(message)) =
+                    route.sender.try_send(message)
+                {
                     route.overflow.push_back(message);
                 }
                 if !route.overflow.is_empty() && !route.paused && set_paused(consumer, &key.0, key.1, true) {

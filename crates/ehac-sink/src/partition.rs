@@ -51,7 +51,8 @@ async fn stored_identities(client: &Client, partition: i32, from: i64, to: i64) 
     let sql = "SELECT declaration_id AS identity FROM ehac.declaration_positions WHERE kafka_partition = ? AND kafka_offset BETWEEN ? AND ?
                UNION ALL
                SELECT source_position AS identity FROM ehac.rejection_positions WHERE kafka_partition = ? AND kafka_offset BETWEEN ? AND ?";
-    let rows: Vec<StoredIdentity> = client.query(sql).bind(partition).bind(from).bind(to).bind(partition).bind(from).bind(to).fetch_all().await?;
+    let rows: Vec<StoredIdentity> =
+        client.query(sql).bind(partition).bind(from).bind(to).bind(partition).bind(from).bind(to).fetch_all().await?;
     Ok(rows.into_iter().map(|r| r.identity).collect())
 }
 
@@ -185,7 +186,13 @@ fn commit(consumer: &BaseConsumer<SinkContext>, topic: &str, partition: i32, nex
 /// Runs one partition until its channel closes (revoke or shutdown: it then finishes the batch in
 /// hand) or `abandon` fires (ClickHouse unreachable while it must hand the partition over: the
 /// batch is left uncommitted for the next owner).
-pub(crate) async fn run(shared: Arc<Shared>, topic: String, partition: i32, mut rx: mpsc::Receiver<OwnedMessage>, abandon: CancellationToken) {
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    topic: String,
+    partition: i32,
+    mut rx: mpsc::Receiver<OwnedMessage>,
+    abandon: CancellationToken,
+) {
     let mut dedup: Option<Dedup> = None;
     let mut committed: Option<i64> = None;
     let mut continuity = Continuity::default();
@@ -198,7 +205,11 @@ pub(crate) async fn run(shared: Arc<Shared>, topic: String, partition: i32, mut 
         if dedup.is_none() {
             let from = first - shared.dedup_window;
             let client = &shared.client;
-            let Some(stored) = retry(&shared, &abandon, "reading stored identities", || stored_identities(client, partition, from, i64::MAX)).await else { return };
+            let Some(stored) =
+                retry(&shared, &abandon, "reading stored identities", || stored_identities(client, partition, from, i64::MAX)).await
+            else {
+                return;
+            };
             tracing::info!(topic, partition, from_offset = first, stored = stored.len(), "partition task started");
             dedup = Some(Dedup::new(stored, 2 * shared.dedup_window as usize));
         }
@@ -211,7 +222,13 @@ pub(crate) async fn run(shared: Arc<Shared>, topic: String, partition: i32, mut 
             let missing = continuity.skipped_before(message.offset());
             if missing > 0 {
                 shared.metrics.offset_gaps.inc_by(missing);
-                tracing::error!(topic, partition, offset = message.offset(), missing, "the broker skipped offsets: records before this one were never delivered");
+                tracing::error!(
+                    topic,
+                    partition,
+                    offset = message.offset(),
+                    missing,
+                    "the broker skipped offsets: records before this one were never delivered"
+                );
             }
             match decode(message, &shared.enriched_topic, now_ms) {
                 Ok(Ok(d)) if dedup.admit(&d.raw.declaration_id) => rows.declarations.push((d, message.offset())),
@@ -242,7 +259,11 @@ pub(crate) async fn run(shared: Arc<Shared>, topic: String, partition: i32, mut 
                     }
                     // A failed insert may still have written some parts: drop what landed.
                     let client = &shared.client;
-                    let Some(landed) = retry(&shared, &abandon, "reading stored identities", || stored_identities(client, partition, first, last)).await else { return };
+                    let Some(landed) =
+                        retry(&shared, &abandon, "reading stored identities", || stored_identities(client, partition, first, last)).await
+                    else {
+                        return;
+                    };
                     let landed: std::collections::HashSet<String> = landed.into_iter().collect();
                     rows.retain(|identity| !landed.contains(identity));
                 }

@@ -139,7 +139,11 @@ impl<'a> DeclarationRow<'a> {
             age_years: e.age_years.clamp(0, 255) as u8,
             age_band: &e.age_band,
             risk_flags: &e.risk_flags,
-            triage: match e.triage.as_str() { "red" => 3, "yellow" => 2, _ => 1 },
+            triage: match e.triage.as_str() {
+                "red" => 3,
+                "yellow" => 2,
+                _ => 1,
+            },
             warnings: &e.warnings,
             verification_status: e.verification_status as i8,
             gateway_version: &raw.gateway_version,

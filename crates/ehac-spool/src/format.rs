@@ -172,7 +172,10 @@ mod tests {
         fs::write(&path, &frame).unwrap();
         let file = File::open(&path).unwrap();
         let (record, end) = read_frame_at(&file, 0, frame.len() as u64).unwrap();
-        assert_eq!((record.key.as_slice(), record.payload.as_slice(), end), (&b"decl-1"[..], &b"{\"passport\":\"X\"}"[..], frame.len() as u64));
+        assert_eq!(
+            (record.key.as_slice(), record.payload.as_slice(), end),
+            (&b"decl-1"[..], &b"{\"passport\":\"X\"}"[..], frame.len() as u64)
+        );
 
         for i in 0..frame.len() {
             let mut bad = frame.clone();

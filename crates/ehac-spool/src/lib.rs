@@ -53,8 +53,8 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{oneshot, watch};
 
-use format::{Cursor, FrameError};
 pub use format::MAX_RECORD_BYTES;
+use format::{Cursor, FrameError};
 use writer::{Append, Writer};
 
 /// How large a spool may grow and how it is cut into files.
@@ -121,7 +121,9 @@ pub struct SpoolStats {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    #[error("spool is full: {waiting_bytes} bytes wait to be drained and a {record_bytes}-byte record would pass the bound of {max_bytes}")]
+    #[error(
+        "spool is full: {waiting_bytes} bytes wait to be drained and a {record_bytes}-byte record would pass the bound of {max_bytes}"
+    )]
     Full { max_bytes: u64, waiting_bytes: u64, record_bytes: u64 },
     #[error("record of {size} bytes is larger than the spool's limit of {MAX_RECORD_BYTES}")]
     RecordTooLarge { size: usize },
@@ -581,7 +583,8 @@ mod tests {
         }
         let stats = spool.stats();
         assert_eq!((stats.appends, stats.fsyncs), (64, 1));
-        let order: Vec<u32> = spool.peek_batch(100).unwrap().into_iter().map(|(_, r)| u32::from_be_bytes(r.key.try_into().unwrap())).collect();
+        let order: Vec<u32> =
+            spool.peek_batch(100).unwrap().into_iter().map(|(_, r)| u32::from_be_bytes(r.key.try_into().unwrap())).collect();
         assert_eq!(order, (0..64).collect::<Vec<_>>());
     }
 

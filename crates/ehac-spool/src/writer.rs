@@ -101,9 +101,9 @@ impl Writer {
                 let rollback = self.file.set_len(self.len).and_then(|()| self.file.sync_all());
                 let segment = format::segment_path(&self.shared.dir, self.base);
                 tracing::error!(segment = %segment.display(), %error, "spool append failed");
-                let failed = rollback.err().map(|rollback| {
-                    format!("could not cut a failed write off {}: {rollback} (after: {error})", segment.display())
-                });
+                let failed = rollback
+                    .err()
+                    .map(|rollback| format!("could not cut a failed write off {}: {rollback} (after: {error})", segment.display()));
                 self.release(bytes, failed);
                 let context = format!("appending {} records to {}", batch.len(), segment.display());
                 answer(batch, || Err(io_copy(&context, &error)));

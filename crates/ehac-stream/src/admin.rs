@@ -75,7 +75,12 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
 
 /// Serves the admin routes on `listen` until `shutdown` fires. Returns the bound address (the
 /// port may have been 0).
-pub async fn serve(listen: SocketAddr, registry: Registry, readiness: Readiness, shutdown: CancellationToken) -> anyhow::Result<SocketAddr> {
+pub async fn serve(
+    listen: SocketAddr,
+    registry: Registry,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("binding admin endpoint {listen}: {e}"))?;
     let bound = listener.local_addr()?;
     let app: Router = routes(registry, readiness);

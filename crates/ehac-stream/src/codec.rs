@@ -88,7 +88,8 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
     pub fn encode(&self, record: &T) -> Result<Vec<u8>, CodecError> {
         let mut out = Vec::with_capacity(512);
         out.extend_from_slice(&self.header);
-        serde_avro_fast::to_datum(record, out, &mut serde_avro_fast::ser::SerializerConfig::new(&self.fast)).map_err(|source| CodecError::Encode { schema: self.name, source })
+        serde_avro_fast::to_datum(record, out, &mut serde_avro_fast::ser::SerializerConfig::new(&self.fast))
+            .map_err(|source| CodecError::Encode { schema: self.name, source })
     }
 
     pub fn decode(&self, message: &[u8]) -> Result<T, CodecError> {
@@ -106,7 +107,8 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
             return if rest == 0 { Ok(record) } else { Err(CodecError::TrailingBytes(rest, self.name)) };
         }
         // Another version of the schema: resolve it to ours (slow, and rare).
-        let value = apache_avro::from_avro_datum(writer, &mut &body[..], Some(&self.schema)).map_err(|source| CodecError::Body { schema: self.name, source })?;
+        let value = apache_avro::from_avro_datum(writer, &mut &body[..], Some(&self.schema))
+            .map_err(|source| CodecError::Body { schema: self.name, source })?;
         apache_avro::from_value(&value).map_err(|source| CodecError::Body { schema: self.name, source })
     }
 }
@@ -119,7 +121,8 @@ pub static RAW: LazyLock<Codec<RawDeclaration>> = LazyLock::new(|| Codec::new("r
 pub static ENRICHED: LazyLock<Codec<EnrichedDeclaration>> = LazyLock::new(|| {
     let mut enriched: serde_json::Value = serde_json::from_str(ENRICHED_AVSC).expect("enriched_declaration.avsc is JSON");
     let raw: serde_json::Value = serde_json::from_str(RAW_AVSC).expect("raw_declaration.avsc is JSON");
-    let raw_field = enriched["fields"].as_array_mut().and_then(|f| f.iter_mut().find(|f| f["name"] == "raw")).expect("enriched schema has a raw field");
+    let raw_field =
+        enriched["fields"].as_array_mut().and_then(|f| f.iter_mut().find(|f| f["name"] == "raw")).expect("enriched schema has a raw field");
     raw_field["type"] = raw;
     Codec::new("enriched_declaration", &enriched.to_string())
 });
@@ -127,7 +130,10 @@ pub static ENRICHED: LazyLock<Codec<EnrichedDeclaration>> = LazyLock::new(|| {
 /// The `enrichment` field of the enriched schema as a schema of its own.
 static ENRICHMENT_PART: LazyLock<serde_avro_fast::Schema> = LazyLock::new(|| {
     let enriched: serde_json::Value = serde_json::from_str(ENRICHED_AVSC).expect("enriched_declaration.avsc is JSON");
-    let part = enriched["fields"].as_array().and_then(|f| f.iter().find(|f| f["name"] == "enrichment")).expect("enriched schema has an enrichment field");
+    let part = enriched["fields"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["name"] == "enrichment"))
+        .expect("enriched schema has an enrichment field");
     part["type"].to_string().parse().expect("the enrichment record is a valid schema")
 });
 
@@ -145,7 +151,10 @@ pub fn encode_enriched(raw_message: &[u8], enrichment: &Enrichment) -> Option<Re
     let mut out = Vec::with_capacity(HEADER_LEN + body.len() + 256);
     out.extend_from_slice(&ENRICHED.header);
     out.extend_from_slice(body);
-    Some(serde_avro_fast::to_datum(enrichment, out, &mut serde_avro_fast::ser::SerializerConfig::new(&ENRICHMENT_PART)).map_err(|source| CodecError::Encode { schema: "enriched_declaration", source }))
+    Some(
+        serde_avro_fast::to_datum(enrichment, out, &mut serde_avro_fast::ser::SerializerConfig::new(&ENRICHMENT_PART))
+            .map_err(|source| CodecError::Encode { schema: "enriched_declaration", source }),
+    )
 }
 
 /// Records rejected downstream.
@@ -162,7 +171,12 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 12, 20, 1, 0, 0).unwrap();
         let mut form = SampleGenerator::new(seed).declaration(now, "test", Flaw::None);
         form.declaration_id = Some(format!("client-{seed}"));
-        RawDeclaration { declaration_id: format!("d-{seed}"), received_at_ms: now.timestamp_millis(), gateway_version: "0.1.0".into(), form }
+        RawDeclaration {
+            declaration_id: format!("d-{seed}"),
+            received_at_ms: now.timestamp_millis(),
+            gateway_version: "0.1.0".into(),
+            form,
+        }
     }
 
     /// What apache-avro writes for `record`: the fast path must write exactly this.
@@ -256,7 +270,14 @@ mod tests {
         let mut longer = whole.clone();
         longer.push(0);
         assert!(matches!(RAW.decode(&longer), Err(CodecError::TrailingBytes(1, "raw_declaration"))));
-        assert!(encode_enriched(&ENRICHED.encode(&ENRICHED.decode(&ENRICHED.encode(&sample_enriched()).unwrap()).unwrap()).unwrap(), &sample_enriched().enrichment).is_none(), "not a raw message");
+        assert!(
+            encode_enriched(
+                &ENRICHED.encode(&ENRICHED.decode(&ENRICHED.encode(&sample_enriched()).unwrap()).unwrap()).unwrap(),
+                &sample_enriched().enrichment
+            )
+            .is_none(),
+            "not a raw message"
+        );
         let mut flipped = whole.clone();
         for byte in &mut flipped[HEADER_LEN..] {
             *byte = !*byte;

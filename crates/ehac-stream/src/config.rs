@@ -29,7 +29,11 @@ pub struct Topics {
 
 impl Default for Topics {
     fn default() -> Self {
-        Topics { raw: "ehac.declarations.raw".into(), enriched: "ehac.declarations.enriched".into(), rejected: "ehac.declarations.rejected".into() }
+        Topics {
+            raw: "ehac.declarations.raw".into(),
+            enriched: "ehac.declarations.enriched".into(),
+            rejected: "ehac.declarations.rejected".into(),
+        }
     }
 }
 
@@ -71,7 +75,10 @@ pub struct PolicyArgs {
 impl Default for PolicyArgs {
     fn default() -> Self {
         let policy = ehac_domain::Policy::default();
-        PolicyArgs { departure_window_past_days: policy.departure_past.num_days(), departure_window_future_days: policy.departure_future.num_days() }
+        PolicyArgs {
+            departure_window_past_days: policy.departure_past.num_days(),
+            departure_window_future_days: policy.departure_future.num_days(),
+        }
     }
 }
 

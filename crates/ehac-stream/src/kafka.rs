@@ -111,7 +111,13 @@ pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> a
 /// retried; librdkafka reconnects by itself. A member that holds partitions but has nothing to
 /// read is ready too: an idle topic is not a fault. Messages are copied out of librdkafka's
 /// buffers so the batch can outlive the poll.
-pub async fn next_batch(consumer: &GroupConsumer, max: usize, linger: Duration, readiness: &Readiness, shutdown: &CancellationToken) -> Option<Vec<OwnedMessage>> {
+pub async fn next_batch(
+    consumer: &GroupConsumer,
+    max: usize,
+    linger: Duration,
+    readiness: &Readiness,
+    shutdown: &CancellationToken,
+) -> Option<Vec<OwnedMessage>> {
     loop {
         match gather(consumer, max, linger, shutdown).await {
             Ok(Gathered::Shutdown) => return None,

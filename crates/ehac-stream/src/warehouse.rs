@@ -92,9 +92,20 @@ pub async fn migrate(client: &Client) -> Result<Vec<&'static str>, MigrationErro
             continue;
         }
         for (i, statement) in statements(m.sql).into_iter().enumerate() {
-            client.query(statement).execute().await.map_err(|source| MigrationError::Statement { version: m.version, name: m.name, statement: i + 1, source })?;
+            client.query(statement).execute().await.map_err(|source| MigrationError::Statement {
+                version: m.version,
+                name: m.name,
+                statement: i + 1,
+                source,
+            })?;
         }
-        client.query("INSERT INTO ehac.schema_migrations (version, name, checksum) VALUES (?, ?, ?)").bind(m.version).bind(m.name).bind(&current).execute().await?;
+        client
+            .query("INSERT INTO ehac.schema_migrations (version, name, checksum) VALUES (?, ?, ?)")
+            .bind(m.version)
+            .bind(m.name)
+            .bind(&current)
+            .execute()
+            .await?;
         tracing::info!(version = m.version, name = m.name, "migration applied");
         done.push(m.name);
     }
@@ -108,7 +119,10 @@ mod tests {
     #[test]
     fn statements_split_on_line_ending_semicolons_and_skip_comment_only_chunks() {
         let sql = "-- header\nCREATE DATABASE x;\n\n-- a comment; with a semicolon\nCREATE TABLE x.t (a String COMMENT 'a;b') ENGINE = Log;\n-- trailing\n";
-        assert_eq!(statements(sql), vec!["-- header\nCREATE DATABASE x", "-- a comment; with a semicolon\nCREATE TABLE x.t (a String COMMENT 'a;b') ENGINE = Log"]);
+        assert_eq!(
+            statements(sql),
+            vec!["-- header\nCREATE DATABASE x", "-- a comment; with a semicolon\nCREATE TABLE x.t (a String COMMENT 'a;b') ENGINE = Log"]
+        );
         assert_eq!(statements(MIGRATIONS[0].sql).len(), 3);
     }
 }

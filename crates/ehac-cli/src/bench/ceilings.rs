@@ -33,7 +33,12 @@ pub fn enriched_payloads(count: u64, seed: u64) -> Vec<(String, Vec<u8>)> {
     let policy = Policy::default();
     let mut out = Vec::with_capacity(count as usize);
     while (out.len() as u64) < count {
-        let raw = RawDeclaration { declaration_id: uuid::Uuid::now_v7().to_string(), received_at_ms: now.timestamp_millis(), gateway_version: ehac_stream::VERSION.to_owned(), form: generator.declaration(now, "bench", Flaw::None) };
+        let raw = RawDeclaration {
+            declaration_id: uuid::Uuid::now_v7().to_string(),
+            received_at_ms: now.timestamp_millis(),
+            gateway_version: ehac_stream::VERSION.to_owned(),
+            form: generator.declaration(now, "bench", Flaw::None),
+        };
         // The generator's valid declarations are valid; anything else is skipped, not counted.
         if let Ok(enriched) = ehac_domain::accept(raw, reference, &policy, ehac_stream::VERSION) {
             out.push((enriched.raw.declaration_id.clone(), ENRICHED.encode(&enriched).expect("enriched declarations encode")));
@@ -192,7 +197,14 @@ pub struct SinkRound {
 
 /// Watches `ehac.declarations` fill up to `expected` rows: seconds from the first row seen to
 /// the last, and the rows already there at the first sighting.
-async fn time_fill(http: &reqwest::Client, url: &str, expected: u64, patience: Duration, phase: &Phase, mut alive: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<(f64, u64)> {
+async fn time_fill(
+    http: &reqwest::Client,
+    url: &str,
+    expected: u64,
+    patience: Duration,
+    phase: &Phase,
+    mut alive: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, u64)> {
     let mut first: Option<(Instant, u64)> = None;
     let mut last_change = Instant::now();
     let mut last = 0;
@@ -219,7 +231,14 @@ async fn time_fill(http: &reqwest::Client, url: &str, expected: u64, patience: D
 }
 
 /// (d) `instances` sink processes in one fresh group read [`CEILING_TOPIC`] into ClickHouse.
-pub async fn sink_round(stack: &Stack, bin: &Path, dir: &Path, instances: usize, expected: u64, phase: &Phase) -> anyhow::Result<SinkRound> {
+pub async fn sink_round(
+    stack: &Stack,
+    bin: &Path,
+    dir: &Path,
+    instances: usize,
+    expected: u64,
+    phase: &Phase,
+) -> anyhow::Result<SinkRound> {
     let http = reqwest::Client::new();
     let url = stack.clickhouse_url();
     let group = format!("bench-sink-x{instances}");
@@ -302,7 +321,9 @@ fn peer_python() -> anyhow::Result<PathBuf> {
     };
     run(std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     std::fs::write(venv.join("requirements.txt"), PEER_REQUIREMENTS)?;
-    run(std::process::Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check", "-r"]).arg(venv.join("requirements.txt")))?;
+    run(std::process::Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(venv.join("requirements.txt")))?;
     std::fs::write(&marker, PEER_REQUIREMENTS)?;
     Ok(python)
 }
@@ -322,13 +343,25 @@ pub async fn peer(stack: &Stack, dir: &Path, expected: u64, phase: &Phase) -> an
         .arg(&script)
         .arg("--schema")
         .arg(&schema)
-        .args(["--brokers", &stack.kafka_brokers(), "--topic", CEILING_TOPIC, "--group", "bench-peer", "--clickhouse-url", &stack.clickhouse_url(), "--expect", &expected.to_string()])
+        .args([
+            "--brokers",
+            &stack.kafka_brokers(),
+            "--topic",
+            CEILING_TOPIC,
+            "--group",
+            "bench-peer",
+            "--clickhouse-url",
+            &stack.clickhouse_url(),
+            "--expect",
+            &expected.to_string(),
+        ])
         .stderr(std::fs::File::create(dir.join("peer.log"))?)
         .output()
         .await?;
     ensure!(output.status.success(), "glue.py exited with {}; see {}", output.status, dir.join("peer.log").display());
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).with_context(|| format!("glue.py printed no JSON: {stdout}"))?;
+    let line =
+        stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).with_context(|| format!("glue.py printed no JSON: {stdout}"))?;
     let mut run: PeerRun = serde_json::from_str(line).with_context(|| format!("glue.py printed {line}"))?;
     run.cpu_seconds_per_million = run.cpu_seconds * 1e6 / run.rows.max(1) as f64;
     let http = reqwest::Client::new();

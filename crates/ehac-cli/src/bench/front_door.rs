@@ -46,12 +46,27 @@ pub struct Sweep {
 /// Offers `rates` in turn for `step_seconds` each. It goes on past the limit to show the curve,
 /// and stops once the gateway falls behind (accepts under 90% of the offered rate) or its p99
 /// passes a second: a queue, not a tail.
-pub async fn sweep(stack: &Stack, bin: &Path, dir: &Path, rates: &[f64], step_seconds: f64, concurrency: usize, p99_limit_ms: f64) -> anyhow::Result<Sweep> {
+pub async fn sweep(
+    stack: &Stack,
+    bin: &Path,
+    dir: &Path,
+    rates: &[f64],
+    step_seconds: f64,
+    concurrency: usize,
+    p99_limit_ms: f64,
+) -> anyhow::Result<Sweep> {
     ehac_stream::kafka::ensure_topics(&stack.kafka_brokers(), &[SWEEP_TOPIC], 12).await?;
     let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}");
     let args = ["--listen".into(), format!("127.0.0.1:{port}"), "--spool-dir".into(), dir.join("front-door-spool").display().to_string()];
-    let mut gateway = Service::start(bin, dir, "front-door-gateway", "ehac-gateway", &args, &[("EHAC_KAFKA_BROKERS", stack.kafka_brokers().as_str()), ("EHAC_TOPIC_RAW", SWEEP_TOPIC)])?;
+    let mut gateway = Service::start(
+        bin,
+        dir,
+        "front-door-gateway",
+        "ehac-gateway",
+        &args,
+        &[("EHAC_KAFKA_BROKERS", stack.kafka_brokers().as_str()), ("EHAC_TOPIC_RAW", SWEEP_TOPIC)],
+    )?;
     let http = reqwest::Client::new();
     let metrics_url = format!("{url}/metrics");
     wait_ready(&http, &format!("{url}/readyz"), Duration::from_secs(60)).await?;
@@ -96,7 +111,14 @@ pub async fn sweep(stack: &Stack, bin: &Path, dir: &Path, rates: &[f64], step_se
             broker_cpu_seconds_per_million: (after.1 - before.1) * per_million,
             loadgen_cpu_seconds_per_million: (after.2 - before.2) * per_million,
         };
-        phase.done(format!("accepted {:.0}/s, ack p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, {:.0}% through the spool", step.accepted_rate, step.ack_p50_ms, step.ack_p99_ms, step.ack_p999_ms, step.spooled_share * 100.0));
+        phase.done(format!(
+            "accepted {:.0}/s, ack p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, {:.0}% through the spool",
+            step.accepted_rate,
+            step.ack_p50_ms,
+            step.ack_p99_ms,
+            step.ack_p999_ms,
+            step.spooled_share * 100.0
+        ));
         if step.ack_p99_ms <= p99_limit_ms {
             max_rate_within_limit = rate;
         }

@@ -195,7 +195,12 @@ fn raw_payloads(count: usize, seed: u64) -> Vec<Vec<u8>> {
     (0..count)
         .map(|i| {
             let flaw = if i % 100 == 1 { Flaw::Reference } else { Flaw::None };
-            let raw = RawDeclaration { declaration_id: format!("bench-{i}"), received_at_ms: now.timestamp_millis(), gateway_version: "bench".into(), form: generator.declaration(now, "bench", flaw) };
+            let raw = RawDeclaration {
+                declaration_id: format!("bench-{i}"),
+                received_at_ms: now.timestamp_millis(),
+                gateway_version: "bench".into(),
+                form: generator.declaration(now, "bench", flaw),
+            };
             RAW.encode(&raw).expect("raw declarations encode")
         })
         .collect()
@@ -269,7 +274,11 @@ async fn surge_bench(args: SurgeArgs) -> anyhow::Result<Report> {
     drop(payloads);
     phase.done(format!(
         "produce {:.0}/s, consume {:.0}/s ({:.0} bytes/message); broker CPU-s per million: {:.1} produced, {:.1} consumed",
-        broker.produce_per_s, broker.consume_per_s, broker.bytes_per_message, broker.broker_cpu_seconds_per_million_produced, broker.broker_cpu_seconds_per_million_consumed
+        broker.produce_per_s,
+        broker.consume_per_s,
+        broker.bytes_per_message,
+        broker.broker_cpu_seconds_per_million_produced,
+        broker.broker_cpu_seconds_per_million_consumed
     ));
 
     let http = reqwest::Client::new();
@@ -283,7 +292,10 @@ async fn surge_bench(args: SurgeArgs) -> anyhow::Result<Report> {
             ceilings::export_rowbinary(&http, &url, &rowbinary).await?;
         }
         ceilings::truncate(&http, &url).await?;
-        phase.done(format!("{:.0} rows/s, {:.1} CPU-s per million, peak RSS {:.0} MiB", round.rows_per_s, round.cpu_seconds_per_million, round.peak_rss_mib));
+        phase.done(format!(
+            "{:.0} rows/s, {:.1} CPU-s per million, peak RSS {:.0} MiB",
+            round.rows_per_s, round.cpu_seconds_per_million, round.peak_rss_mib
+        ));
         sink_rounds.push(round);
     }
     anyhow::ensure!(rowbinary.exists(), "no sink round ran, so there are no rows for the bulk insert (--sink-instances)");
@@ -300,7 +312,10 @@ async fn surge_bench(args: SurgeArgs) -> anyhow::Result<Report> {
         let phase = Phase::start("(c) python glue-script peer");
         let run = ceilings::peer(&stack, &dir, args.ceiling_count, &phase).await?;
         ceilings::truncate(&http, &url).await?;
-        phase.done(format!("{:.0} rows/s, {:.1} CPU-s per million, peak RSS {:.0} MB", run.rows_per_s, run.cpu_seconds_per_million, run.peak_rss_mb));
+        phase.done(format!(
+            "{:.0} rows/s, {:.1} CPU-s per million, peak RSS {:.0} MB",
+            run.rows_per_s, run.cpu_seconds_per_million, run.peak_rss_mb
+        ));
         Some(run)
     };
 
@@ -340,7 +355,14 @@ async fn surge_bench(args: SurgeArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-fn report(args: &SurgeArgs, cores: usize, run: SurgeRun, ceilings: Ceilings, front_door: Option<front_door::Sweep>, wall_seconds: f64) -> Report {
+fn report(
+    args: &SurgeArgs,
+    cores: usize,
+    run: SurgeRun,
+    ceilings: Ceilings,
+    front_door: Option<front_door::Sweep>,
+    wall_seconds: f64,
+) -> Report {
     let load = &run.load;
     let offered_rate = args.baseline_rate * args.surge_factor;
     let lost = load.accepted as i64 - run.stored.stored as i64 - run.stored.rejected as i64;
@@ -410,26 +432,55 @@ fn targets(r: &Report) -> Vec<Target> {
     ];
     if let Some(one) = r.ceilings.sink.iter().find(|s| s.instances == 1) {
         let ratio = one.rows_per_s / r.ceilings.clickhouse_bulk_rows_per_s;
-        out.push(Target { name: "sink (1 instance) vs ClickHouse bulk insert", goal: ">= 0.67 (1/1.5)".into(), measured: format!("{ratio:.2} ({:.0} vs {:.0} rows/s)", one.rows_per_s, r.ceilings.clickhouse_bulk_rows_per_s), met: ratio >= 1.0 / 1.5 });
+        out.push(Target {
+            name: "sink (1 instance) vs ClickHouse bulk insert",
+            goal: ">= 0.67 (1/1.5)".into(),
+            measured: format!("{ratio:.2} ({:.0} vs {:.0} rows/s)", one.rows_per_s, r.ceilings.clickhouse_bulk_rows_per_s),
+            met: ratio >= 1.0 / 1.5,
+        });
         if let Some(peer) = &r.ceilings.peer {
             let ratio = peer.cpu_seconds_per_million / one.cpu_seconds_per_million;
-            out.push(Target { name: "CPU per million rows: peer / sink", goal: ">= 5x".into(), measured: format!("{ratio:.1}x ({:.1} vs {:.1} CPU-s)", peer.cpu_seconds_per_million, one.cpu_seconds_per_million), met: ratio >= 5.0 });
+            out.push(Target {
+                name: "CPU per million rows: peer / sink",
+                goal: ">= 5x".into(),
+                measured: format!("{ratio:.1}x ({:.1} vs {:.1} CPU-s)", peer.cpu_seconds_per_million, one.cpu_seconds_per_million),
+                met: ratio >= 5.0,
+            });
         }
     }
     let ratio = r.e2e_rows_per_s / r.ceilings.broker_consume_per_s;
-    out.push(Target { name: "end to end vs broker raw consume", goal: ">= 0.90".into(), measured: format!("{ratio:.2} ({:.0} vs {:.0}/s)", r.e2e_rows_per_s, r.ceilings.broker_consume_per_s), met: ratio >= 0.9 });
-    out.push(Target { name: "nothing lost or duplicated", goal: "lost = 0, duplicated = 0".into(), measured: format!("lost {}, duplicated {}", r.lost, r.duplicated), met: r.lost == 0 && r.duplicated == 0 });
+    out.push(Target {
+        name: "end to end vs broker raw consume",
+        goal: ">= 0.90".into(),
+        measured: format!("{ratio:.2} ({:.0} vs {:.0}/s)", r.e2e_rows_per_s, r.ceilings.broker_consume_per_s),
+        met: ratio >= 0.9,
+    });
+    out.push(Target {
+        name: "nothing lost or duplicated",
+        goal: "lost = 0, duplicated = 0".into(),
+        measured: format!("lost {}, duplicated {}", r.lost, r.duplicated),
+        met: r.lost == 0 && r.duplicated == 0,
+    });
     out
 }
 
 fn print_report(r: &Report) {
     println!();
-    println!("spike offered {:.0}/s for {:.0} s; sent {} accepted {} refused {} failed {}", r.offered_rate, r.surge_seconds, r.sent, r.accepted, r.refused, r.failed);
+    println!(
+        "spike offered {:.0}/s for {:.0} s; sent {} accepted {} refused {} failed {}",
+        r.offered_rate, r.surge_seconds, r.sent, r.accepted, r.refused, r.failed
+    );
     println!("gateway ack during the spike: p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms (sender lateness p99 {:.1} ms; {} requests waited for one of {} connection slots)", r.ack_p50_ms, r.ack_p99_ms, r.ack_p999_ms, r.ack_max_ms, r.sender_lateness_p99_ms, r.requests_waiting_for_slot, r.concurrency);
     println!("answered from the gateway's spool (broker slower than the budget): {} of {} accepted", r.spooled, r.accepted);
-    println!("peak lag: enricher {} messages, sink {} messages; drained {:.1} s after the last request; end to end {:.0} rows/s", r.peak_lag_enricher, r.peak_lag_sink, r.drain_seconds, r.e2e_rows_per_s);
+    println!(
+        "peak lag: enricher {} messages, sink {} messages; drained {:.1} s after the last request; end to end {:.0} rows/s",
+        r.peak_lag_enricher, r.peak_lag_sink, r.drain_seconds, r.e2e_rows_per_s
+    );
     for (name, u) in &r.services {
-        println!("  {name:<12} {:>8.1} CPU-s  {:>7.1} CPU-s per million  peak RSS {:>6.0} MiB", u.cpu_seconds, u.cpu_seconds_per_million, u.peak_rss_mib);
+        println!(
+            "  {name:<12} {:>8.1} CPU-s  {:>7.1} CPU-s per million  peak RSS {:>6.0} MiB",
+            u.cpu_seconds, u.cpu_seconds_per_million, u.peak_rss_mib
+        );
     }
     println!("\ntargets:");
     for t in &r.targets {
@@ -442,7 +493,11 @@ fn print_report(r: &Report) {
 pub fn markdown(r: &Report) -> String {
     use std::fmt::Write;
     let mut m = String::new();
-    let _ = writeln!(m, "Machine: {} cores; broker storage {:?}; {} partitions; wall {:.0} s.\n", r.cores, r.broker_storage, r.partitions, r.wall_seconds);
+    let _ = writeln!(
+        m,
+        "Machine: {} cores; broker storage {:?}; {} partitions; wall {:.0} s.\n",
+        r.cores, r.broker_storage, r.partitions, r.wall_seconds
+    );
     let _ = writeln!(m, "| target | goal | measured | met |\n|---|---|---|---|");
     for t in &r.targets {
         let _ = writeln!(m, "| {} | {} | {} | {} |", t.name, t.goal, t.measured, if t.met { "yes" } else { "**no**" });
@@ -452,10 +507,19 @@ pub fn markdown(r: &Report) -> String {
         ("offered rate in the spike", format!("{:.0}/s for {:.0} s (baseline {:.0}/s)", r.offered_rate, r.surge_seconds, r.baseline_rate)),
         ("sent / accepted / refused (422) / failed", format!("{} / {} / {} / {}", r.sent, r.accepted, r.refused, r.failed)),
         ("accepted rate over the whole load", format!("{:.0}/s", r.accepted_rate)),
-        ("ack latency in the spike p50 / p99 / p99.9 / max", format!("{:.1} / {:.1} / {:.1} / {:.1} ms", r.ack_p50_ms, r.ack_p99_ms, r.ack_p999_ms, r.ack_max_ms)),
-        ("ack latency, whole load p50 / p99 / p99.9", format!("{:.1} / {:.1} / {:.1} ms", r.ack_all_p50_ms, r.ack_all_p99_ms, r.ack_all_p999_ms)),
+        (
+            "ack latency in the spike p50 / p99 / p99.9 / max",
+            format!("{:.1} / {:.1} / {:.1} / {:.1} ms", r.ack_p50_ms, r.ack_p99_ms, r.ack_p999_ms, r.ack_max_ms),
+        ),
+        (
+            "ack latency, whole load p50 / p99 / p99.9",
+            format!("{:.1} / {:.1} / {:.1} ms", r.ack_all_p50_ms, r.ack_all_p99_ms, r.ack_all_p999_ms),
+        ),
         ("requests that waited for a connection slot", format!("{} (of {} slots)", r.requests_waiting_for_slot, r.concurrency)),
-        ("accepted through the gateway's spool (broker slower than the budget)", format!("{} ({:.0}%)", r.spooled, r.spooled as f64 * 100.0 / r.accepted.max(1) as f64)),
+        (
+            "accepted through the gateway's spool (broker slower than the budget)",
+            format!("{} ({:.0}%)", r.spooled, r.spooled as f64 * 100.0 / r.accepted.max(1) as f64),
+        ),
         ("peak lag enricher / sink", format!("{} / {} messages", r.peak_lag_enricher, r.peak_lag_sink)),
         ("drain after the last request", format!("{:.1} s", r.drain_seconds)),
         ("end to end into ClickHouse (spike start to all stored)", format!("{:.0} rows/s", r.e2e_rows_per_s)),
@@ -470,20 +534,54 @@ pub fn markdown(r: &Report) -> String {
     }
     let c = &r.ceilings;
     let _ = writeln!(m, "\n| ceiling (same payloads and rows) | figure |\n|---|---|");
-    let _ = writeln!(m, "| (a) broker produce, rdkafka, idempotent acks=all | {:.0} msg/s ({:.0} B/msg; broker {:.1} CPU-s per million) |", c.broker_produce_per_s, c.broker.bytes_per_message, c.broker.broker_cpu_seconds_per_million_produced);
-    let _ = writeln!(m, "| (a) broker consume, rdkafka, no processing | {:.0} msg/s (broker {:.1} CPU-s per million) |", c.broker_consume_per_s, c.broker.broker_cpu_seconds_per_million_consumed);
-    let _ = writeln!(m, "| (b) ClickHouse bulk INSERT of a RowBinary file | {:.0} rows/s ({} rows, {:.0} MB) |", c.clickhouse_bulk_rows_per_s, c.clickhouse_bulk.rows, c.clickhouse_bulk.bytes as f64 / 1e6);
+    let _ = writeln!(
+        m,
+        "| (a) broker produce, rdkafka, idempotent acks=all | {:.0} msg/s ({:.0} B/msg; broker {:.1} CPU-s per million) |",
+        c.broker_produce_per_s, c.broker.bytes_per_message, c.broker.broker_cpu_seconds_per_million_produced
+    );
+    let _ = writeln!(
+        m,
+        "| (a) broker consume, rdkafka, no processing | {:.0} msg/s (broker {:.1} CPU-s per million) |",
+        c.broker_consume_per_s, c.broker.broker_cpu_seconds_per_million_consumed
+    );
+    let _ = writeln!(
+        m,
+        "| (b) ClickHouse bulk INSERT of a RowBinary file | {:.0} rows/s ({} rows, {:.0} MB) |",
+        c.clickhouse_bulk_rows_per_s,
+        c.clickhouse_bulk.rows,
+        c.clickhouse_bulk.bytes as f64 / 1e6
+    );
     if let Some(p) = &c.peer {
-        let _ = writeln!(m, "| (c) Python glue-script peer | {:.0} rows/s, {:.1} CPU-s per million, peak RSS {:.0} MB |", p.rows_per_s, p.cpu_seconds_per_million, p.peak_rss_mb);
+        let _ = writeln!(
+            m,
+            "| (c) Python glue-script peer | {:.0} rows/s, {:.1} CPU-s per million, peak RSS {:.0} MB |",
+            p.rows_per_s, p.cpu_seconds_per_million, p.peak_rss_mb
+        );
     }
     for s in &c.sink {
-        let _ = writeln!(m, "| (d) our sink x{} | {:.0} rows/s, {:.1} CPU-s per million, peak RSS {:.0} MiB |", s.instances, s.rows_per_s, s.cpu_seconds_per_million, s.peak_rss_mib);
+        let _ = writeln!(
+            m,
+            "| (d) our sink x{} | {:.0} rows/s, {:.1} CPU-s per million, peak RSS {:.0} MiB |",
+            s.instances, s.rows_per_s, s.cpu_seconds_per_million, s.peak_rss_mib
+        );
     }
     let _ = writeln!(m, "| enricher rules + Avro, one core, in process | {:.0} records/s |", c.enricher_records_per_s_one_core);
     if let Some(sweep) = &r.front_door {
         let _ = writeln!(m, "\n| front door alone, offered | accepted | ack p50 | p99 | p99.9 | through the spool | gateway / broker / loadgen CPU-s per million |\n|---|---|---|---|---|---|---|");
         for s in &sweep.steps {
-            let _ = writeln!(m, "| {:.0}/s | {:.0}/s | {:.1} ms | {:.1} ms | {:.1} ms | {:.0}% | {:.0} / {:.0} / {:.0} |", s.offered_rate, s.accepted_rate, s.ack_p50_ms, s.ack_p99_ms, s.ack_p999_ms, s.spooled_share * 100.0, s.gateway_cpu_seconds_per_million, s.broker_cpu_seconds_per_million, s.loadgen_cpu_seconds_per_million);
+            let _ = writeln!(
+                m,
+                "| {:.0}/s | {:.0}/s | {:.1} ms | {:.1} ms | {:.1} ms | {:.0}% | {:.0} / {:.0} / {:.0} |",
+                s.offered_rate,
+                s.accepted_rate,
+                s.ack_p50_ms,
+                s.ack_p99_ms,
+                s.ack_p999_ms,
+                s.spooled_share * 100.0,
+                s.gateway_cpu_seconds_per_million,
+                s.broker_cpu_seconds_per_million,
+                s.loadgen_cpu_seconds_per_million
+            );
         }
     }
     m

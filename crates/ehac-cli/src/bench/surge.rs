@@ -43,7 +43,9 @@ pub struct SurgeRun {
 /// Lag of the enricher's and the sink's groups, summed over their partitions, once a second.
 /// A partition a group has not committed yet counts from offset 0: the topics are new.
 fn sample_lag(brokers: String, stop: Arc<AtomicBool>, peaks: Arc<Mutex<(i64, i64)>>, topics: Topics) {
-    let Ok(mut cluster) = ehac_lagwatch::cluster::Cluster::connect(&brokers, Duration::from_secs(5), Some(topics.all().map(String::from).to_vec())) else {
+    let Ok(mut cluster) =
+        ehac_lagwatch::cluster::Cluster::connect(&brokers, Duration::from_secs(5), Some(topics.all().map(String::from).to_vec()))
+    else {
         return;
     };
     let groups = ["ehac-enricher".to_owned(), "ehac-sink".to_owned()];
@@ -51,7 +53,12 @@ fn sample_lag(brokers: String, stop: Arc<AtomicBool>, peaks: Arc<Mutex<(i64, i64
         if let Ok(reading) = cluster.read(&groups) {
             let lag = |group: &str, wanted: &[&str]| -> i64 {
                 let committed = reading.committed.get(group).and_then(|c| c.as_ref().ok());
-                reading.high_watermarks.iter().filter(|((topic, _), _)| wanted.contains(&topic.as_str())).map(|(tp, hw)| hw - committed.and_then(|c| c.get(tp)).copied().unwrap_or(0)).sum()
+                reading
+                    .high_watermarks
+                    .iter()
+                    .filter(|((topic, _), _)| wanted.contains(&topic.as_str()))
+                    .map(|(tp, hw)| hw - committed.and_then(|c| c.get(tp)).copied().unwrap_or(0))
+                    .sum()
             };
             let enricher = lag("ehac-enricher", &[&topics.raw]);
             let sink = lag("ehac-sink", &[&topics.enriched, &topics.rejected]);
@@ -65,7 +72,8 @@ fn sample_lag(brokers: String, stop: Arc<AtomicBool>, peaks: Arc<Mutex<(i64, i64
 
 /// Rows in the declarations and rejections tables, duplicates included.
 async fn rows(http: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
-    let text = warehouse_report::post(http, url, "SELECT (SELECT count() FROM ehac.declarations) + (SELECT count() FROM ehac.rejections)").await?;
+    let text =
+        warehouse_report::post(http, url, "SELECT (SELECT count() FROM ehac.declarations) + (SELECT count() FROM ehac.rejections)").await?;
     Ok(String::from_utf8_lossy(&text).trim().parse()?)
 }
 
@@ -73,11 +81,22 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
     let phase = Phase::start("surge: services");
     let brokers = stack.kafka_brokers();
     let start_service = |name: &str, binary: &str, service_args: &[String]| {
-        Service::start(bin, dir, name, binary, service_args, &[("EHAC_KAFKA_BROKERS", brokers.as_str()), ("EHAC_KAFKA_GROUP_INSTANCE_ID", name)])
+        Service::start(
+            bin,
+            dir,
+            name,
+            binary,
+            service_args,
+            &[("EHAC_KAFKA_BROKERS", brokers.as_str()), ("EHAC_KAFKA_GROUP_INSTANCE_ID", name)],
+        )
     };
     let gateway_port = free_port()?;
     let gateway = format!("http://127.0.0.1:{gateway_port}");
-    let mut services = vec![start_service("gateway", "ehac-gateway", &["--listen".into(), format!("127.0.0.1:{gateway_port}"), "--spool-dir".into(), dir.join("gateway-spool").display().to_string()])?];
+    let mut services = vec![start_service(
+        "gateway",
+        "ehac-gateway",
+        &["--listen".into(), format!("127.0.0.1:{gateway_port}"), "--spool-dir".into(), dir.join("gateway-spool").display().to_string()],
+    )?];
     let mut admins = Vec::new();
     for i in 0..args.enrichers {
         let admin = format!("127.0.0.1:{}", free_port()?);
@@ -86,7 +105,11 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
     }
     for i in 0..args.sinks {
         let admin = format!("127.0.0.1:{}", free_port()?);
-        services.push(start_service(&format!("sink-{i}"), "ehac-sink", &["--admin-listen".into(), admin.clone(), "--clickhouse-url".into(), stack.clickhouse_url()])?);
+        services.push(start_service(
+            &format!("sink-{i}"),
+            "ehac-sink",
+            &["--admin-listen".into(), admin.clone(), "--clickhouse-url".into(), stack.clickhouse_url()],
+        )?);
         admins.push(admin);
     }
     let http = reqwest::Client::new();
@@ -95,12 +118,19 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
         wait_ready(&http, &format!("http://{admin}/readyz"), Duration::from_secs(60)).await?;
     }
     if args.back_office_nice != 0 {
-        let back_office = services.iter().filter(|s| s.name != "gateway").map(|s| s.child.id()).chain(stack.pids.iter().filter(|(n, _)| n.starts_with("clickhouse")).map(|(_, p)| *p));
+        let back_office = services
+            .iter()
+            .filter(|s| s.name != "gateway")
+            .map(|s| s.child.id())
+            .chain(stack.pids.iter().filter(|(n, _)| n.starts_with("clickhouse")).map(|(_, p)| *p));
         for pid in back_office {
             renice(pid, args.back_office_nice)?;
         }
     }
-    phase.done(format!("gateway, {} enricher(s), {} sink(s) ready; back office at nice {}", args.enrichers, args.sinks, args.back_office_nice));
+    phase.done(format!(
+        "gateway, {} enricher(s), {} sink(s) ready; back office at nice {}",
+        args.enrichers, args.sinks, args.back_office_nice
+    ));
 
     // Every process whose CPU counts: ours, the servers, and this one (the load generator).
     let mut watched: Vec<(String, u32)> = services.iter().map(|s| (s.name.clone(), s.child.id())).collect();
@@ -131,7 +161,15 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
         client_id: "bench".into(),
         attempts: 1,
     };
-    println!("surge: {count} declarations: {:.0}/s for {:.0} s, {:.0}/s for {:.0} s, {:.0}/s for {:.0} s", args.baseline_rate, args.baseline_secs, args.baseline_rate * args.surge_factor, args.surge_secs, args.baseline_rate, args.baseline_secs);
+    println!(
+        "surge: {count} declarations: {:.0}/s for {:.0} s, {:.0}/s for {:.0} s, {:.0}/s for {:.0} s",
+        args.baseline_rate,
+        args.baseline_secs,
+        args.baseline_rate * args.surge_factor,
+        args.surge_secs,
+        args.baseline_rate,
+        args.baseline_secs
+    );
 
     // ClickHouse's row count once a second, from the load's start: the spike's start is
     // `baseline_secs` in, and everything stored from then on came through a saturated pipeline.
@@ -177,7 +215,9 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
     let drain_seconds = load_ended.elapsed().as_secs_f64();
     let drained_at = load_started.elapsed().as_secs_f64();
     // Then the exact counts: distinct declarations stored and rejected, and duplicates.
-    let stored = warehouse_report::wait_for(&http, &stack.clickhouse_url(), load.accepted, 0, Duration::from_secs(if timed_out { 10 } else { 30 })).await?;
+    let stored =
+        warehouse_report::wait_for(&http, &stack.clickhouse_url(), load.accepted, 0, Duration::from_secs(if timed_out { 10 } else { 30 }))
+            .await?;
     stop.store(true, Ordering::Relaxed);
     let _ = counter.await;
     let _ = sampler.join();
@@ -191,7 +231,10 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
         .zip(before.iter().zip(&after))
         .map(|((name, _), (b, a))| {
             let cpu = a.cpu_seconds - b.cpu_seconds;
-            (name.clone(), ProcessUse { cpu_seconds: cpu, cpu_seconds_per_million: cpu * per_million, peak_rss_mib: a.hwm_kib as f64 / 1024.0 })
+            (
+                name.clone(),
+                ProcessUse { cpu_seconds: cpu, cpu_seconds_per_million: cpu * per_million, peak_rss_mib: a.hwm_kib as f64 / 1024.0 },
+            )
         })
         .collect();
 
