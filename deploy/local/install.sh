@@ -1,24 +1,38 @@
 #!/usr/bin/env bash
 # Installs what the e-HAC pipeline needs on a Debian machine, skipping whatever is already there:
-#   ClickHouse server + client and Prometheus (Debian packages),
-#   tansu 0.6, a Kafka-API broker, built with cargo into $EHAC_TOOLS_DIR (10-25 min, once),
+#   ClickHouse server + client and Prometheus (Debian packages), a JRE and Maven (Debian),
+#   Apache Kafka (the broker's jars from Maven Central, resolved by mvn from
+#   deploy/local/kafka/pom.xml into $EHAC_TOOLS_DIR/kafka-<version>/libs; about a minute, once),
 #   chdb-core (PyPI), the in-process modern ClickHouse the schema tests check against.
 set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")" && pwd)"
 TOOLS="${EHAC_TOOLS_DIR:-$HOME/.cache/ehac/tools}"
 sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
 
 apt_needed=()
 command -v clickhouse-server >/dev/null || apt_needed+=(clickhouse-server clickhouse-client)
 command -v prometheus >/dev/null || apt_needed+=(prometheus)
+command -v java >/dev/null || apt_needed+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || apt_needed+=(maven)
 if [ ${#apt_needed[@]} -gt 0 ]; then
   echo "install.sh: apt-get install ${apt_needed[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt_needed[@]}" >/dev/null
 fi
 
-if [ ! -x "$TOOLS/bin/tansu" ] && ! command -v tansu >/dev/null; then
-  echo "install.sh: building tansu 0.6 into $TOOLS (10-25 minutes, once per machine)" >&2
-  cargo install tansu --version '~0.6' --locked --features libsql,dynostore --root "$TOOLS" --quiet
+# The pom is the one place the Kafka version is pinned. When this script runs from the copy
+# compiled into `ehac` (no pom beside it), EHAC_KAFKA_POM names the pom to use.
+pom="${EHAC_KAFKA_POM:-$here/kafka/pom.xml}"
+kafka_version=$(sed -n 's#.*<kafka.version>\(.*\)</kafka.version>.*#\1#p' "$pom")
+kafka_home="$TOOLS/kafka-$kafka_version"
+if [ ! -f "$kafka_home/.complete" ]; then
+  echo "install.sh: resolving Apache Kafka $kafka_version from Maven Central into $kafka_home" >&2
+  rm -rf "$kafka_home"; mkdir -p "$kafka_home"
+  cp "$pom" "$kafka_home/pom.xml"
+  (cd "$kafka_home" && mvn -B -q org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory=libs)
+  ls "$kafka_home"/libs/kafka_2.13-"$kafka_version".jar >/dev/null
+  touch "$kafka_home/.complete"
 fi
 
 if ! python3 -c 'import chdb' 2>/dev/null; then

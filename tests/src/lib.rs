@@ -1,6 +1,6 @@
 //! Test harness: one real pipeline per test binary, shared by its tests.
 //!
-//! The broker (tansu) and ClickHouse are real servers on free loopback ports with their data in
+//! The broker (Apache Kafka) and ClickHouse are real servers on free loopback ports with their data in
 //! a fresh directory; the gateway, enricher and sink run in-process on a runtime of their own.
 //! Tests tell their data apart by a unique `client_id`. A missing server binary fails the test
 //! with what to install; nothing is skipped.
@@ -157,6 +157,7 @@ fn sink_config(kafka: KafkaArgs, clickhouse: ClickHouseArgs, admin: AdminArgs) -
         dedup_window: 100_000,
         handover_timeout_ms: 15_000,
         partition_buffer: 4_096,
+        membership: Default::default(),
     }
 }
 
@@ -169,6 +170,10 @@ fn enricher_config(kafka: &KafkaArgs, options: &PipelineOptions) -> ehac_enriche
         group: "ehac-enricher".into(),
         batch_max: 500,
         batch_linger_ms: 20,
+        transactions: ehac_enricher::Transactions::Auto,
+        transactional_id: None,
+        transaction_timeout_ms: 10_000,
+        membership: Default::default(),
     }
 }
 

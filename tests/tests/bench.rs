@@ -5,7 +5,7 @@
 //! what it was given and that the surge lost and duplicated nothing. The services run as
 //! processes: build them first (`cargo build --bins`, which deploy/local/test.sh does).
 
-use ehac_cli::bench::{self, BenchCommand, Storage, SurgeArgs};
+use ehac_cli::bench::{self, BenchCommand, SurgeArgs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_surge_benchmark_runs_every_phase_and_reports_each_figure() {
@@ -33,7 +33,6 @@ async fn the_surge_benchmark_runs_every_phase_and_reports_each_figure() {
         sweep_rates: vec![200.0, 400.0],
         sweep_step_secs: 2.0,
         no_peer: false,
-        broker_storage: Storage::Sqlite,
         seed: 7,
     };
     let report = bench::run(BenchCommand::Surge(args)).await.expect("the benchmark runs");
@@ -45,7 +44,7 @@ async fn the_surge_benchmark_runs_every_phase_and_reports_each_figure() {
     assert_eq!(report.stored + report.rejected, report.accepted);
     assert!(report.ack_p50_ms > 0.0 && report.ack_p50_ms <= report.ack_p99_ms && report.ack_p99_ms <= report.ack_p999_ms);
     assert!(report.e2e_rows_per_s > 0.0 && report.drain_seconds >= 0.0);
-    for process in ["gateway", "enricher-0", "sink-0", "tansu", "clickhouse-server", "loadgen"] {
+    for process in ["gateway", "enricher-0", "sink-0", "kafka", "clickhouse-server", "loadgen"] {
         let used = &report.services[process];
         assert!(used.cpu_seconds > 0.0 && used.peak_rss_mib > 0.0, "{process}: {used:?}");
     }

@@ -1,8 +1,13 @@
-//! `ehac chaos`: the fault matrix. For each scenario a fresh broker and ClickHouse, the services
-//! as separate processes, declarations flowing through the gateway, one fault injected while
-//! they flow, and then the count in ClickHouse: accepted (the gateway's 202 answers), stored,
-//! rejected, lost = accepted - stored - rejected, duplicated = rows beyond the first per
-//! declaration (per source position for rejections), on the raw tables without FINAL.
+//! `ehac chaos`: the fault matrix. For each scenario, offered rate and seed: a fresh Apache
+//! Kafka and ClickHouse, the services as separate processes with production defaults
+//! (idempotent producers, a transactional enricher, dynamic group membership), declarations
+//! flowing through the gateway, one fault injected at a moment drawn from the seed, and then the
+//! count in ClickHouse: accepted (the gateway's 202 answers), stored, rejected, stuck (still in
+//! Kafka or a gateway spool after the drain deadline: durable, not delivered), lost = accepted -
+//! stored - rejected - stuck (durable nowhere), duplicated = rows beyond the first per
+//! declaration (per source position for rejections), on the raw tables without FINAL. Kafka is
+//! counted too: every raw record must have exactly one output on the enriched or rejected topic
+//! (read committed), which only holds with the enricher's transactions.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -11,32 +16,37 @@ use anyhow::Context;
 use clap::ValueEnum;
 use ehac_devstack::{free_port, Server, Stack, StackOptions, Tools};
 use ehac_stream::config::Topics;
+use ehac_stream::kafka::{tally, ReadFrom};
 use rand::{Rng, SeedableRng};
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 use serde::Serialize;
 
 use crate::loadgen::{self, LoadArgs};
-use crate::services::{bin_dir, wait_ready, Service};
+use crate::services::{bin_dir, metric_value, wait_ready, Service};
 use crate::warehouse_report;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ChaosArgs {
-    /// Where each scenario's servers keep their data and the services their logs (wiped first).
+    /// Where each run's servers keep their data and the services their logs (wiped first).
     #[arg(long, default_value = ".ehac/chaos")]
     pub dir: PathBuf,
-    /// Declarations per scenario.
+    /// Declarations per run.
     #[arg(long, default_value_t = 100_000)]
     pub count: u64,
-    /// Declarations per second offered to the gateway.
-    #[arg(long, default_value_t = 2_000.0)]
-    pub rate: f64,
+    /// Offered rates, declarations per second, comma-separated: every scenario runs at each.
+    #[arg(long, value_delimiter = ',', default_value = "1000,3000,6000")]
+    pub rates: Vec<f64>,
+    /// Seeds, comma-separated: each draws the moment of the fault (and the load). A failed run
+    /// prints its seed; `--seeds N --scenarios S --rates R` replays it.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    pub seeds: Vec<u64>,
     /// Scenarios to run, comma-separated (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub scenarios: Vec<Scenario>,
     #[arg(long, default_value_t = 12)]
     pub partitions: i32,
-    /// How long the broker stays down in `broker-outage`.
+    /// How long the broker stays down in the broker scenarios.
     #[arg(long, default_value_t = 30)]
     pub broker_outage_secs: u64,
     /// How long ClickHouse stays down in `clickhouse-outage`.
@@ -45,7 +55,11 @@ pub struct ChaosArgs {
     /// Poison messages in `poison`, as a percentage of the declarations.
     #[arg(long, default_value_t = 1.0)]
     pub poison_percent: f64,
-    /// Writes the results as JSON: {"scenarios": [{"name", "accepted", "stored", ...}]}.
+    /// How long the counts may stand still after the load before what is missing counts as
+    /// stuck or lost.
+    #[arg(long, default_value_t = 90)]
+    pub drain_deadline_secs: u64,
+    /// Writes the results as JSON: {"scenarios": [{"name", "rate", "seed", "accepted", ...}]}.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -54,10 +68,15 @@ pub struct ChaosArgs {
 pub enum Scenario {
     /// kill -9 of the sink while it inserts, restarted 3 s later.
     SinkKill,
-    /// kill -9 of the enricher, restarted 3 s later.
+    /// kill -9 of the enricher, mid-transaction, restarted 3 s later.
     EnricherKill,
-    /// The broker killed, then restarted on the same data.
-    BrokerOutage,
+    /// kill -9 of the sink and the enricher running with static membership (group.instance.id),
+    /// each restarted 3 s later.
+    StaticMembersKill,
+    /// The broker stopped cleanly (SIGTERM: controlled shutdown), then restarted on its data.
+    BrokerRestart,
+    /// The broker killed (SIGKILL), then restarted on its data.
+    BrokerCrash,
     /// ClickHouse stopped, then restarted on the same data.
     ClickhouseOutage,
     /// Sink instances scaled 1 -> 3 -> 1 under load.
@@ -77,16 +96,32 @@ impl Scenario {
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioResult {
     pub name: String,
+    pub rate: f64,
+    pub seed: u64,
+    /// Seconds into the load when the fault was injected.
+    pub fault_at_secs: f64,
     pub accepted: u64,
     pub stored: u64,
     pub rejected: u64,
+    /// Durable but not delivered after the drain deadline: unconsumed in Kafka (read
+    /// committed, beyond the enricher's and the sink's committed offsets) or left in the
+    /// gateway's spool.
+    pub stuck: u64,
+    /// Accepted and durable nowhere: accepted - stored - rejected - stuck.
     pub lost: i64,
     pub duplicated: u64,
+    /// Records on the raw topic, and outputs on the enriched and rejected topics, read
+    /// committed. With transactions every raw record has exactly one output.
+    pub raw_messages: u64,
+    pub output_messages: u64,
+    pub expected_outputs: u64,
     /// Answered 422 (never accepted) and requests that got no decisive answer.
     pub refused: u64,
     pub failed: u64,
     pub poison_sent: u64,
     pub poison_rejected: u64,
+    /// Declarations the gateway accepted into its spool (broker away or slow).
+    pub spooled: u64,
     /// Every service exited 0 after SIGTERM at the end.
     pub clean_shutdown: bool,
     pub seconds: f64,
@@ -94,7 +129,12 @@ pub struct ScenarioResult {
 
 impl ScenarioResult {
     pub fn passed(&self) -> bool {
-        self.lost == 0 && self.duplicated == 0 && self.poison_rejected == self.poison_sent && self.clean_shutdown
+        self.lost == 0
+            && self.stuck == 0
+            && self.duplicated == 0
+            && self.output_messages == self.expected_outputs
+            && self.poison_rejected == self.poison_sent
+            && self.clean_shutdown
     }
 }
 
@@ -102,14 +142,20 @@ pub async fn run(args: &ChaosArgs) -> anyhow::Result<Vec<ScenarioResult>> {
     let tools = Tools::find_or_install()?;
     let scenarios = if args.scenarios.is_empty() { Scenario::value_variants().to_vec() } else { args.scenarios.clone() };
     let mut results = Vec::new();
-    for scenario in scenarios {
-        eprintln!("== chaos: {} ({} declarations at {}/s)", scenario.name(), args.count, args.rate);
-        let result = run_scenario(args, scenario, &tools).await.with_context(|| format!("scenario {}", scenario.name()))?;
-        eprintln!("{}", line(&result));
-        results.push(result);
-        if let Some(out) = &args.out {
-            // Written after every scenario, so a long run that fails late still leaves its figures.
-            write_json(out, &results)?;
+    for &seed in &args.seeds {
+        for &rate in &args.rates {
+            for &scenario in &scenarios {
+                eprintln!("== chaos: {} at {rate}/s, seed {seed} ({} declarations)", scenario.name(), args.count);
+                let result = run_scenario(args, scenario, rate, seed, &tools)
+                    .await
+                    .with_context(|| format!("scenario {} at {rate}/s, seed {seed}", scenario.name()))?;
+                eprintln!("{}", line(&result));
+                results.push(result);
+                if let Some(out) = &args.out {
+                    // Written after every run, so a long matrix that fails late still leaves its figures.
+                    write_json(out, &results)?;
+                }
+            }
         }
     }
     Ok(results)
@@ -117,13 +163,20 @@ pub async fn run(args: &ChaosArgs) -> anyhow::Result<Vec<ScenarioResult>> {
 
 pub fn line(r: &ScenarioResult) -> String {
     format!(
-        "CHAOS {} accepted={} stored={} rejected={} lost={} duplicated={} poison={}/{} clean_shutdown={} in {:.0}s: {}",
+        "CHAOS {} rate={} seed={} fault_at={:.1}s accepted={} stored={} rejected={} stuck={} lost={} duplicated={} kafka_outputs={}/{} spooled={} poison={}/{} clean_shutdown={} in {:.0}s: {}",
         r.name,
+        r.rate,
+        r.seed,
+        r.fault_at_secs,
         r.accepted,
         r.stored,
         r.rejected,
+        r.stuck,
         r.lost,
         r.duplicated,
+        r.output_messages,
+        r.expected_outputs,
+        r.spooled,
         r.poison_rejected,
         r.poison_sent,
         r.clean_shutdown,
@@ -140,9 +193,9 @@ fn write_json(out: &std::path::Path, results: &[ScenarioResult]) -> anyhow::Resu
         .with_context(|| format!("writing {}", out.display()))
 }
 
-async fn run_scenario(args: &ChaosArgs, scenario: Scenario, tools: &Tools) -> anyhow::Result<ScenarioResult> {
+async fn run_scenario(args: &ChaosArgs, scenario: Scenario, rate: f64, seed: u64, tools: &Tools) -> anyhow::Result<ScenarioResult> {
     let started = Instant::now();
-    let dir = args.dir.join(scenario.name());
+    let dir = args.dir.join(format!("{}-{rate}-{seed}", scenario.name()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let dir = dir.canonicalize()?;
@@ -152,17 +205,9 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, tools: &Tools) -> an
 
     let brokers = stack.kafka_brokers();
     let bin = bin_dir()?;
-    // tansu 0.6 restarted under idempotent producers panics in its storage (see
-    // ehac_stream::kafka::producer): the broker scenario runs them non-idempotent and relies on
-    // the sink's dedup alone.
-    let idempotence = if scenario == Scenario::BrokerOutage { "false" } else { "true" };
-    let env = [("EHAC_KAFKA_BROKERS", brokers.as_str()), ("EHAC_KAFKA_IDEMPOTENCE", idempotence)];
-    // Each consumer process keeps its group instance id across restarts (static membership).
-    // Static membership, so a consumer killed and restarted gets its partitions back: tansu 0.6
-    // never reassigns a dead dynamic member's partitions. But after a broker restart tansu
-    // gives static members an empty assignment for good, so the broker scenario runs dynamic
-    // members. (Both are tansu limitations; Apache Kafka handles either way.)
-    let static_members = scenario != Scenario::BrokerOutage;
+    let env = [("EHAC_KAFKA_BROKERS", brokers.as_str())];
+    // Dynamic membership (the default) everywhere but in the static-membership scenario.
+    let static_members = scenario == Scenario::StaticMembersKill;
     let member = |instance: &'static str| {
         let mut env = env.to_vec();
         if static_members {
@@ -176,7 +221,9 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, tools: &Tools) -> an
     let gateway_args =
         ["--listen".into(), format!("127.0.0.1:{gateway_port}"), "--spool-dir".into(), dir.join("gateway-spool").display().to_string()];
     let mut gateway = Service::start(&bin, &dir, "gateway", "ehac-gateway", &gateway_args, &env)?;
-    let mut enricher = Service::start(&bin, &dir, "enricher", "ehac-enricher", &admin()?, &member("enricher-0"))?;
+    // `--transactions on`: the matrix proves the transactional path, so a broker without it fails.
+    let enricher_args = [admin()?, vec!["--transactions".into(), "on".into()]].concat();
+    let mut enricher = Service::start(&bin, &dir, "enricher", "ehac-enricher", &enricher_args, &member("enricher-0"))?;
     let mut sinks = vec![Service::start(&bin, &dir, "sink-0", "ehac-sink", &sink_args()?, &member("sink-0"))?];
     let extra_sink_args = [sink_args()?, sink_args()?];
     let http = reqwest::Client::new();
@@ -184,24 +231,27 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, tools: &Tools) -> an
     wait_ready(&http, &format!("{gateway_url}/readyz"), Duration::from_secs(60)).await?;
 
     let load = LoadArgs {
-        gateway: gateway_url,
+        gateway: gateway_url.clone(),
         count: args.count,
-        baseline_rate: args.rate,
+        baseline_rate: rate,
         surge_factor: 1.0,
         surge_share: 0.0,
         invalid_form_percent: 1.0,
         invalid_reference_percent: 1.0,
         concurrency: 64,
-        seed: 4_2020,
+        seed: seed.wrapping_mul(4_2020),
         client_id: format!("chaos-{}", scenario.name()),
         attempts: if scenario == Scenario::ClientRetries { 3 } else { 1 },
     };
-    let load_seconds = args.count as f64 / args.rate;
-    let fault_at = Duration::from_secs_f64(load_seconds * 0.3);
+    let load_seconds = args.count as f64 / rate;
+    // The fault's moment is drawn, not fixed: 10-60% into the load.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (scenario as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let fault_at_secs = load_seconds * rng.random_range(0.1..0.6);
     let poison_count = if scenario == Scenario::Poison { (args.count as f64 * args.poison_percent / 100.0).round() as u64 } else { 0 };
+    eprintln!("   fault at {fault_at_secs:.1} s of {load_seconds:.0} s (seed {seed})");
 
     let fault = async {
-        tokio::time::sleep(fault_at).await;
+        tokio::time::sleep(Duration::from_secs_f64(fault_at_secs)).await;
         match scenario {
             Scenario::SinkKill => {
                 sinks[0].kill()?;
@@ -213,10 +263,15 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, tools: &Tools) -> an
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 enricher.restart()?;
             }
-            Scenario::BrokerOutage => {
-                // SIGKILL: tansu 0.6 restarted after a SIGTERM shutdown panics in its group
-                // storage (update_group); after a crash it recovers from its SQLite file.
-                stack.stop_server(Server::Broker, true);
+            Scenario::StaticMembersKill => {
+                enricher.kill()?;
+                sinks[0].kill()?;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                enricher.restart()?;
+                sinks[0].restart()?;
+            }
+            Scenario::BrokerRestart | Scenario::BrokerCrash => {
+                stack.stop_server(Server::Broker, scenario == Scenario::BrokerCrash);
                 tokio::time::sleep(Duration::from_secs(args.broker_outage_secs)).await;
                 stack.restart_server(Server::Broker).await?;
             }
@@ -245,7 +300,13 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, tools: &Tools) -> an
     let load = load?;
     fault?;
 
-    let stored = warehouse_report::wait_for(&http, &stack.clickhouse_url(), load.accepted, poison_count, Duration::from_secs(90)).await?;
+    let patience = Duration::from_secs(args.drain_deadline_secs);
+    let stored = warehouse_report::wait_for(&http, &stack.clickhouse_url(), load.accepted, poison_count, patience).await?;
+    let metrics_url = format!("{gateway_url}/metrics");
+    let spooled = metric_value(&http, &metrics_url, "ehac_gateway_spooled_total").await.unwrap_or(0.0) as u64;
+    let spool_left = metric_value(&http, &metrics_url, "ehac_gateway_spool_records").await.unwrap_or(0.0) as u64;
+    let (kafka, topic_names) = (brokers.clone(), topics.clone());
+    let counts = tokio::task::spawn_blocking(move || kafka_counts(&kafka, &topic_names)).await??;
     let mut clean_shutdown = true;
     for service in std::iter::once(&mut gateway).chain(std::iter::once(&mut enricher)).chain(sinks.iter_mut()) {
         let status = service.stop()?;
@@ -255,20 +316,47 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, tools: &Tools) -> an
         }
     }
     drop(stack);
+    let missing = load.accepted as i64 - stored.stored as i64 - stored.rejected as i64;
+    let stuck = (counts.unconsumed + spool_left).min(missing.max(0) as u64);
+    // Poison on the enriched topic has no raw record; poison on the raw topic has one output.
+    let poison_on_enriched = (0..poison_count).filter(|i| i % 3 == 0).count() as u64;
     Ok(ScenarioResult {
         name: scenario.name(),
+        rate,
+        seed,
+        fault_at_secs,
         accepted: load.accepted,
         stored: stored.stored,
         rejected: stored.rejected,
-        lost: load.accepted as i64 - stored.stored as i64 - stored.rejected as i64,
+        stuck,
+        lost: missing - stuck as i64,
         duplicated: stored.duplicated,
+        raw_messages: counts.raw,
+        output_messages: counts.outputs,
+        expected_outputs: counts.raw + poison_on_enriched,
         refused: load.refused,
         failed: load.failed,
         poison_sent: poison_count,
         poison_rejected: stored.undecodable,
+        spooled,
         clean_shutdown,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What Kafka holds after the drain: raw records, outputs, and what the groups did not consume.
+struct KafkaCounts {
+    raw: u64,
+    outputs: u64,
+    unconsumed: u64,
+}
+
+fn kafka_counts(brokers: &str, topics: &Topics) -> anyhow::Result<KafkaCounts> {
+    let raw = tally(brokers, &[&topics.raw], ReadFrom::Beginning)?.messages;
+    let outputs = tally(brokers, &[&topics.enriched, &topics.rejected], ReadFrom::Beginning)?.messages;
+    let unconsumed = tally(brokers, &[&topics.raw], ReadFrom::Committed("ehac-enricher".into()))?.messages
+        + tally(brokers, &[&topics.enriched, &topics.rejected], ReadFrom::Committed("ehac-sink".into()))?.messages;
+    Ok(KafkaCounts { raw, outputs, unconsumed })
 }
 
 /// Random bytes (and truncated Avro headers) on the raw and enriched topics, spread over

@@ -52,7 +52,13 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     let tools = Tools::find_or_install()?;
     let stack = Stack::start(&tools, StackOptions::ephemeral(dir.join("stack"))?).await.context("starting broker and ClickHouse")?;
     stack.provision(&Topics::default(), args.partitions).await?;
-    println!("stack: kafka {} (tansu, sqlite), clickhouse {}", stack.kafka_brokers(), stack.clickhouse_url());
+    println!(
+        "stack: Apache Kafka {} at {} (log {}), clickhouse {}",
+        ehac_devstack::kafka_version(),
+        stack.kafka_brokers(),
+        stack.broker_logs()[0].display(),
+        stack.clickhouse_url()
+    );
 
     let brokers = stack.kafka_brokers();
     let bin = bin_dir()?;

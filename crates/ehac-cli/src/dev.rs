@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
-use ehac_devstack::{alive, terminate, BrokerStorage, Lifetime, Stack, StackOptions, Tools};
+use ehac_devstack::{alive, free_port, terminate, BrokerNode, Lifetime, Stack, StackOptions, Tools};
 use ehac_stream::config::Topics;
 use serde::{Deserialize, Serialize};
 
 #[derive(Subcommand)]
 pub enum Action {
-    /// Install what is missing, start tansu and ClickHouse, create topics, run migrations.
+    /// Install what is missing, start Apache Kafka and ClickHouse, create topics, run migrations.
     Up {
         #[arg(long, env = "EHAC_DEV_DIR", default_value = ".ehac/dev")]
         dir: PathBuf,
@@ -55,19 +55,32 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
                 }
             }
             let tools = Tools::find_or_install()?;
+            // The controller port is kept in the node's own files (server.properties): a
+            // restarted `dev up` on the same data reads it back.
+            let node_dir = dir.join("kafka-1");
+            let controller_port = std::fs::read_to_string(node_dir.join("server.properties"))
+                .ok()
+                .and_then(|p| p.lines().find_map(|l| l.strip_prefix("listeners=")?.rsplit_once(':')?.1.parse().ok()))
+                .map_or_else(free_port, Ok)?;
             let options = StackOptions {
                 dir: dir.clone(),
-                kafka_port,
+                brokers: vec![BrokerNode { node_id: 1, port: kafka_port, controller_port, dir: node_dir }],
                 clickhouse_http_port,
                 clickhouse_tcp_port,
-                storage: BrokerStorage::Sqlite,
                 lifetime: Lifetime::Detached,
             };
             let stack = Stack::start(&tools, options).await?;
             stack.provision(&Topics::default(), partitions).await?;
             let state = State { kafka_brokers: stack.kafka_brokers(), clickhouse_url: stack.clickhouse_url(), pids: stack.pids.clone() };
             std::fs::write(&state_file, serde_json::to_string_pretty(&state)?)?;
-            println!("up: kafka {} clickhouse {} (data in {})", state.kafka_brokers, state.clickhouse_url, dir.display());
+            println!(
+                "up: Apache Kafka {} at {} (log {}), clickhouse {} (data in {})",
+                ehac_devstack::kafka_version(),
+                state.kafka_brokers,
+                stack.broker_logs()[0].display(),
+                state.clickhouse_url,
+                dir.display()
+            );
             println!("export EHAC_KAFKA_BROKERS={} EHAC_CLICKHOUSE_URL={}", state.kafka_brokers, state.clickhouse_url);
             Ok(())
         }

@@ -1,9 +1,14 @@
-//! A local stack of real servers: tansu (Kafka API) and ClickHouse, on loopback ports, with all
-//! their data under one directory. Used by `ehac dev up`, `ehac demo` and the integration tests.
-//! [`Prometheus`] starts a Prometheus server the same way, for the alerting tests.
+//! A local stack of real servers: Apache Kafka (KRaft, from the jars `deploy/local/install.sh`
+//! resolved from Maven Central) and ClickHouse, on loopback ports, with all their data under one
+//! directory. Used by `ehac dev up`, `ehac demo`, `ehac chaos`, `ehac bench` and the integration
+//! tests. The broker is one combined broker + controller node, or (for the cluster tests) three
+//! nodes with RF 3 and min.insync.replicas 2. [`Prometheus`] starts a Prometheus server the same
+//! way, for the alerting tests.
 //!
 //! Servers started [`Lifetime::Attached`] die with the thread that started them (PR_SET_PDEATHSIG),
 //! so a test run or demo that crashes leaves no stray servers behind.
+
+pub mod broker;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -13,13 +18,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use ehac_stream::config::{ClickHouseArgs, Topics};
 
+pub use broker::{kafka_version, BrokerNode};
+
 /// The installer, compiled in so that `ehac dev up` works from any directory.
 pub const INSTALL_SCRIPT: &str = include_str!("../../../deploy/local/install.sh");
 
 /// Where the servers' binaries are.
 #[derive(Debug, Clone)]
 pub struct Tools {
-    pub tansu: PathBuf,
+    /// The Apache Kafka broker's jars.
+    pub kafka_libs: PathBuf,
     pub clickhouse_server: PathBuf,
 }
 
@@ -33,37 +41,52 @@ fn tools_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/ehac/tools"))
 }
 
+/// `$EHAC_TOOLS_DIR/kafka-<version>`, where install.sh puts the broker (`libs/`, `.complete`).
+pub fn kafka_home() -> PathBuf {
+    tools_dir().join(format!("kafka-{}", kafka_version()))
+}
+
 impl Tools {
-    /// Finds the binaries, or says exactly what to install.
+    /// Finds the servers, or says exactly what to install.
     pub fn find() -> anyhow::Result<Tools> {
-        let tansu = std::env::var_os("EHAC_TANSU")
-            .map(PathBuf::from)
-            .filter(|p| p.is_file())
-            .or_else(|| Some(tools_dir().join("bin/tansu")).filter(|p| p.is_file()))
-            .or_else(|| on_path("tansu"));
+        let home = kafka_home();
+        let kafka = Some(home.join("libs")).filter(|_| home.join(".complete").is_file());
+        let java = on_path("java");
         let clickhouse_server =
             on_path("clickhouse-server").or_else(|| Some(PathBuf::from("/usr/bin/clickhouse-server")).filter(|p| p.is_file()));
-        match (tansu, clickhouse_server) {
-            (Some(tansu), Some(clickhouse_server)) => Ok(Tools { tansu, clickhouse_server }),
-            (tansu, clickhouse) => {
+        match (kafka, java, clickhouse_server) {
+            (Some(kafka_libs), Some(_), Some(clickhouse_server)) => Ok(Tools { kafka_libs, clickhouse_server }),
+            (kafka, java, clickhouse) => {
                 let mut missing = Vec::new();
-                if tansu.is_none() {
-                    missing.push("tansu (cargo install tansu --locked --features libsql,dynostore)");
+                if kafka.is_none() {
+                    missing.push(format!(
+                        "Apache Kafka {} in {} (mvn copy-dependencies of deploy/local/kafka/pom.xml)",
+                        kafka_version(),
+                        home.display()
+                    ));
+                }
+                if java.is_none() {
+                    missing.push("java (apt-get install openjdk-17-jre-headless)".to_owned());
                 }
                 if clickhouse.is_none() {
-                    missing.push("clickhouse-server (apt-get install clickhouse-server clickhouse-client)");
+                    missing.push("clickhouse-server (apt-get install clickhouse-server clickhouse-client)".to_owned());
                 }
-                bail!("missing {}: run `bash deploy/local/install.sh`, which installs both", missing.join(" and "))
+                bail!("missing {}: run `bash deploy/local/install.sh`, which installs them", missing.join(" and "))
             }
         }
     }
 
-    /// Finds the binaries, running the installer first if any is missing.
+    /// Finds the servers, running the installer first if any is missing.
     pub fn find_or_install() -> anyhow::Result<Tools> {
         if let Ok(tools) = Tools::find() {
             return Ok(tools);
         }
-        let status = Command::new("bash").arg("-c").arg(INSTALL_SCRIPT).status().context("running the installer")?;
+        // The compiled-in installer has no pom beside it: hand it the compiled-in one.
+        std::fs::create_dir_all(tools_dir())?;
+        let pom = tools_dir().join(format!("kafka-{}.pom.xml", kafka_version()));
+        std::fs::write(&pom, broker::KAFKA_POM)?;
+        let status =
+            Command::new("bash").arg("-c").arg(INSTALL_SCRIPT).env("EHAC_KAFKA_POM", &pom).status().context("running the installer")?;
         if !status.success() {
             bail!("the installer failed ({status})");
         }
@@ -80,34 +103,44 @@ pub enum Lifetime {
     Detached,
 }
 
-/// The broker's storage: durable SQLite, or memory (fast, forgets on exit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BrokerStorage {
-    Sqlite,
-    Memory,
-}
-
 #[derive(Debug, Clone)]
 pub struct StackOptions {
     pub dir: PathBuf,
-    pub kafka_port: u16,
+    /// One node, or three for a cluster.
+    pub brokers: Vec<BrokerNode>,
     pub clickhouse_http_port: u16,
     pub clickhouse_tcp_port: u16,
-    pub storage: BrokerStorage,
     pub lifetime: Lifetime,
 }
 
 impl StackOptions {
-    /// Free ports, durable broker storage, servers attached to this thread.
+    /// Free ports, one broker node, servers attached to this thread.
     pub fn ephemeral(dir: impl Into<PathBuf>) -> anyhow::Result<Self> {
+        Self::ephemeral_cluster(dir, 1)
+    }
+
+    /// Free ports, `nodes` broker nodes (1 or 3), servers attached to this thread.
+    pub fn ephemeral_cluster(dir: impl Into<PathBuf>, nodes: u32) -> anyhow::Result<Self> {
+        let dir = dir.into();
+        let brokers = (1..=nodes)
+            .map(|node_id| {
+                Ok(BrokerNode { node_id, port: free_port()?, controller_port: free_port()?, dir: dir.join(format!("kafka-{node_id}")) })
+            })
+            .collect::<anyhow::Result<_>>()?;
         Ok(StackOptions {
-            dir: dir.into(),
-            kafka_port: free_port()?,
+            dir,
+            brokers,
             clickhouse_http_port: free_port()?,
             clickhouse_tcp_port: free_port()?,
-            storage: BrokerStorage::Sqlite,
             lifetime: Lifetime::Attached,
         })
+    }
+
+    /// One broker node with its broker port fixed (e.g. 9092 for `ehac dev up`).
+    pub fn with_kafka_port(mut self, port: u16) -> Self {
+        self.brokers.truncate(1);
+        self.brokers[0].port = port;
+        self
     }
 }
 
@@ -118,6 +151,16 @@ pub struct Stack {
     pub pids: Vec<(String, u32)>,
     children: Vec<Child>,
     tools: Tools,
+}
+
+/// Whether a metadata request to `brokers` answers and lists `expected` brokers.
+fn metadata_lists(brokers: &str, expected: usize) -> bool {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    if brokers.is_empty() {
+        return false;
+    }
+    let client: Result<BaseConsumer, _> = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).set("log_level", "0").create();
+    client.is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok_and(|m| m.brokers().len() >= expected))
 }
 
 /// A port the OS says is free now.
@@ -190,23 +233,17 @@ const CLICKHOUSE_USERS: &str = r#"<yandex>
 /// One of the stack's servers, for fault injection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Server {
+    /// Every broker node (the only one, on a single node).
     Broker,
+    /// One broker node of a cluster, by its index in [`StackOptions::brokers`].
+    BrokerNode(usize),
     ClickHouse,
 }
 
-impl Server {
-    fn name(self) -> &'static str {
-        match self {
-            Server::Broker => "tansu",
-            Server::ClickHouse => "clickhouse-server",
-        }
-    }
-}
-
 impl Stack {
-    /// Starts tansu and ClickHouse and waits until both answer.
+    /// Starts Kafka and ClickHouse and waits until both answer (Kafka: a metadata request that
+    /// lists every node).
     pub async fn start(tools: &Tools, options: StackOptions) -> anyhow::Result<Stack> {
-        std::fs::create_dir_all(options.dir.join("broker"))?;
         std::fs::create_dir_all(options.dir.join("clickhouse"))?;
         let clickhouse_dir = options.dir.join("clickhouse").canonicalize()?;
         std::fs::write(
@@ -214,71 +251,114 @@ impl Stack {
             clickhouse_config(&clickhouse_dir, options.clickhouse_http_port, options.clickhouse_tcp_port),
         )?;
         std::fs::write(clickhouse_dir.join("users.xml"), CLICKHOUSE_USERS)?;
+        let mut options = options;
+        for node in &mut options.brokers {
+            std::fs::create_dir_all(&node.dir)?;
+            node.dir = node.dir.canonicalize()?;
+        }
+        let cluster_id = broker::new_cluster_id();
+        let libs = tools.kafka_libs.clone();
+        let nodes = options.brokers.clone();
+        // Formatting is a JVM start per node: run them side by side.
+        let formats: Vec<_> = nodes
+            .iter()
+            .map(|node| {
+                let (libs, node, nodes, cluster_id) = (libs.clone(), node.clone(), nodes.clone(), cluster_id.clone());
+                tokio::task::spawn_blocking(move || broker::prepare(&libs, &node, &nodes, &cluster_id))
+            })
+            .collect();
+        for format in formats {
+            format.await??;
+        }
         let mut stack = Stack { options, pids: Vec::new(), children: Vec::new(), tools: tools.clone() };
-        stack.spawn_server(Server::Broker)?;
+        for i in 0..stack.options.brokers.len() {
+            stack.spawn_server(Server::BrokerNode(i))?;
+        }
         stack.spawn_server(Server::ClickHouse)?;
-        if let Err(e) = stack.wait_until_up(Duration::from_secs(60)).await {
+        if let Err(e) = stack.wait_until_up(Duration::from_secs(90)).await {
             stack.stop();
             return Err(e);
         }
         Ok(stack)
     }
 
+    fn cluster(&self) -> bool {
+        self.options.brokers.len() > 1
+    }
+
+    /// The pid-list names a server goes by.
+    fn names(&self, server: Server) -> Vec<String> {
+        match server {
+            Server::Broker => self.options.brokers.iter().map(|n| n.process_name(self.cluster())).collect(),
+            Server::BrokerNode(i) => vec![self.options.brokers[i].process_name(self.cluster())],
+            Server::ClickHouse => vec!["clickhouse-server".to_owned()],
+        }
+    }
+
     fn spawn_server(&mut self, server: Server) -> anyhow::Result<()> {
-        let options = &self.options;
+        if server == Server::Broker {
+            for i in 0..self.options.brokers.len() {
+                self.spawn_server(Server::BrokerNode(i))?;
+            }
+            return Ok(());
+        }
         let child = match server {
-            Server::Broker => {
-                let broker_dir = options.dir.join("broker");
-                let listener = format!("tcp://127.0.0.1:{}", options.kafka_port);
-                let mut tansu = Command::new(&self.tools.tansu);
-                tansu.current_dir(&broker_dir).arg("broker").args(["--listener-url", &listener, "--advertised-listener-url", &listener]);
-                // sqlite://FILE is relative to the working directory: the broker directory.
-                tansu.args([
-                    "--storage-engine",
-                    match options.storage {
-                        BrokerStorage::Sqlite => "sqlite://tansu.db",
-                        BrokerStorage::Memory => "memory://tansu/",
-                    },
-                ]);
-                // Appended, not truncated: a restarted broker keeps the earlier log.
-                spawn_appending(tansu, &broker_dir.join("tansu.log"), options.lifetime)?
+            Server::BrokerNode(i) => {
+                let node = &self.options.brokers[i];
+                // Appended, not truncated: a restarted broker keeps the earlier output.
+                spawn_appending(broker::server_command(&self.tools.kafka_libs, node), &node.dir.join("stdout.log"), self.options.lifetime)?
             }
             Server::ClickHouse => {
-                let clickhouse_dir = options.dir.join("clickhouse").canonicalize()?;
+                let clickhouse_dir = self.options.dir.join("clickhouse").canonicalize()?;
                 let mut clickhouse = Command::new(&self.tools.clickhouse_server);
                 clickhouse.current_dir(&clickhouse_dir).arg(format!("--config-file={}", clickhouse_dir.join("config.xml").display()));
-                spawn_appending(clickhouse, &clickhouse_dir.join("stdout.log"), options.lifetime)?
+                spawn_appending(clickhouse, &clickhouse_dir.join("stdout.log"), self.options.lifetime)?
             }
+            Server::Broker => unreachable!("handled above"),
         };
-        self.pids.retain(|(name, _)| name != server.name());
-        self.pids.push((server.name().to_owned(), child.id()));
+        let name = self.names(server).remove(0);
+        self.pids.retain(|(n, _)| *n != name);
+        self.pids.push((name, child.id()));
         self.children.push(child);
         Ok(())
     }
 
-    /// Stops one server: a broker or database outage. `crash` kills it (SIGKILL), otherwise it
-    /// gets SIGTERM and 10 s before SIGKILL.
+    /// Stops a server: a broker or database outage. `crash` kills it (SIGKILL), otherwise it
+    /// gets SIGTERM (for Kafka a controlled shutdown) and 30 s before SIGKILL.
     pub fn stop_server(&mut self, server: Server, crash: bool) {
-        if let Some(position) = self.pids.iter().position(|(name, _)| name == server.name()) {
-            let (_, pid) = self.pids.remove(position);
-            if crash {
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            } else {
-                terminate(pid, Duration::from_secs(10));
-            }
-            self.children.retain_mut(|c| {
-                c.id() != pid || {
-                    let _ = c.wait();
-                    false
+        for name in self.names(server) {
+            if let Some(position) = self.pids.iter().position(|(n, _)| *n == name) {
+                let (_, pid) = self.pids.remove(position);
+                if crash {
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                } else {
+                    terminate(pid, Duration::from_secs(30));
                 }
-            });
+                self.children.retain_mut(|c| {
+                    c.id() != pid || {
+                        let _ = c.wait();
+                        false
+                    }
+                });
+            }
         }
     }
 
-    /// Starts a stopped server again on the same port with the same data, and waits for it.
+    /// Starts a stopped server again on the same ports with the same data, and waits for it.
     pub async fn restart_server(&mut self, server: Server) -> anyhow::Result<()> {
         self.spawn_server(server)?;
-        self.wait_until_up(Duration::from_secs(60)).await
+        self.wait_until_up(Duration::from_secs(90)).await
+    }
+
+    /// The pid of a running server.
+    pub fn pid(&self, server: Server) -> Option<u32> {
+        let name = self.names(server).remove(0);
+        self.pids.iter().find(|(n, _)| *n == name).map(|(_, pid)| *pid)
+    }
+
+    /// Where each broker node writes its log (for an operator following a failure).
+    pub fn broker_logs(&self) -> Vec<PathBuf> {
+        self.options.brokers.iter().map(BrokerNode::log_file).collect()
     }
 
     async fn wait_until_up(&mut self, within: Duration) -> anyhow::Result<()> {
@@ -288,26 +368,45 @@ impl Stack {
         loop {
             for child in &mut self.children {
                 if let Some(status) = child.try_wait()? {
-                    bail!("a server exited during start-up ({status}); see the logs under {}", self.options.dir.display());
+                    bail!("a server exited during start-up ({status})\n{}", self.failure_report());
                 }
             }
-            let broker_up = tokio::net::TcpStream::connect(("127.0.0.1", self.options.kafka_port)).await.is_ok();
+            let running: Vec<bool> = (0..self.options.brokers.len()).map(|i| self.pid(Server::BrokerNode(i)).is_some()).collect();
+            let brokers = self.kafka_brokers_running(&running);
+            let expected = running.iter().filter(|r| **r).count();
+            let broker_up = tokio::task::spawn_blocking(move || metadata_lists(&brokers, expected)).await.unwrap_or(false);
             let clickhouse_up = matches!(http.get(&ping).send().await, Ok(r) if r.status().is_success());
             if broker_up && clickhouse_up {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!(
-                    "servers not up after {within:?} (broker: {broker_up}, clickhouse: {clickhouse_up}); see the logs under {}",
-                    self.options.dir.display()
-                );
+                bail!("servers not up after {within:?} (kafka: {broker_up}, clickhouse: {clickhouse_up})\n{}", self.failure_report());
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
+    /// The brokers' and ClickHouse's last log lines, for a start that failed.
+    fn failure_report(&self) -> String {
+        let mut report = String::new();
+        for node in &self.options.brokers {
+            for log in [node.log_file(), node.dir.join("stdout.log")] {
+                report.push_str(&format!("--- last lines of {}:\n{}\n", log.display(), broker::tail(&log, 15)));
+            }
+        }
+        let clickhouse = self.options.dir.join("clickhouse/err.log");
+        report.push_str(&format!("--- last lines of {}:\n{}\n", clickhouse.display(), broker::tail(&clickhouse, 10)));
+        report
+    }
+
+    fn kafka_brokers_running(&self, running: &[bool]) -> String {
+        let nodes = self.options.brokers.iter().zip(running).filter(|(_, r)| **r).map(|(n, _)| n.address());
+        nodes.collect::<Vec<_>>().join(",")
+    }
+
+    /// Bootstrap servers: every node.
     pub fn kafka_brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.options.kafka_port)
+        self.options.brokers.iter().map(BrokerNode::address).collect::<Vec<_>>().join(",")
     }
 
     pub fn clickhouse_url(&self) -> String {
@@ -338,10 +437,14 @@ impl Stack {
         Ok(())
     }
 
-    /// SIGTERM to every server, SIGKILL to any still running after 10 s.
+    /// SIGTERM to every server at once, SIGKILL to any still running after 30 s. (At once: a
+    /// Kafka node whose quorum is gone waits minutes in a controlled shutdown.)
     pub fn stop(&mut self) {
         for (_, pid) in &self.pids {
-            terminate(*pid, Duration::from_secs(10));
+            signal_term(*pid);
+        }
+        for (_, pid) in &self.pids {
+            terminate(*pid, Duration::from_secs(30));
         }
         for child in &mut self.children {
             let _ = child.wait();
@@ -451,12 +554,12 @@ mod tests {
 
     #[test]
     fn a_missing_server_is_an_error_that_says_what_to_install() {
-        // The only test in this binary, so changing the environment affects no other.
+        // The only test in this binary that changes the environment.
         std::env::set_var("PATH", "");
         std::env::set_var("EHAC_TOOLS_DIR", "/nonexistent");
-        std::env::remove_var("EHAC_TANSU");
-        let err = Tools::find().expect_err("tansu cannot be found").to_string();
-        assert!(err.contains("cargo install tansu --locked --features libsql,dynostore"), "{err}");
+        let err = Tools::find().expect_err("nothing can be found").to_string();
+        assert!(err.contains(&format!("Apache Kafka {}", kafka_version())), "{err}");
+        assert!(err.contains("apt-get install openjdk-17-jre-headless"), "{err}");
         assert!(err.contains("deploy/local/install.sh"), "{err}");
     }
 }

@@ -3,10 +3,17 @@
 //! Each batch is read, every record is classified by the pure [`classify`], the citizens' NIKs
 //! of the accepted ones are looked up in the population registry in one request (bounded by a
 //! timeout and a circuit breaker: when the registry is down or slow they stay `pending`, and
-//! `ehac reconcile` verifies them later), all results are produced, and only after the broker
-//! acknowledged every one are the batch's offsets committed.
-//! A crash in between replays the batch: output is at-least-once, and records keep their
-//! `declaration_id` key, so a replay writes the same records again rather than new ones.
+//! `ehac reconcile` verifies them later), and all results are produced.
+//!
+//! Exactly-once through Kafka (the default where the broker supports transactions): a batch's
+//! outputs and its input offsets go in one Kafka transaction (`transactional.id` per instance,
+//! `send_offsets_to_transaction`), so a crash anywhere leaves either all of them or none visible
+//! to read_committed readers (the sink). An aborted batch is read again from its first offset.
+//!
+//! Without transactions (`--transactions off`, or a broker that has none): the batch's offsets
+//! are committed only after the broker acknowledged every output; a crash in between replays
+//! the batch, so output is at-least-once, and records keep their `declaration_id` key, so a
+//! replay writes the same records again rather than new ones (the sink drops the copies).
 
 use std::time::Duration;
 
@@ -17,11 +24,15 @@ use ehac_stream::admin::{self, Readiness};
 use ehac_stream::codec::{self, ENRICHED, RAW, REJECTION};
 use ehac_stream::config::{AdminArgs, KafkaArgs, PolicyArgs};
 use ehac_stream::kafka;
+use ehac_stream::kafka::{Membership, MembershipArgs};
 use futures::future::join_all;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use rdkafka::Message;
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 pub const SERVICE: &str = "ehac-enricher";
@@ -47,6 +58,42 @@ pub struct Config {
     /// How long a batch waits to fill before it is processed.
     #[arg(long, env = "EHAC_ENRICHER_BATCH_LINGER_MS", default_value_t = 50)]
     pub batch_linger_ms: u64,
+    /// Kafka transactions: `auto` uses them when the broker supports them, `on` requires them,
+    /// `off` commits offsets after the outputs' acks instead (at-least-once; the sink dedups).
+    #[arg(long, env = "EHAC_ENRICHER_TRANSACTIONS", value_enum, default_value_t = Transactions::Auto)]
+    pub transactions: Transactions,
+    /// This instance's `transactional.id`: stable across its restarts, unique among instances.
+    /// Default: `<group>-<EHAC_KAFKA_GROUP_INSTANCE_ID>` if set, else
+    /// `<group>-<hostname>-<admin port>` (a pod name or host plus port is both).
+    #[arg(long, env = "EHAC_ENRICHER_TRANSACTIONAL_ID")]
+    pub transactional_id: Option<String>,
+    /// How long the broker lets a transaction stay open before aborting it: the longest a dead
+    /// instance that never comes back holds up read_committed readers of its partitions.
+    #[arg(long, env = "EHAC_ENRICHER_TRANSACTION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub transaction_timeout_ms: u64,
+    #[command(flatten)]
+    pub membership: MembershipArgs,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transactions {
+    Auto,
+    On,
+    Off,
+}
+
+impl Config {
+    /// The transactional id this instance uses (see `--transactional-id`).
+    pub fn transactional_id(&self) -> String {
+        if let Some(id) = &self.transactional_id {
+            return id.clone();
+        }
+        if let Ok(instance) = std::env::var("EHAC_KAFKA_GROUP_INSTANCE_ID") {
+            return format!("{}-{instance}", self.group);
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".into());
+        format!("{}-{host}-{}", self.group, self.admin.admin_listen.port())
+    }
 }
 
 /// What one raw record became.
@@ -159,6 +206,7 @@ struct Metrics {
     records: IntCounterVec,
     batch_size: Histogram,
     produce_retries: IntCounter,
+    transactions: IntCounterVec,
 }
 
 impl Metrics {
@@ -168,11 +216,34 @@ impl Metrics {
             HistogramOpts::new("enricher_batch_size", "Records per batch").buckets(prometheus::exponential_buckets(1.0, 4.0, 8)?),
         )?;
         let produce_retries = IntCounter::new("enricher_produce_retries_total", "Records produced again after a failed delivery")?;
+        let transactions = IntCounterVec::new(
+            Opts::new("enricher_transactions_total", "Kafka transactions, by outcome (committed, aborted)"),
+            &["outcome"],
+        )?;
         registry.register(Box::new(records.clone()))?;
         registry.register(Box::new(batch_size.clone()))?;
         registry.register(Box::new(produce_retries.clone()))?;
-        Ok(Metrics { records, batch_size, produce_retries })
+        registry.register(Box::new(transactions.clone()))?;
+        Ok(Metrics { records, batch_size, produce_retries, transactions })
     }
+
+    fn count(&self, outputs: &[Output]) {
+        for o in outputs {
+            let destination = match o.topic {
+                Destination::Enriched => "enriched",
+                Destination::Rejected => "rejected",
+            };
+            self.records.with_label_values(&[destination]).inc();
+        }
+    }
+}
+
+/// How a batch's outputs and offsets are made durable.
+enum Delivery {
+    /// One Kafka transaction per batch.
+    Transactional(FutureProducer),
+    /// Outputs acknowledged, then offsets committed.
+    AtLeastOnce(FutureProducer),
 }
 
 /// Runs until `shutdown`, then finishes the batch in hand, commits it and returns.
@@ -188,12 +259,26 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let brokers = &config.kafka.kafka_brokers;
     let topics = &config.kafka.topics;
-    let consumer = kafka::consumer(brokers, &config.group, &[&topics.raw])?;
-    let producer = kafka::producer(brokers)?;
-    tracing::info!(%admin_addr, group = %config.group, from = %topics.raw, "enricher started");
+    let Some(delivery) = delivery(&config, &readiness, &shutdown).await? else { return Ok(()) };
+    let consumer = std::sync::Arc::new(kafka::consumer(brokers, &config.group, &[&topics.raw])?);
+    let mut watch = config.membership.watch(&registry, &[&topics.raw])?;
+    tracing::info!(%admin_addr, group = %config.group, from = %topics.raw, transactional = matches!(delivery, Delivery::Transactional(_)), "enricher started");
     let linger = Duration::from_millis(config.batch_linger_ms);
 
     while let Some(batch) = kafka::next_batch(&consumer, config.batch_max, linger, &readiness, &shutdown).await {
+        if batch.is_empty() {
+            let (c, r) = (consumer.clone(), readiness.clone());
+            let (w, verdict) = tokio::task::spawn_blocking(move || {
+                let verdict = watch.check(&*c, &r);
+                (watch, verdict)
+            })
+            .await?;
+            watch = w;
+            if verdict == Membership::Exit {
+                anyhow::bail!("no partitions assigned for too long while the group has lag; exiting for a restart");
+            }
+            continue;
+        }
         metrics.batch_size.observe(batch.len() as f64);
         let now_ms = chrono::Utc::now().timestamp_millis();
         let mut outcomes: Vec<Outcome> = batch
@@ -205,23 +290,186 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             let _ = verify(verifier, &mut outcomes).await;
         }
         let outputs: Vec<Output> = outcomes.iter().map(Outcome::encode).collect();
-        if !produce_all(&producer, topics, &outputs, &metrics, &shutdown).await {
-            tracing::warn!(records = batch.len(), "stopping with an unacknowledged batch; it will be replayed");
-            return Ok(());
+        match &delivery {
+            Delivery::AtLeastOnce(producer) => {
+                if !produce_all(producer, topics, &outputs, &metrics, &shutdown).await {
+                    tracing::warn!(records = batch.len(), "stopping with an unacknowledged batch; it will be replayed");
+                    return Ok(());
+                }
+                metrics.count(&outputs);
+                kafka::commit_batch(&consumer, &batch);
+            }
+            Delivery::Transactional(producer) => match transact(producer, &consumer, topics, &batch, &outputs).await {
+                Ok(()) => {
+                    metrics.transactions.with_label_values(&["committed"]).inc();
+                    metrics.count(&outputs);
+                }
+                Err(TransactionFailed::Aborted(e)) => {
+                    metrics.transactions.with_label_values(&["aborted"]).inc();
+                    tracing::warn!(error = %e, records = batch.len(), "transaction aborted; the batch is read again");
+                    rewind(&consumer, &batch);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+                Err(TransactionFailed::Fatal(e)) => {
+                    return Err(anyhow::anyhow!(e).context(
+                        "the transactional producer failed for good (fenced by a newer instance with the same transactional.id?)",
+                    ))
+                }
+            },
         }
-        for o in &outputs {
-            metrics
-                .records
-                .with_label_values(&[match o.topic {
-                    Destination::Enriched => "enriched",
-                    Destination::Rejected => "rejected",
-                }])
-                .inc();
-        }
-        kafka::commit_batch(&consumer, &batch);
     }
     tracing::info!("enricher drained");
     Ok(())
+}
+
+/// Sets up the producer: transactional if asked for or, with `auto`, if the broker supports it.
+/// `None` if shutdown came first.
+async fn delivery(config: &Config, readiness: &Readiness, shutdown: &CancellationToken) -> anyhow::Result<Option<Delivery>> {
+    let brokers = &config.kafka.kafka_brokers;
+    if config.transactions == Transactions::Off {
+        return Ok(Some(Delivery::AtLeastOnce(kafka::producer(brokers)?)));
+    }
+    let id = config.transactional_id();
+    let timeout = Duration::from_millis(config.transaction_timeout_ms);
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let producer = kafka::transactional_producer(brokers, &id, timeout)?;
+        let init = producer.clone();
+        // Blocking call: also fences an earlier instance with this id and aborts what it left open.
+        match tokio::task::spawn_blocking(move || init.init_transactions(Duration::from_secs(30))).await? {
+            Ok(()) => {
+                tracing::info!(transactional_id = %id, "transactions on");
+                readiness.detail("transactions", format!("on ({id})"));
+                return Ok(Some(Delivery::Transactional(producer)));
+            }
+            Err(KafkaError::Transaction(e)) if e.is_retriable() || e.code() == rdkafka::types::RDKafkaErrorCode::MessageTimedOut => {
+                tracing::warn!(error = %e, "initialising transactions failed; retrying");
+            }
+            Err(e) if config.transactions == Transactions::Auto && !is_transient(&e) => {
+                tracing::warn!(error = %e, "the broker does not support transactions: at-least-once output, deduplicated by the sink");
+                readiness.detail("transactions", format!("off: {e}"));
+                return Ok(Some(Delivery::AtLeastOnce(kafka::producer(brokers)?)));
+            }
+            Err(e) if is_transient(&e) => tracing::warn!(error = %e, "initialising transactions failed; retrying"),
+            Err(e) => return Err(anyhow::anyhow!(e).context("initialising Kafka transactions (--transactions on)")),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// A timeout or an unreachable broker: worth trying again, and no sign of a broker without
+/// transactions.
+fn is_transient(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::OperationTimedOut
+                | C::MessageTimedOut
+                | C::AllBrokersDown
+                | C::BrokerTransportFailure
+                | C::CoordinatorNotAvailable
+                | C::NotCoordinator
+        )
+    )
+}
+
+enum TransactionFailed {
+    /// Nothing of the batch became visible; read it again.
+    Aborted(KafkaError),
+    /// The producer cannot go on (fenced, or a fatal client error).
+    Fatal(KafkaError),
+}
+
+/// One batch in one transaction: begin, produce every output, add the batch's next offsets to
+/// the transaction, commit. Any failure aborts it.
+async fn transact(
+    producer: &FutureProducer,
+    consumer: &std::sync::Arc<kafka::GroupConsumer>,
+    topics: &ehac_stream::config::Topics,
+    batch: &[OwnedMessage],
+    outputs: &[Output],
+) -> Result<(), TransactionFailed> {
+    let classify = |e: KafkaError| match &e {
+        KafkaError::Transaction(t) if t.is_fatal() => TransactionFailed::Fatal(e),
+        _ => TransactionFailed::Aborted(e),
+    };
+    producer.begin_transaction().map_err(classify)?;
+    let sends =
+        outputs.iter().map(|o| producer.send(FutureRecord::to(topic_of(topics, o)).key(&o.key).payload(&o.payload), Timeout::Never));
+    let failed = join_all(sends).await.into_iter().find_map(|r| r.err().map(|(e, _)| e));
+    let result = match failed {
+        Some(e) => Err(e),
+        None => {
+            let (producer, consumer, offsets) = (producer.clone(), consumer.clone(), next_offsets(batch));
+            tokio::task::spawn_blocking(move || {
+                // None only before the consumer joined its group, which a batch in hand rules out.
+                let group = consumer.group_metadata().ok_or(KafkaError::Rebalance(rdkafka::types::RDKafkaErrorCode::InvalidGroupId))?;
+                producer.send_offsets_to_transaction(&offsets, &group, Duration::from_secs(30))?;
+                producer.commit_transaction(Duration::from_secs(30))
+            })
+            .await
+            .unwrap_or(Err(KafkaError::Canceled))
+        }
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let failure = classify(e);
+            if let TransactionFailed::Aborted(_) = failure {
+                let abort = producer.clone();
+                if let Ok(Err(abort_error)) = tokio::task::spawn_blocking(move || abort.abort_transaction(Duration::from_secs(30))).await {
+                    if matches!(&abort_error, KafkaError::Transaction(t) if t.is_fatal()) {
+                        return Err(TransactionFailed::Fatal(abort_error));
+                    }
+                    tracing::warn!(error = %abort_error, "abort failed; the broker aborts the transaction at its timeout");
+                }
+            }
+            Err(failure)
+        }
+    }
+}
+
+fn topic_of<'t>(topics: &'t ehac_stream::config::Topics, o: &Output) -> &'t str {
+    match o.topic {
+        Destination::Enriched => &topics.enriched,
+        Destination::Rejected => &topics.rejected,
+    }
+}
+
+/// For every partition in `batch`, the offset after its last message: what the group commits.
+fn next_offsets(batch: &[OwnedMessage]) -> TopicPartitionList {
+    let mut next: std::collections::HashMap<(&str, i32), i64> = std::collections::HashMap::new();
+    for m in batch {
+        let entry = next.entry((m.topic(), m.partition())).or_insert(0);
+        *entry = (*entry).max(m.offset() + 1);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
+    }
+    tpl
+}
+
+/// After an abort: back to each partition's first offset in the batch, so it is read again.
+fn rewind(consumer: &kafka::GroupConsumer, batch: &[OwnedMessage]) {
+    let mut first: std::collections::HashMap<(&str, i32), i64> = std::collections::HashMap::new();
+    for m in batch {
+        let entry = first.entry((m.topic(), m.partition())).or_insert(i64::MAX);
+        *entry = (*entry).min(m.offset());
+    }
+    for ((topic, partition), offset) in first {
+        // A partition revoked meanwhile cannot be sought; its next owner starts from the commit.
+        if let Err(e) = consumer.seek(topic, partition, Offset::Offset(offset), Duration::from_secs(5)) {
+            tracing::info!(topic, partition, error = %e, "could not rewind (revoked?)");
+        }
+    }
 }
 
 /// Produces every output, re-sending failed deliveries until all are acknowledged. Returns
@@ -236,13 +484,8 @@ async fn produce_all(
     let mut pending: Vec<&Output> = outputs.iter().collect();
     let mut backoff = Duration::from_millis(100);
     loop {
-        let sends = pending.iter().map(|o| {
-            let topic = match o.topic {
-                Destination::Enriched => &topics.enriched,
-                Destination::Rejected => &topics.rejected,
-            };
-            producer.send(FutureRecord::to(topic).key(&o.key).payload(&o.payload), Timeout::Never)
-        });
+        let sends =
+            pending.iter().map(|o| producer.send(FutureRecord::to(topic_of(topics, o)).key(&o.key).payload(&o.payload), Timeout::Never));
         let results = join_all(sends).await;
         let failed: Vec<&Output> = pending
             .iter()

@@ -70,6 +70,8 @@ pub struct Config {
     /// partition (backpressure; memory stays bounded while ClickHouse is slow).
     #[arg(long, env = "EHAC_SINK_PARTITION_BUFFER", default_value_t = 4_096)]
     pub partition_buffer: usize,
+    #[command(flatten)]
+    pub membership: ehac_stream::kafka::MembershipArgs,
 }
 
 pub(crate) struct Metrics {
@@ -81,7 +83,6 @@ pub(crate) struct Metrics {
     partitions: IntGauge,
     paused: IntGauge,
     pauses: IntCounter,
-    offset_gaps: IntCounter,
 }
 
 impl Metrics {
@@ -96,10 +97,6 @@ impl Metrics {
         let partitions = IntGauge::new("sink_partitions_assigned", "Partitions this instance owns")?;
         let paused = IntGauge::new("sink_partitions_paused", "Partitions paused because their task is behind (backpressure)")?;
         let pauses = IntCounter::new("sink_partition_pauses_total", "Times a partition was paused because its task was behind")?;
-        // Our topics are neither compacted nor transactional, so within a partition every
-        // offset holds a record: an offset the broker skipped is a record never delivered.
-        let offset_gaps =
-            IntCounter::new("sink_offset_gaps_total", "Offsets skipped between consecutive messages of a partition (should stay 0)")?;
         for metric in [
             Box::new(rows.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(batch_size.clone()),
@@ -109,11 +106,10 @@ impl Metrics {
             Box::new(partitions.clone()),
             Box::new(paused.clone()),
             Box::new(pauses.clone()),
-            Box::new(offset_gaps.clone()),
         ] {
             registry.register(metric)?;
         }
-        Ok(Metrics { rows, batch_size, insert_seconds, insert_errors, duplicates, partitions, paused, pauses, offset_gaps })
+        Ok(Metrics { rows, batch_size, insert_seconds, insert_errors, duplicates, partitions, paused, pauses })
     }
 }
 
@@ -216,7 +212,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let readiness = Readiness::default();
     readiness.check("kafka", "not consuming yet");
     readiness.check("clickhouse", "no insert yet");
-    let admin_addr = admin::serve(config.admin.admin_listen, registry, readiness.clone(), shutdown.clone()).await?;
+    let admin_addr = admin::serve(config.admin.admin_listen, registry.clone(), readiness.clone(), shutdown.clone()).await?;
     let client = warehouse::client(&config.clickhouse).with_database(warehouse::DATABASE);
     match client.query("SELECT 1").execute().await {
         Ok(()) => readiness.ready("clickhouse"),
@@ -249,22 +245,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _ = consumer.context().shared.set(shared.clone());
     tracing::info!(%admin_addr, group = %config.group, "sink started");
 
+    let watch = config.membership.watch(&registry, &[&topics.enriched, &topics.rejected])?;
     let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || read(&consumer, &shared, &routes, &runtime, &shutdown)).await?;
+    let membership = tokio::task::spawn_blocking(move || read(&consumer, &shared, &routes, &runtime, watch, &shutdown)).await?;
+    if membership == kafka::Membership::Exit {
+        anyhow::bail!("no partitions assigned for too long while the group has lag; exiting for a restart");
+    }
     tracing::info!("sink drained");
     Ok(())
 }
 
-/// The reader thread: polls, routes, applies backpressure, and on shutdown hands every
-/// partition over.
+/// The reader thread: polls, routes, applies backpressure, and on shutdown (or when the member
+/// is stranded without partitions, see [`kafka::AssignmentWatch`]) hands every partition over.
 fn read(
     consumer: &Arc<BaseConsumer<SinkContext>>,
     shared: &Arc<partition::Shared>,
     routes: &Arc<Routes>,
     runtime: &tokio::runtime::Handle,
+    mut watch: kafka::AssignmentWatch,
     shutdown: &CancellationToken,
-) {
-    while !shutdown.is_cancelled() {
+) -> kafka::Membership {
+    let mut membership = kafka::Membership::Fine;
+    while !shutdown.is_cancelled() && membership == kafka::Membership::Fine {
         // Move held-back messages first, in order, and resume partitions that caught up.
         let holding = {
             let mut map = routes.routes.lock().unwrap();
@@ -293,7 +295,7 @@ fn read(
         match consumer.poll(wait) {
             // Holding partitions with nothing to read is healthy, not "not consuming".
             None if !routes.assigned.lock().unwrap().is_empty() => shared.readiness.ready("kafka"),
-            None => {}
+            None => membership = watch.check(&**consumer, &shared.readiness),
             Some(Err(e)) => {
                 shared.readiness.not_ready("kafka", e.to_string());
                 tracing::warn!(error = %e, "consume failed; librdkafka retries");
@@ -332,6 +334,7 @@ fn read(
     let keys: Vec<(String, i32)> = routes.routes.lock().unwrap().keys().cloned().collect();
     consumer.context().hand_over(&keys);
     consumer.unsubscribe();
+    membership
 }
 
 fn set_paused(consumer: &BaseConsumer<SinkContext>, topic: &str, partition: i32, pause: bool) -> bool {

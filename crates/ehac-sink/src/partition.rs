@@ -109,28 +109,6 @@ async fn insert(client: &Client, partition: i32, rows: &Rows) -> clickhouse::err
     Ok(())
 }
 
-/// The next offset a partition task expects. Offsets of a partition that is neither compacted
-/// nor transactional are consecutive, so a jump means the broker skipped records: the task cannot
-/// get them back, but it must say so (tansu 0.6's memory engine does this on a fetch from inside
-/// a stored batch; see BENCHMARKS.md).
-#[derive(Default)]
-struct Continuity {
-    next: Option<i64>,
-}
-
-impl Continuity {
-    /// How many offsets were skipped before `offset`. A repeat (lower offset) is not a gap: the
-    /// dedup window deals with it.
-    fn skipped_before(&mut self, offset: i64) -> u64 {
-        let skipped = match self.next {
-            Some(next) if offset > next => (offset - next) as u64,
-            _ => 0,
-        };
-        self.next = Some(self.next.map_or(offset + 1, |next| next.max(offset + 1)));
-        skipped
-    }
-}
-
 /// Waits for one message, then takes more until `max` or `linger`. Empty once the channel is
 /// closed and drained: the partition was revoked or the sink is stopping.
 async fn gather(rx: &mut mpsc::Receiver<OwnedMessage>, max: usize, linger: Duration) -> Vec<OwnedMessage> {
@@ -195,7 +173,6 @@ pub(crate) async fn run(
 ) {
     let mut dedup: Option<Dedup> = None;
     let mut committed: Option<i64> = None;
-    let mut continuity = Continuity::default();
     loop {
         let batch = gather(&mut rx, shared.batch_max, shared.linger).await;
         let (Some(first), Some(last)) = (batch.first().map(|m| m.offset()), batch.last().map(|m| m.offset())) else { break };
@@ -219,17 +196,6 @@ pub(crate) async fn run(
         let mut rows = Rows::default();
         let mut skipped = 0u64;
         for message in &batch {
-            let missing = continuity.skipped_before(message.offset());
-            if missing > 0 {
-                shared.metrics.offset_gaps.inc_by(missing);
-                tracing::error!(
-                    topic,
-                    partition,
-                    offset = message.offset(),
-                    missing,
-                    "the broker skipped offsets: records before this one were never delivered"
-                );
-            }
             match decode(message, &shared.enriched_topic, now_ms) {
                 Ok(Ok(d)) if dedup.admit(&d.raw.declaration_id) => rows.declarations.push((d, message.offset())),
                 Ok(Err(r)) | Err(r) if dedup.admit(&rejection_identity(&r)) => rows.rejections.push((r, message.offset())),
@@ -283,29 +249,4 @@ pub(crate) async fn run(
         let _ = tokio::task::spawn_blocking(move || commit(&consumer, &topic, partition, next, CommitMode::Sync)).await;
     }
     tracing::info!(topic, partition, "partition task stopped");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Continuity;
-
-    #[test]
-    fn consecutive_offsets_have_no_gap_and_a_jump_counts_what_was_skipped() {
-        let mut c = Continuity::default();
-        assert_eq!(c.skipped_before(40), 0, "a task may start anywhere");
-        assert_eq!(c.skipped_before(41), 0);
-        assert_eq!(c.skipped_before(45), 3, "42, 43 and 44 were skipped");
-        assert_eq!(c.skipped_before(46), 0);
-    }
-
-    #[test]
-    fn a_repeat_is_not_a_gap_and_does_not_move_the_expectation_back() {
-        let mut c = Continuity::default();
-        for offset in 0..10 {
-            c.skipped_before(offset);
-        }
-        assert_eq!(c.skipped_before(5), 0);
-        assert_eq!(c.skipped_before(10), 0, "still expects 10 after re-reading 5");
-        assert_eq!(c.skipped_before(12), 1);
-    }
 }

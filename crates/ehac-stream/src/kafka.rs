@@ -1,8 +1,8 @@
 //! Kafka clients configured once for the whole pipeline. Only standard Kafka APIs are used, so
-//! the same code runs against Apache Kafka, Redpanda, MSK and (here) tansu.
+//! the same code runs against Apache Kafka, MSK, Confluent and Redpanda.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -16,13 +16,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::Readiness;
 
+/// The settings every producer shares: idempotent (no duplicates or reordering from its own
+/// retries) with acks from all in-sync replicas.
+fn producer_config(brokers: &str, linger: Duration) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", linger.as_millis().to_string())
+        .set("message.timeout.ms", "30000");
+    config
+}
+
 /// An idempotent producer: acks from all in-sync replicas, no duplicates from its own retries.
-///
-/// `EHAC_KAFKA_IDEMPOTENCE=false` turns idempotence off, for brokers that mishandle it: tansu
-/// 0.6, restarted while idempotent producers are connected, panics in its SQLite engine
-/// ("more or less than one row" in idempotent_message_check) and stops serving. Without it a
-/// producer retry may write a record twice; the sink drops the copy by declaration id, so the
-/// tables stay exactly-once.
 pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
     producer_with_linger(brokers, Duration::from_millis(5))
 }
@@ -30,13 +37,20 @@ pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
 /// [`producer`] with its own `linger.ms`: how long a record may wait for others to share its
 /// request. A service that answers a person per record (the gateway) wants it short.
 pub fn producer_with_linger(brokers: &str, linger: Duration) -> Result<FutureProducer, KafkaError> {
-    let idempotence = std::env::var("EHAC_KAFKA_IDEMPOTENCE").map_or(true, |v| v != "false");
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", if idempotence { "true" } else { "false" })
-        .set("acks", "all")
-        .set("linger.ms", linger.as_millis().to_string())
-        .set("message.timeout.ms", "30000")
+    producer_config(brokers, linger).create()
+}
+
+/// A transactional producer (`transactional.id`): what it writes and the input offsets it
+/// commits become visible together or not at all. The id must be stable for one instance across
+/// restarts, so a restarted instance fences its dead predecessor and aborts the transaction it
+/// left open at once, instead of read_committed consumers waiting for that transaction's timeout.
+/// Call `init_transactions` before use.
+pub fn transactional_producer(brokers: &str, transactional_id: &str, transaction_timeout: Duration) -> Result<FutureProducer, KafkaError> {
+    producer_config(brokers, Duration::from_millis(5))
+        .set("transactional.id", transactional_id)
+        .set("transaction.timeout.ms", transaction_timeout.as_millis().to_string())
+        // librdkafka requires a delivery to give up no later than its transaction would.
+        .set("message.timeout.ms", transaction_timeout.as_millis().to_string())
         .create()
 }
 
@@ -72,6 +86,9 @@ pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        // Records of aborted transactions are never read (librdkafka's default, stated because
+        // the enricher's exactly-once output depends on it).
+        .set("isolation.level", "read_committed")
         .set("partition.assignment.strategy", std::env::var("EHAC_KAFKA_ASSIGNMENT").unwrap_or_else(|_| "cooperative-sticky".into()))
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
@@ -91,10 +108,13 @@ pub fn consumer(brokers: &str, group: &str, topics: &[&str]) -> Result<GroupCons
     Ok(consumer)
 }
 
-/// Creates the topics with `partitions` each, leaving existing ones as they are.
+/// Creates the topics with `partitions` each and the broker's default replication factor (1 on
+/// a single node, 3 on a cluster, whose `min.insync.replicas` then applies), leaving existing
+/// ones as they are.
 pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
+    // -1: the broker's default.replication.factor (CreateTopics v4+, Kafka 2.4 on).
+    let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(-1))).collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics(&new, &options).await? {
         match result {
@@ -107,10 +127,11 @@ pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> a
 }
 
 /// Waits for the first message, then gathers more until `max` messages or `linger` has passed.
-/// `None` once shutdown fired. Consume errors mark the `kafka` readiness check down and are
-/// retried; librdkafka reconnects by itself. A member that holds partitions but has nothing to
-/// read is ready too: an idle topic is not a fault. Messages are copied out of librdkafka's
-/// buffers so the batch can outlive the poll.
+/// An empty batch after a second with nothing to read (so the caller can look after its group
+/// membership); `None` once shutdown fired. Consume errors mark the `kafka` readiness check down
+/// and are retried; librdkafka reconnects by itself. A member that holds partitions but has
+/// nothing to read is ready too: an idle topic is not a fault. Messages are copied out of
+/// librdkafka's buffers so the batch can outlive the poll.
 pub async fn next_batch(
     consumer: &GroupConsumer,
     max: usize,
@@ -125,6 +146,7 @@ pub async fn next_batch(
                 if consumer.assignment().is_ok_and(|a| a.count() > 0) {
                     readiness.ready("kafka");
                 }
+                return Some(Vec::new());
             }
             Ok(Gathered::Batch(batch)) => {
                 readiness.ready("kafka");
@@ -191,4 +213,265 @@ fn try_commit(consumer: &GroupConsumer, batch: &[OwnedMessage]) -> Result<(), Ka
         tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
     }
     consumer.commit(&tpl, CommitMode::Sync)
+}
+
+/// Notices a member that holds no partitions while its group has lag that nobody consumes
+/// (the group's committed offsets stand still): after a broker restart or a missed rebalance a
+/// consumer can sit in its group with an empty assignment for good, and the backlog then waits
+/// for nobody. (A member left without partitions because the group has more members than
+/// partitions is fine: the others' commits move.) Such a member turns not ready, sets the
+/// `kafka_member_stranded` gauge (alerted on), and after `exit_after` asks its service to exit
+/// so that its supervisor starts it afresh, which makes it join the group anew.
+pub struct AssignmentWatch {
+    topics: Vec<String>,
+    grace: Duration,
+    exit_after: Option<Duration>,
+    unassigned_since: Option<Instant>,
+    stranded_since: Option<Instant>,
+    last_check: Option<Instant>,
+    /// The group's committed offsets summed, at the last check.
+    last_committed: Option<i64>,
+    stranded: prometheus::IntGauge,
+}
+
+/// What the watch tells its service to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    Fine,
+    /// Stranded for longer than `exit_after`: leave, so that a supervisor restarts the process.
+    Exit,
+}
+
+impl AssignmentWatch {
+    /// `grace`: how long an empty assignment is normal (a rebalance in progress); `exit_after`:
+    /// how long a stranded member waits for the group to give it partitions before it exits
+    /// (`None`: never exits, only reports).
+    pub fn new(
+        registry: &prometheus::Registry,
+        topics: &[&str],
+        grace: Duration,
+        exit_after: Option<Duration>,
+    ) -> prometheus::Result<Self> {
+        let stranded = prometheus::IntGauge::new(
+            "kafka_member_stranded",
+            "1 while this consumer holds no partitions although its group has lag on its topics",
+        )?;
+        registry.register(Box::new(stranded.clone()))?;
+        Ok(AssignmentWatch {
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            grace,
+            exit_after,
+            unassigned_since: None,
+            stranded_since: None,
+            last_check: None,
+            last_committed: None,
+            stranded,
+        })
+    }
+
+    /// Call often (every poll); it queries the broker at most every 5 s, and only while the
+    /// assignment is empty. Blocking: call from a thread that may block for a moment.
+    pub fn check<C: ConsumerContext>(&mut self, consumer: &impl Consumer<C>, readiness: &Readiness) -> Membership {
+        let now = Instant::now();
+        if consumer.assignment().is_ok_and(|a| a.count() > 0) {
+            if self.stranded_since.take().is_some() {
+                tracing::info!("partitions assigned again");
+                readiness.ready("assignment");
+            }
+            self.unassigned_since = None;
+            self.last_committed = None;
+            self.stranded.set(0);
+            return Membership::Fine;
+        }
+        let since = *self.unassigned_since.get_or_insert(now);
+        if now - since < self.grace || self.last_check.is_some_and(|t| now - t < Duration::from_secs(5)) {
+            return self.verdict(now);
+        }
+        self.last_check = Some(now);
+        let progress = match group_lag(consumer, &self.topics) {
+            Ok(progress) => progress,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read the group's lag");
+                return self.verdict(now);
+            }
+        };
+        let moved = self.last_committed.replace(progress.committed).is_none_or(|before| before != progress.committed);
+        match progress.lag {
+            lag if lag == 0 || moved => {
+                // Nothing to read, or others are reading it: an idle member is fine.
+                if self.stranded_since.take().is_some() {
+                    readiness.ready("assignment");
+                }
+                self.stranded.set(0);
+            }
+            lag => {
+                if self.stranded_since.is_none() {
+                    tracing::warn!(lag, "this member holds no partitions while its group has lag");
+                    self.stranded_since = Some(now);
+                }
+                self.stranded.set(1);
+                readiness.not_ready("assignment", format!("no partitions assigned while the group has {lag} messages of lag"));
+            }
+        }
+        self.verdict(now)
+    }
+
+    fn verdict(&self, now: Instant) -> Membership {
+        match (self.stranded_since, self.exit_after) {
+            (Some(since), Some(limit)) if now - since >= limit => {
+                tracing::error!(after = ?limit, "still no partitions while the group has lag: exiting so that a supervisor restarts this member");
+                Membership::Exit
+            }
+            _ => Membership::Fine,
+        }
+    }
+}
+
+/// A group's position on its topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupProgress {
+    /// Messages beyond the committed offsets (a partition with no commit counts from its low
+    /// watermark), not counting the last offset of each partition.
+    pub lag: i64,
+    /// The committed offsets summed: it moves while anybody consumes.
+    pub committed: i64,
+}
+
+/// Where the consumer's group stands on `topics`.
+pub fn group_lag<C: ConsumerContext>(consumer: &impl Consumer<C>, topics: &[String]) -> Result<GroupProgress, KafkaError> {
+    let timeout = Duration::from_secs(5);
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                tpl.add_partition(t.name(), p.id());
+            }
+        }
+    }
+    let offsets = consumer.committed_offsets(tpl, timeout)?;
+    let (mut lag, mut committed) = (0, 0);
+    for element in offsets.elements() {
+        let (low, high) = consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+        let from = match element.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        committed += from;
+        // One offset per partition may be a transaction's commit marker, which no reader ever
+        // receives: a backlog of one is no backlog.
+        lag += (high - from - 1).max(0);
+    }
+    Ok(GroupProgress { lag, committed })
+}
+
+/// The `--unassigned-exit-secs` setting shared by the consumer services.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MembershipArgs {
+    /// Seconds a member may hold no partitions while its group has lag before it exits for its
+    /// supervisor to restart it; 0: never exit, only report (readiness, kafka_member_stranded).
+    #[arg(long, env = "EHAC_KAFKA_UNASSIGNED_EXIT_SECS", default_value_t = 60)]
+    pub unassigned_exit_secs: u64,
+}
+
+impl Default for MembershipArgs {
+    fn default() -> Self {
+        MembershipArgs { unassigned_exit_secs: 60 }
+    }
+}
+
+impl MembershipArgs {
+    pub fn watch(&self, registry: &prometheus::Registry, topics: &[&str]) -> prometheus::Result<AssignmentWatch> {
+        let exit_after = (self.unassigned_exit_secs > 0).then(|| Duration::from_secs(self.unassigned_exit_secs));
+        // Three session timeouts: longer than any rebalance the group should need.
+        AssignmentWatch::new(registry, topics, Duration::from_secs(30), exit_after)
+    }
+}
+
+/// Where [`tally`] starts reading each partition.
+#[derive(Debug, Clone)]
+pub enum ReadFrom {
+    Beginning,
+    /// The group's committed offsets: what the group has not consumed yet.
+    Committed(String),
+}
+
+/// What [`tally`] read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub messages: u64,
+    pub distinct_keys: u64,
+}
+
+/// Reads `topics` (read_committed) from `from` to their current end and counts the messages and
+/// distinct keys (over all the topics): what a reader would get. For checks and reports, not
+/// for the hot path.
+pub fn tally(brokers: &str, topics: &[&str], from: ReadFrom) -> anyhow::Result<Tally> {
+    let mut keys = std::collections::HashSet::new();
+    let mut messages = 0;
+    for topic in topics {
+        messages += tally_topic(brokers, topic, &from, &mut keys)?;
+    }
+    Ok(Tally { messages, distinct_keys: keys.len() as u64 })
+}
+
+fn tally_topic(brokers: &str, topic: &str, from: &ReadFrom, keys: &mut std::collections::HashSet<Vec<u8>>) -> anyhow::Result<u64> {
+    use rdkafka::consumer::BaseConsumer;
+    let group = match from {
+        ReadFrom::Committed(group) => group.as_str(),
+        ReadFrom::Beginning => "ehac-tally",
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let timeout = Duration::from_secs(10);
+    let mut tpl = TopicPartitionList::new();
+    for t in consumer.fetch_metadata(Some(topic), timeout)?.topics() {
+        for p in t.partitions() {
+            tpl.add_partition(t.name(), p.id());
+        }
+    }
+    let committed = match from {
+        ReadFrom::Beginning => None,
+        ReadFrom::Committed(_) => Some(consumer.committed_offsets(tpl.clone(), timeout)?),
+    };
+    // Partitions with something to read, and where each starts.
+    let mut start = TopicPartitionList::new();
+    let mut open = std::collections::HashSet::new();
+    for element in tpl.elements() {
+        let (low, high) = consumer.fetch_watermarks(topic, element.partition(), timeout)?;
+        let offset = match committed.as_ref().and_then(|c| c.find_partition(topic, element.partition())).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => low,
+        };
+        if offset < high {
+            start.add_partition_offset(topic, element.partition(), Offset::Offset(offset))?;
+            open.insert(element.partition());
+        }
+    }
+    if open.is_empty() {
+        return Ok(0);
+    }
+    consumer.assign(&start)?;
+    let mut messages = 0;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !open.is_empty() {
+        anyhow::ensure!(Instant::now() < deadline, "reading {topic} did not reach its end within 300 s");
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                messages += 1;
+                keys.insert(m.key().map(<[u8]>::to_vec).unwrap_or_default());
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                open.remove(&partition);
+            }
+            Some(Err(e)) => anyhow::bail!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    Ok(messages)
 }

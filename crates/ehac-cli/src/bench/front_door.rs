@@ -70,7 +70,7 @@ pub async fn sweep(
     let http = reqwest::Client::new();
     let metrics_url = format!("{url}/metrics");
     wait_ready(&http, &format!("{url}/readyz"), Duration::from_secs(60)).await?;
-    let broker = stack.pids.iter().find(|(n, _)| n == "tansu").map(|(_, p)| *p);
+    let broker = stack.pid(ehac_devstack::Server::Broker);
     let mut steps = Vec::new();
     let mut max_rate_within_limit = 0.0;
     for (i, &rate) in rates.iter().enumerate() {

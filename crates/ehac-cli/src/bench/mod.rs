@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ehac_devstack::{BrokerStorage, Stack, StackOptions, Tools};
+use ehac_devstack::{Server, Stack, StackOptions, Tools};
 use ehac_domain::sample::{Flaw, SampleGenerator};
 use ehac_domain::{Policy, RawDeclaration, ReferenceData};
 use ehac_stream::codec::RAW;
@@ -33,17 +33,6 @@ pub enum BenchCommand {
     /// The holiday-peak surge through the whole pipeline, with the machine's ceilings and a
     /// Python peer measured in the same run.
     Surge(SurgeArgs),
-}
-
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Storage {
-    /// Durable (the broker writes to an SQLite file), as the demo runs.
-    Sqlite,
-    /// In memory: faster ack latency, but tansu 0.6's memory engine skips records on a fetch
-    /// from inside a stored chunk, so the sink rounds and stored/lost counts stall or come out
-    /// short (ARCHITECTURE.md, "The broker delivers every offset"). Front-door latency only.
-    Memory,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -101,9 +90,6 @@ pub struct SurgeArgs {
     /// Skip the Python peer (it needs python3 with venv and PyPI access).
     #[arg(long)]
     pub no_peer: bool,
-    /// The broker's storage engine.
-    #[arg(long, value_enum, default_value_t = Storage::Sqlite)]
-    pub broker_storage: Storage,
     #[arg(long, default_value_t = 2020_12_19)]
     pub seed: u64,
 }
@@ -137,7 +123,8 @@ pub struct Target {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub cores: usize,
-    pub broker_storage: Storage,
+    /// The broker the run measured, e.g. "Apache Kafka 4.4.0".
+    pub broker: String,
     pub partitions: i32,
     /// The spike's offered rate, declarations per second.
     pub offered_rate: f64,
@@ -241,10 +228,8 @@ async fn surge_bench(args: SurgeArgs) -> anyhow::Result<Report> {
     let dir = args.dir.canonicalize()?;
     let bin = bin_dir()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("== e-HAC surge benchmark: {} cores, broker storage {:?}, {} partitions", cores, args.broker_storage, args.partitions);
-    if args.broker_storage == Storage::Memory {
-        println!("   note: tansu's memory engine skips records when a consumer fetches from inside a stored chunk; trust its latency figures, not its row counts");
-    }
+    let broker_name = format!("Apache Kafka {}", ehac_devstack::kafka_version());
+    println!("== e-HAC surge benchmark: {cores} cores, {broker_name}, {} partitions", args.partitions);
 
     let phase = Phase::start("enricher rules, one core");
     let raw = tokio::task::spawn_blocking(move || raw_payloads(10_000, 7)).await?;
@@ -253,15 +238,11 @@ async fn surge_bench(args: SurgeArgs) -> anyhow::Result<Report> {
 
     let phase = Phase::start("servers");
     let tools = Tools::find_or_install()?;
-    let mut options = StackOptions::ephemeral(dir.join("stack"))?;
-    options.storage = match args.broker_storage {
-        Storage::Sqlite => BrokerStorage::Sqlite,
-        Storage::Memory => BrokerStorage::Memory,
-    };
+    let options = StackOptions::ephemeral(dir.join("stack"))?;
     let stack = Stack::start(&tools, options).await.context("starting broker and ClickHouse")?;
     stack.provision(&Topics::default(), args.partitions).await?;
     ceilings::create_topics(&stack.kafka_brokers(), args.partitions).await?;
-    phase.done(format!("kafka {} (tansu), clickhouse {}", stack.kafka_brokers(), stack.clickhouse_url()));
+    phase.done(format!("kafka {} ({broker_name}), clickhouse {}", stack.kafka_brokers(), stack.clickhouse_url()));
 
     let phase = Phase::start("payloads");
     let (count, seed) = (args.ceiling_count, args.seed);
@@ -269,7 +250,7 @@ async fn surge_bench(args: SurgeArgs) -> anyhow::Result<Report> {
     phase.done(format!("{} enriched declarations", payloads.len()));
 
     let phase = Phase::start("(a) broker produce/consume");
-    let broker_pid = stack.pids.iter().find(|(name, _)| name == "tansu").map(|(_, pid)| *pid).context("the broker's pid")?;
+    let broker_pid = stack.pid(Server::Broker).context("the broker's pid")?;
     let broker = ceilings::broker(&stack.kafka_brokers(), broker_pid, &payloads, &phase).await?;
     drop(payloads);
     phase.done(format!(
@@ -368,7 +349,7 @@ fn report(
     let lost = load.accepted as i64 - run.stored.stored as i64 - run.stored.rejected as i64;
     let mut report = Report {
         cores,
-        broker_storage: args.broker_storage,
+        broker: format!("Apache Kafka {}", ehac_devstack::kafka_version()),
         partitions: args.partitions,
         offered_rate,
         baseline_rate: args.baseline_rate,
@@ -493,11 +474,7 @@ fn print_report(r: &Report) {
 pub fn markdown(r: &Report) -> String {
     use std::fmt::Write;
     let mut m = String::new();
-    let _ = writeln!(
-        m,
-        "Machine: {} cores; broker storage {:?}; {} partitions; wall {:.0} s.\n",
-        r.cores, r.broker_storage, r.partitions, r.wall_seconds
-    );
+    let _ = writeln!(m, "Machine: {} cores; broker {}; {} partitions; wall {:.0} s.\n", r.cores, r.broker, r.partitions, r.wall_seconds);
     let _ = writeln!(m, "| target | goal | measured | met |\n|---|---|---|---|");
     for t in &r.targets {
         let _ = writeln!(m, "| {} | {} | {} | {} |", t.name, t.goal, t.measured, if t.met { "yes" } else { "**no**" });
