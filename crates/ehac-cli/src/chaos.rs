@@ -173,15 +173,15 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, tools: &Tools) -> an
     let gateway_port = free_port()?;
     let admin = || -> anyhow::Result<Vec<String>> { Ok(vec!["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?)]) };
     let sink_args = || -> anyhow::Result<Vec<String>> { Ok([admin()?, vec!["--clickhouse-url".into(), stack.clickhouse_url()]].concat()) };
-    let gateway_args =
-        ["--listen".into(), format!("127.0.0.1:{gateway_port}"), "--spool-dir".into(), dir.join("gateway-spool").display().to_string()];
+    let gateway_admin = format!("127.0.0.1:{}", free_port()?);
+    let gateway_args = crate::services::gateway_args(&format!("127.0.0.1:{gateway_port}"), &gateway_admin, &dir.join("gateway-spool"));
     let mut gateway = Service::start(&bin, &dir, "gateway", "ehac-gateway", &gateway_args, &env)?;
     let mut enricher = Service::start(&bin, &dir, "enricher", "ehac-enricher", &admin()?, &member("enricher-0"))?;
     let mut sinks = vec![Service::start(&bin, &dir, "sink-0", "ehac-sink", &sink_args()?, &member("sink-0"))?];
     let extra_sink_args = [sink_args()?, sink_args()?];
     let http = reqwest::Client::new();
     let gateway_url = format!("http://127.0.0.1:{gateway_port}");
-    wait_ready(&http, &format!("{gateway_url}/readyz"), Duration::from_secs(60)).await?;
+    wait_ready(&http, &format!("http://{gateway_admin}/readyz"), Duration::from_secs(60)).await?;
 
     let load = LoadArgs {
         gateway: gateway_url,
