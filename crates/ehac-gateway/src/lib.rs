@@ -258,10 +258,16 @@ const CLIENT_DECLARATION_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6568_61
 /// UUIDv7. The client's own id stays in the form as sent.
 fn declaration_id(client_id: &str, form: &DeclarationForm, idempotency_key: Option<&str>) -> String {
     match (&form.declaration_id, idempotency_key) {
-        (Some(id), _) => uuid::Uuid::new_v5(&CLIENT_DECLARATION_NAMESPACE, format!("{client_id}\n{id}").as_bytes()).to_string(),
+        (Some(id), _) => client_declaration_id(client_id, id),
         (None, Some(key)) => uuid::Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("{client_id}\n{key}").as_bytes()).to_string(),
         (None, None) => uuid::Uuid::now_v7().to_string(),
     }
+}
+
+/// The stored id of a declaration a client sent with its own `declaration_id`: UUIDv5 of the
+/// client and that id. Public so tests and tools can find a declaration by the client's id.
+pub fn client_declaration_id(client_id: &str, own_id: &str) -> String {
+    uuid::Uuid::new_v5(&CLIENT_DECLARATION_NAMESPACE, format!("{client_id}\n{own_id}").as_bytes()).to_string()
 }
 
 /// Who sent a request, as far as the gateway trusts it.

@@ -294,6 +294,7 @@ async fn the_same_declaration_id_or_idempotency_key_from_two_clients_gives_two_d
     let first_a = id(g.post(&g.tokens[0], &a).await);
     let first_b = id(g.post(&g.tokens[1], &b).await);
     assert_ne!(first_a, first_b);
+    assert_eq!(first_a, ehac_gateway::client_declaration_id("app-a", "booking-1"));
     assert_eq!(id(g.post(&g.tokens[0], &a).await), first_a, "a retry by the same client is the same declaration");
 
     let (plain_a, plain_b) = (declaration("app-a"), declaration("app-b"));
