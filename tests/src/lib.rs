@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 pub struct Pipeline {
     pub gateway: String,
+    /// The gateway's admin listener (`/healthz`, `/readyz`, `/metrics`).
+    pub gateway_admin: String,
     pub clickhouse_url: String,
     pub clickhouse: ClickHouseArgs,
     pub brokers: String,
@@ -113,6 +115,10 @@ async fn start_pipeline(options: PipelineOptions) -> anyhow::Result<Pipeline> {
     let gateway = ehac_gateway::start(
         ehac_gateway::Config {
             listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            // The tests tell their data apart by client ids they make up, so the gateway trusts
+            // the body's client_id here; authentication has its own tests (crates/ehac-gateway).
+            access: anonymous_access(),
             kafka: kafka.clone(),
             policy: options.policy.clone(),
             max_body_bytes: 64 * 1024,
@@ -131,6 +137,7 @@ async fn start_pipeline(options: PipelineOptions) -> anyhow::Result<Pipeline> {
 
     let pipeline = Pipeline {
         gateway: format!("http://{}", gateway.addr),
+        gateway_admin: format!("http://{}", gateway.admin_addr),
         clickhouse_url: stack.clickhouse_url(),
         clickhouse: stack.clickhouse_args(),
         brokers: stack.kafka_brokers(),
@@ -142,6 +149,11 @@ async fn start_pipeline(options: PipelineOptions) -> anyhow::Result<Pipeline> {
     // The stack lives as long as the process.
     std::mem::forget(stack);
     Ok(pipeline)
+}
+
+/// No client registry, and no per-address limit (all test traffic comes from one address).
+pub fn anonymous_access() -> ehac_gateway::AccessArgs {
+    ehac_gateway::AccessArgs { allow_anonymous: true, peer_rate_per_second: 0, ..Default::default() }
 }
 
 /// The sink as the tests run it: batches of at most 2,000 that linger 100 ms (the service's
@@ -251,6 +263,12 @@ impl Pipeline {
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
+    /// GET on the gateway's admin listener.
+    pub async fn get_admin(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("{}{}", self.gateway_admin, path)).await.expect("gateway admin answers");
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
     /// Runs SQL on ClickHouse and returns the TabSeparated answer.
     pub async fn sql(&self, sql: &str) -> String {
         let response = reqwest::Client::new()
@@ -288,6 +306,7 @@ pub struct OwnPipeline {
     /// Stops the gateway and the enricher.
     pub shutdown: CancellationToken,
     pub gateway_addr: std::net::SocketAddr,
+    pub gateway_admin: std::net::SocketAddr,
     pub enricher_admin: std::net::SocketAddr,
 }
 
@@ -305,6 +324,10 @@ pub async fn own_pipeline(name: &str, partitions: i32) -> anyhow::Result<OwnPipe
     let gateway = ehac_gateway::start(
         ehac_gateway::Config {
             listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            // The tests tell their data apart by client ids they make up, so the gateway trusts
+            // the body's client_id here; authentication has its own tests (crates/ehac-gateway).
+            access: anonymous_access(),
             kafka: kafka.clone(),
             policy: PolicyArgs::default(),
             max_body_bytes: 64 * 1024,
@@ -323,6 +346,7 @@ pub async fn own_pipeline(name: &str, partitions: i32) -> anyhow::Result<OwnPipe
     let enricher = tokio::spawn(ehac_enricher::run(enricher, enricher_shutdown.clone()));
     let pipeline = Pipeline {
         gateway: format!("http://{}", gateway.addr),
+        gateway_admin: format!("http://{}", gateway.admin_addr),
         clickhouse_url: stack.clickhouse_url(),
         clickhouse: stack.clickhouse_args(),
         brokers: stack.kafka_brokers(),
@@ -335,7 +359,7 @@ pub async fn own_pipeline(name: &str, partitions: i32) -> anyhow::Result<OwnPipe
     // Stopping them earlier, when a failing test unwinds, would leave the services' consumers
     // closing against a dead broker, which librdkafka waits for without end.
     std::mem::forget(stack);
-    Ok(OwnPipeline { pipeline, shutdown, gateway_addr: gateway.addr, enricher_admin })
+    Ok(OwnPipeline { pipeline, shutdown, gateway_addr: gateway.addr, gateway_admin: gateway.admin_addr, enricher_admin })
 }
 
 impl OwnPipeline {

@@ -105,7 +105,7 @@ async fn stopping_the_sink_under_load_fires_the_lag_alert_and_restarting_it_reso
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - ehac.yml\nscrape_configs:\n{}{}{}{}",
         job("ehac-lagwatch", lagwatch.addr.to_string()),
-        job("ehac-gateway", own.gateway_addr.to_string()),
+        job("ehac-gateway", own.gateway_admin.to_string()),
         job("ehac-enricher", own.enricher_admin.to_string()),
         job("ehac-sink", sink_admin.to_string()),
     );
@@ -167,7 +167,7 @@ async fn stopping_the_sink_under_load_fires_the_lag_alert_and_restarting_it_reso
     let mut names = BTreeSet::new();
     for url in [
         format!("{lagwatch_url}/metrics"),
-        format!("http://{}/metrics", own.gateway_addr),
+        format!("http://{}/metrics", own.gateway_admin),
         format!("http://{}/metrics", own.enricher_admin),
         format!("http://{sink_admin}/metrics"),
     ] {

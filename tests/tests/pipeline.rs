@@ -47,9 +47,10 @@ async fn a_client_supplied_declaration_id_is_kept() {
     form.declaration_id = Some(format!("{client}-0001"));
     let (status, body) = p.post(serde_json::to_vec(&form).unwrap()).await;
     assert_eq!(status, 202);
-    assert_eq!(body["declaration_id"], format!("{client}-0001"));
-    let count =
-        p.wait_for_count(&format!("SELECT count() FROM ehac.declarations WHERE declaration_id = '{client}-0001'"), 1, PATIENCE).await;
+    // Scoped by client: another client's "-0001" is another declaration.
+    let id = ehac_gateway::client_declaration_id(&client, &format!("{client}-0001"));
+    assert_eq!(body["declaration_id"], id);
+    let count = p.wait_for_count(&format!("SELECT count() FROM ehac.declarations WHERE declaration_id = '{id}'"), 1, PATIENCE).await;
     assert_eq!(count, 1);
 }
 
@@ -214,10 +215,10 @@ async fn unknown_routes_get_404_and_wrong_methods_405() {
 #[tokio::test]
 async fn health_readiness_and_metrics_are_served() {
     let p = pipeline();
-    assert_eq!(p.get("/healthz").await.0, 200);
+    assert_eq!(p.get_admin("/healthz").await.0, 200);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, body) = p.get("/readyz").await;
+        let (status, body) = p.get_admin("/readyz").await;
         if status == 200 {
             assert!(body.contains("\"ready\":true"), "{body}");
             break;
@@ -226,7 +227,7 @@ async fn health_readiness_and_metrics_are_served() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     p.post("{}").await;
-    let (status, metrics) = p.get("/metrics").await;
+    let (status, metrics) = p.get_admin("/metrics").await;
     assert_eq!(status, 200);
     assert!(metrics.contains("ehac_gateway_requests_total{outcome=\"invalid\",service=\"gateway\"}"), "{metrics}");
     assert!(metrics.contains("ehac_gateway_field_errors_total"), "{metrics}");
@@ -237,15 +238,17 @@ async fn a_poison_message_is_rejected_without_stalling_its_partition() {
     let p = pipeline();
     let client = unique_client("poison");
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &p.brokers).create().unwrap();
-    // Same key as the valid declarations below, so it lands on the same partition before them.
-    let key = format!("{client}-0");
+    // Same key as the first valid declaration below (its id as the gateway scopes it), so it
+    // lands on the same partition before them.
+    let own_id = format!("{client}-0");
+    let key = ehac_gateway::client_declaration_id(&client, &own_id);
     let mut positions = Vec::new();
     for payload in [&b"not avro at all"[..], &[0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 9][..]] {
         let delivery = producer.send(FutureRecord::to(&p.topics.raw).key(&key).payload(payload), Timeout::Never).await.unwrap();
         positions.push((delivery.partition, delivery.offset));
     }
     for (i, mut form) in declarations(5, &client, Flaw::None, 5).into_iter().enumerate() {
-        form.declaration_id = Some(if i == 0 { key.clone() } else { format!("{client}-{i}") });
+        form.declaration_id = Some(if i == 0 { own_id.clone() } else { format!("{client}-{i}") });
         assert_eq!(p.post(serde_json::to_vec(&form).unwrap()).await.0, 202);
     }
     let stored = p.wait_for_count(&format!("SELECT count() FROM ehac.declarations WHERE client_id = '{client}'"), 5, PATIENCE).await;

@@ -218,8 +218,8 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, rate: f64, seed: u64
     let gateway_port = free_port()?;
     let admin = || -> anyhow::Result<Vec<String>> { Ok(vec!["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?)]) };
     let sink_args = || -> anyhow::Result<Vec<String>> { Ok([admin()?, vec!["--clickhouse-url".into(), stack.clickhouse_url()]].concat()) };
-    let gateway_args =
-        ["--listen".into(), format!("127.0.0.1:{gateway_port}"), "--spool-dir".into(), dir.join("gateway-spool").display().to_string()];
+    let gateway_admin = format!("127.0.0.1:{}", free_port()?);
+    let gateway_args = crate::services::gateway_args(&format!("127.0.0.1:{gateway_port}"), &gateway_admin, &dir.join("gateway-spool"));
     let mut gateway = Service::start(&bin, &dir, "gateway", "ehac-gateway", &gateway_args, &env)?;
     // `--transactions on`: the matrix proves the transactional path, so a broker without it fails.
     let enricher_args = [admin()?, vec!["--transactions".into(), "on".into()]].concat();
@@ -228,7 +228,7 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, rate: f64, seed: u64
     let extra_sink_args = [sink_args()?, sink_args()?];
     let http = reqwest::Client::new();
     let gateway_url = format!("http://127.0.0.1:{gateway_port}");
-    wait_ready(&http, &format!("{gateway_url}/readyz"), Duration::from_secs(60)).await?;
+    wait_ready(&http, &format!("http://{gateway_admin}/readyz"), Duration::from_secs(60)).await?;
 
     let load = LoadArgs {
         gateway: gateway_url.clone(),
@@ -302,7 +302,7 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, rate: f64, seed: u64
 
     let patience = Duration::from_secs(args.drain_deadline_secs);
     let stored = warehouse_report::wait_for(&http, &stack.clickhouse_url(), load.accepted, poison_count, patience).await?;
-    let metrics_url = format!("{gateway_url}/metrics");
+    let metrics_url = format!("http://{gateway_admin}/metrics");
     let spooled = metric_value(&http, &metrics_url, "ehac_gateway_spooled_total").await.unwrap_or(0.0) as u64;
     let spool_left = metric_value(&http, &metrics_url, "ehac_gateway_spool_records").await.unwrap_or(0.0) as u64;
     let (kafka, topic_names) = (brokers.clone(), topics.clone());

@@ -78,8 +78,8 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     let start_registry = || start_service("registry", "ehac-registry-sim", &["--listen".into(), registry_listen.clone()]);
     let mut registry = start_registry()?;
     let gateway_port = free_port()?;
-    let gateway_args =
-        ["--listen".into(), format!("127.0.0.1:{gateway_port}"), "--spool-dir".into(), dir.join("gateway-spool").display().to_string()];
+    let gateway_admin = format!("127.0.0.1:{}", free_port()?);
+    let gateway_args = crate::services::gateway_args(&format!("127.0.0.1:{gateway_port}"), &gateway_admin, &dir.join("gateway-spool"));
     let mut services = vec![start_service("gateway", "ehac-gateway", &gateway_args)?];
     for i in 0..args.enrichers {
         let enricher_args = ["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?), "--registry-url".into(), registry_url.clone()];
@@ -91,7 +91,7 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     }
     let http = reqwest::Client::new();
     let gateway = format!("http://127.0.0.1:{gateway_port}");
-    wait_ready(&http, &format!("{gateway}/readyz"), Duration::from_secs(60)).await?;
+    wait_ready(&http, &format!("http://{gateway_admin}/readyz"), Duration::from_secs(60)).await?;
     println!("services: gateway {gateway}, {} enricher(s), {} sink(s); logs in {}", args.enrichers, args.sinks, dir.display());
 
     args.load.gateway = gateway;

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod chaos;
+pub mod clients;
 pub mod demo;
 pub mod dev;
 pub mod dlq;

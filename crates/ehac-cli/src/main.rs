@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ehac_cli::{bench, chaos, demo, dev, dlq, footprint, loadgen};
+use ehac_cli::{bench, chaos, clients, demo, dev, dlq, footprint, loadgen};
 use ehac_registry::RegistryArgs;
 use ehac_stream::config::{ClickHouseArgs, KafkaArgs};
 
@@ -65,6 +65,8 @@ enum Command {
         #[command(subcommand)]
         bench: bench::BenchCommand,
     },
+    /// The gateway's client registry: API keys per client (add, rotate, revoke, list).
+    Clients(clients::ClientsArgs),
     /// Dead letters: rejected declarations.
     Dlq {
         #[command(subcommand)]
@@ -127,6 +129,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench { bench } => {
             let report = bench::run(bench).await?;
             anyhow::ensure!(report.lost == 0 && report.duplicated == 0, "the surge lost or duplicated declarations");
+            Ok(())
+        }
+        Command::Clients(args) => {
+            print!("{}", clients::run(&args)?);
             Ok(())
         }
         Command::Dlq { action: DlqAction::Replay(args) } => {

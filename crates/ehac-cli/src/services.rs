@@ -78,6 +78,26 @@ impl Service {
     }
 }
 
+/// Flags of a gateway the demo, the chaos matrix and the benchmarks start: the API on `listen`,
+/// `/readyz` and `/metrics` on `admin`. They drive it with `ehac loadgen`, which sends no API
+/// key, from one address at benchmark rates, so it runs anonymous (development mode) and
+/// without the per-address limit.
+pub fn gateway_args(listen: &str, admin: &str, spool_dir: &Path) -> Vec<String> {
+    [
+        "--listen",
+        listen,
+        "--admin-listen",
+        admin,
+        "--spool-dir",
+        &spool_dir.display().to_string(),
+        "--allow-anonymous",
+        "--peer-rate-per-second",
+        "0",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 pub async fn wait_ready(http: &reqwest::Client, url: &str, within: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
     loop {

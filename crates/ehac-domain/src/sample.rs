@@ -167,11 +167,12 @@ impl SampleGenerator {
         let duration = Duration::minutes(rng.random_range(60..240));
         let trip = if air {
             let from = self.airports[self.airport_weights.sample(rng)];
+            let reference = ReferenceData::embedded();
+            // An e-HAC covers trips that end in Indonesia: draw again until the arrival does.
             let mut to = from;
-            while to == from {
+            while to == from || reference.airport(to).unwrap().country != "ID" {
                 to = self.airports[self.airport_weights.sample(rng)];
             }
-            let reference = ReferenceData::embedded();
             let tz_from = reference.airport(from).unwrap().tz;
             let tz_to = reference.airport(to).unwrap().tz;
             let (code, carrier) = AIRLINES.choose(rng).unwrap();

@@ -5,7 +5,7 @@
 use std::sync::LazyLock;
 
 use chrono::format::{parse, Item, Parsed, StrftimeItems};
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
 
 fn items(format: &'static str) -> Vec<Item<'static>> {
     StrftimeItems::new(format).collect()
@@ -14,6 +14,7 @@ fn items(format: &'static str) -> Vec<Item<'static>> {
 static DATE: LazyLock<Vec<Item<'static>>> = LazyLock::new(|| items("%Y-%m-%d"));
 static LOCAL_MINUTES: LazyLock<Vec<Item<'static>>> = LazyLock::new(|| items("%Y-%m-%dT%H:%M"));
 static LOCAL_SECONDS: LazyLock<Vec<Item<'static>>> = LazyLock::new(|| items("%Y-%m-%dT%H:%M:%S"));
+static OFFSET_MINUTES: LazyLock<Vec<Item<'static>>> = LazyLock::new(|| items("%Y-%m-%dT%H:%M%:z"));
 
 /// `YYYY-MM-DD`.
 pub fn date(value: &str) -> Option<NaiveDate> {
@@ -29,6 +30,18 @@ pub fn local_time(value: &str) -> Option<NaiveDateTime> {
         parse(&mut parsed, value, items.iter()).ok()?;
         parsed.to_naive_datetime_with_offset(0).ok()
     })
+}
+
+/// `YYYY-MM-DDTHH:MM` with an offset (`+07:00`, `Z`): RFC 3339 less its seconds, which
+/// travellers and kiosks write as often as the local form without them.
+pub fn offset_time(value: &str) -> Option<DateTime<FixedOffset>> {
+    let with_offset = match value.strip_suffix(['Z', 'z']) {
+        Some(utc) => std::borrow::Cow::Owned(format!("{utc}+00:00")),
+        None => std::borrow::Cow::Borrowed(value),
+    };
+    let mut parsed = Parsed::new();
+    parse(&mut parsed, &with_offset, OFFSET_MINUTES.iter()).ok()?;
+    parsed.to_datetime().ok()
 }
 
 #[cfg(test)]
@@ -53,6 +66,24 @@ mod tests {
                 .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S"))
                 .ok();
             assert_eq!(local_time(value), reference, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn an_offset_without_seconds_is_an_instant() {
+        let expected = DateTime::parse_from_rfc3339("2026-12-20T22:00:00+07:00").unwrap();
+        assert_eq!(offset_time("2026-12-20T22:00+07:00"), Some(expected));
+        assert_eq!(offset_time("2026-12-20T15:00Z"), Some(expected));
+        for garbage in [
+            "2026-12-20T22:00+0700x",
+            "2026-12-20T22:00+25:00",
+            "2026-12-20T22:00",
+            "2026-12-20 22:00+07:00",
+            "2026-12-20T22:00+07:00:00",
+            "Z",
+            "",
+        ] {
+            assert_eq!(offset_time(garbage), None, "{garbage:?}");
         }
     }
 }

@@ -50,6 +50,12 @@ pub enum ErrorCode {
     DepartureOutsideWindow,
     /// The message on the topic could not be decoded at all (bad Avro, unknown schema).
     Undecodable,
+    /// An air trip whose arrival airport is not in Indonesia: the e-HAC covers entering and
+    /// travelling within Indonesia only.
+    ArrivalOutsideIndonesia,
+    /// A control, bidirectional-override or zero-width character in a free-text field: it can
+    /// hide or reorder what a health officer reads (Trojan Source, CVE-2021-42574).
+    ForbiddenCharacter,
 }
 
 impl ErrorCode {
@@ -70,6 +76,8 @@ impl ErrorCode {
             ErrorCode::MrzMismatch => "mrz_mismatch",
             ErrorCode::DepartureOutsideWindow => "departure_outside_window",
             ErrorCode::Undecodable => "undecodable",
+            ErrorCode::ArrivalOutsideIndonesia => "arrival_outside_indonesia",
+            ErrorCode::ForbiddenCharacter => "forbidden_character",
         }
     }
 }
@@ -196,6 +204,7 @@ pub fn check_form(form: &DeclarationForm, policy: &Policy, received_at: DateTime
         }
     }
     required(e, "client_id", &form.client_id);
+    forbidden_characters(e, form);
     if form.channel.is_none() {
         e.push(FieldError::new(ErrorCode::Required, "channel", "is required: one of app, web, kiosk"));
     }
@@ -534,6 +543,15 @@ pub fn check_references<'r>(
     if trip.departure_port.trim().eq_ignore_ascii_case(trip.arrival_port.trim()) {
         errors.push(FieldError::new(ErrorCode::SamePort, "trip.arrival_port", "must differ from the departure port"));
     }
+    if let ResolvedPort::Airport(a) = arrival {
+        if a.country != "ID" {
+            errors.push(FieldError::new(
+                ErrorCode::ArrivalOutsideIndonesia,
+                "trip.arrival_port",
+                format!("{} is in {}: an e-HAC is for trips that end in Indonesia", a.iata, a.country),
+            ));
+        }
+    }
 
     let district = match &form.traveller.nik {
         Some(nik) => {
@@ -642,6 +660,42 @@ fn check_nik_birth(errors: &mut Vec<FieldError>, nik: &str, date_of_birth: Optio
     }
 }
 
+/// Whether `c` may hide or reorder text: C0 and C1 controls and DEL, bidirectional embeddings,
+/// overrides and isolates (U+202A-U+202E, U+2066-U+2069), zero-width characters (U+200B-U+200D,
+/// U+2060, U+FEFF).
+pub fn is_forbidden_character(c: char) -> bool {
+    matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}')
+}
+
+/// Free text a person reads is refused when it holds a character that can hide or reorder it;
+/// it is not cleaned, because what is accepted is stored as sent.
+fn forbidden_characters(errors: &mut Vec<FieldError>, form: &DeclarationForm) {
+    let (t, trip, a) = (&form.traveller, &form.trip, &form.destination_address);
+    let fields = [
+        ("client_id", Some(&form.client_id)),
+        ("traveller.full_name", Some(&t.full_name)),
+        ("traveller.email", t.email.as_ref()),
+        ("trip.carrier", Some(&trip.carrier)),
+        ("trip.flight_number", Some(&trip.flight_number)),
+        ("trip.seat", trip.seat.as_ref()),
+        ("trip.departure_port", Some(&trip.departure_port)),
+        ("trip.arrival_port", Some(&trip.arrival_port)),
+        ("destination_address.street", Some(&a.street)),
+        ("destination_address.city", Some(&a.city)),
+        ("destination_address.province", Some(&a.province)),
+    ];
+    for (field, value) in fields {
+        let Some(value) = value else { continue };
+        if let Some((position, c)) = value.chars().enumerate().find(|(_, c)| is_forbidden_character(*c)) {
+            errors.push(FieldError::new(
+                ErrorCode::ForbiddenCharacter,
+                field,
+                format!("character {} holds U+{:04X}, a control, bidirectional or zero-width character", position + 1, c as u32),
+            ));
+        }
+    }
+}
+
 fn required(errors: &mut Vec<FieldError>, field: &str, value: &str) -> bool {
     if value.trim().is_empty() {
         errors.push(FieldError::new(ErrorCode::Required, field, "is required"));
@@ -666,8 +720,9 @@ fn form_time(errors: &mut Vec<FieldError>, field: &str, value: &str) -> Option<F
     if !required(errors, field, value) {
         return None;
     }
-    let parsed =
-        crate::timefmt::local_time(value).map(FormTime::Local).or_else(|| DateTime::parse_from_rfc3339(value).map(FormTime::Absolute).ok());
+    let parsed = crate::timefmt::local_time(value)
+        .map(FormTime::Local)
+        .or_else(|| DateTime::parse_from_rfc3339(value).ok().or_else(|| crate::timefmt::offset_time(value)).map(FormTime::Absolute));
     if parsed.is_none() {
         errors.push(FieldError::new(
             ErrorCode::InvalidFormat,

@@ -761,6 +761,86 @@ fn validation_cases() -> Vec<Case> {
             },
             OK,
         ),
+        case(
+            "times with an offset but without seconds",
+            c,
+            |f| {
+                f.trip.departure_time = "2026-12-20T08:30+07:00".into();
+                f.trip.arrival_time = "2026-12-20T11:20+08:00".into()
+            },
+            OK,
+        ),
+        case(
+            "UTC times without seconds",
+            c,
+            |f| {
+                f.trip.departure_time = "2026-12-20T01:30Z".into();
+                f.trip.arrival_time = "2026-12-20T03:20Z".into()
+            },
+            OK,
+        ),
+        case(
+            "an offset without seconds followed by garbage",
+            c,
+            |f| f.trip.departure_time = "2026-12-20T08:30+07:00x".into(),
+            Bad(&[("invalid_format", "trip.departure_time")]),
+        ),
+        case(
+            "an offset out of range",
+            c,
+            |f| f.trip.arrival_time = "2026-12-20T11:20+25:00".into(),
+            Bad(&[("invalid_format", "trip.arrival_time")]),
+        ),
+        case(
+            "a trip that ends abroad (CGK to KUL)",
+            c,
+            |f| f.trip.arrival_port = "KUL".into(),
+            Bad(&[("arrival_outside_indonesia", "trip.arrival_port")]),
+        ),
+        case("a trip from abroad into Indonesia (SIN to CGK)", foreigner, |_| {}, OK),
+        case(
+            "a NUL in the name",
+            c,
+            |f| f.traveller.full_name = "Siti\u{0}Lestari".into(),
+            Bad(&[("forbidden_character", "traveller.full_name")]),
+        ),
+        case(
+            "a right-to-left override in the name",
+            c,
+            |f| f.traveller.full_name = "Siti \u{202E}irateseL".into(),
+            Bad(&[("forbidden_character", "traveller.full_name")]),
+        ),
+        case(
+            "a bidi isolate in the carrier",
+            c,
+            |f| f.trip.carrier = "Garuda \u{2067}Indonesia".into(),
+            Bad(&[("forbidden_character", "trip.carrier")]),
+        ),
+        case(
+            "a zero-width space in the street",
+            c,
+            |f| f.destination_address.street = "Jl. Raya\u{200B} Kuta 1".into(),
+            Bad(&[("forbidden_character", "destination_address.street")]),
+        ),
+        case(
+            "a byte-order mark in the city",
+            c,
+            |f| f.destination_address.city = "\u{FEFF}Badung".into(),
+            Bad(&[("forbidden_character", "destination_address.city")]),
+        ),
+        case(
+            "a C1 control (NEL) in the province",
+            c,
+            |f| f.destination_address.province = "Bali\u{85}".into(),
+            Bad(&[("forbidden_character", "destination_address.province")]),
+        ),
+        case(
+            "a newline in the name",
+            c,
+            |f| f.traveller.full_name = "Siti\nLestari".into(),
+            Bad(&[("forbidden_character", "traveller.full_name")]),
+        ),
+        case("letters beyond ASCII, apostrophes and hyphens in a name", c, |f| f.traveller.full_name = "Nur'aini Pérez-Ñúñez".into(), OK),
         // 09:20 WITA is 08:20 WIB: before the 08:30 WIB departure, though the digits are later.
         case(
             "arrival before departure across zones",
@@ -1169,4 +1249,21 @@ fn generated_declarations_fail_exactly_the_check_their_flaw_targets() {
             }
         }
     }
+}
+
+#[test]
+fn generated_air_trips_end_in_indonesia() {
+    let reference = ReferenceData::embedded();
+    let mut generator = SampleGenerator::new(11);
+    let mut abroad_departures = 0;
+    for _ in 0..3000 {
+        let form = generator.declaration(now(), "test", Flaw::None);
+        if form.trip.transport_mode != Some(ehac_domain::form::TransportMode::Air) {
+            continue;
+        }
+        assert_eq!(reference.airport(&form.trip.arrival_port).unwrap().country, "ID", "{:?}", form.trip);
+        abroad_departures += usize::from(reference.airport(&form.trip.departure_port).unwrap().country != "ID");
+    }
+    // International arrivals are still generated, only no trip leaves the country.
+    assert!(abroad_departures > 50, "{abroad_departures} trips from abroad");
 }

@@ -13,18 +13,33 @@
 //! on this gateway's disk. Only a full spool makes the gateway answer 503 (seed 001: the e-HAC
 //! server went down and travellers re-filled paper forms).
 //!
-//! Routes: `POST /v1/declarations`, plus `/healthz`, `/readyz`, `/metrics`.
+//! Who may submit: every request carries a client's API key (`Authorization: Bearer ehac_...`),
+//! checked against the client registry file ([`clients`], re-read while running). The
+//! authenticated client is the declaration's `client_id`, its declaration ids are its own
+//! (scoped by client), and it is held to its rate quota ([`limits`]).
+//!
+//! Routes: `POST /v1/declarations` on `--listen`; `/healthz`, `/readyz`, `/metrics` on
+//! `--admin-listen` only, so the public port serves nothing but the API.
 
+// A refusal is an axum Response (128 bytes) returned as an Err on the cold path; boxing it
+// would only add an allocation.
+#![allow(clippy::result_large_err)]
+
+pub mod clients;
+mod input;
+mod limits;
 mod metrics;
+mod serve;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -46,9 +61,14 @@ use crate::metrics::GatewayMetrics;
 #[derive(clap::Parser, Debug, Clone)]
 #[command(name = "ehac-gateway", version, about)]
 pub struct Config {
-    /// Address to serve the API and the admin endpoints on.
+    /// Address to serve the API on (only the API).
     #[arg(long, env = "EHAC_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of `/healthz`, `/readyz` and `/metrics`, kept off the public port.
+    #[arg(long, env = "EHAC_GATEWAY_ADMIN_LISTEN", default_value = "127.0.0.1:9182")]
+    pub admin_listen: SocketAddr,
+    #[command(flatten)]
+    pub access: AccessArgs,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
@@ -72,7 +92,52 @@ pub struct Config {
     pub spool_max_bytes: u64,
 }
 
+/// Who may submit, how fast, and how much a client can hold open.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AccessArgs {
+    /// The client registry (JSON, managed with `ehac clients`); re-read every second.
+    #[arg(long, env = "EHAC_GATEWAY_CLIENTS_FILE")]
+    pub clients_file: Option<PathBuf>,
+    /// Development only: without a clients file, accept requests without a key and trust the
+    /// body's `client_id`. Without either option the gateway refuses to start.
+    #[arg(long, env = "EHAC_GATEWAY_ALLOW_ANONYMOUS", conflicts_with = "clients_file")]
+    pub allow_anonymous: bool,
+    /// Requests per second from one peer address before authentication (0: no limit). Kiosk
+    /// banks and carrier apps behind NAT share an address, so it is generous.
+    #[arg(long, env = "EHAC_GATEWAY_PEER_RATE_PER_SECOND", default_value_t = 2_000)]
+    pub peer_rate_per_second: u32,
+    #[arg(long, env = "EHAC_GATEWAY_PEER_BURST", default_value_t = 5_000)]
+    pub peer_burst: u32,
+    /// A client must send a request's headers within this time, or the connection is closed.
+    #[arg(long, env = "EHAC_GATEWAY_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// Open connections; more are closed at once.
+    #[arg(long, env = "EHAC_GATEWAY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Requests being handled at once; more get 503 with `Retry-After: 1`.
+    #[arg(long, env = "EHAC_GATEWAY_MAX_REQUESTS_IN_FLIGHT", default_value_t = 4_096)]
+    pub max_requests_in_flight: usize,
+}
+
+impl Default for AccessArgs {
+    fn default() -> Self {
+        AccessArgs {
+            clients_file: None,
+            allow_anonymous: false,
+            peer_rate_per_second: 2_000,
+            peer_burst: 5_000,
+            header_read_timeout_ms: 10_000,
+            max_connections: 10_000,
+            max_requests_in_flight: 4_096,
+        }
+    }
+}
+
 struct Gateway {
+    /// `None`: anonymous (development) mode.
+    clients: Option<clients::Registry>,
+    client_limits: limits::ClientLimits,
+    peer_limits: limits::PeerLimits,
     producer: FutureProducer,
     topic: String,
     produce_timeout: Duration,
@@ -84,6 +149,8 @@ struct Gateway {
 /// A started gateway: where it listens, and the task serving it.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `/healthz`, `/readyz` and `/metrics` are.
+    pub admin_addr: SocketAddr,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -96,6 +163,20 @@ impl Running {
 
 /// Binds the listener and starts serving. Returns once the port is bound.
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let clients = match (&config.access.clients_file, config.access.allow_anonymous) {
+        (Some(path), _) => {
+            let registry = clients::Registry::load(path)?;
+            tokio::spawn(registry.clone().watch(path.clone(), Duration::from_secs(1), shutdown.clone()));
+            Some(registry)
+        }
+        (None, true) => {
+            tracing::warn!("no clients file: accepting declarations without an API key (--allow-anonymous, development only)");
+            None
+        }
+        (None, false) => anyhow::bail!(
+            "no client registry: give --clients-file (EHAC_GATEWAY_CLIENTS_FILE), or --allow-anonymous for local development only"
+        ),
+    };
     let registry = ehac_stream::telemetry::registry("gateway");
     let metrics = GatewayMetrics::register(&registry)?;
     let producer = kafka::producer_with_linger(&config.kafka.kafka_brokers, Duration::from_millis(config.linger_ms))?;
@@ -108,6 +189,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     tokio::spawn(watch_broker(producer.clone(), config.kafka.topics.raw.clone(), readiness.clone(), shutdown.clone()));
 
     let gateway = Arc::new(Gateway {
+        clients,
+        client_limits: limits::ClientLimits::default(),
+        peer_limits: limits::PeerLimits::new(limits::quota(config.access.peer_rate_per_second, config.access.peer_burst)),
         producer: producer.clone(),
         topic: config.kafka.topics.raw.clone(),
         produce_timeout: Duration::from_millis(config.produce_timeout_ms),
@@ -116,18 +200,24 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         spool,
     });
     let drain = tokio::spawn(drain_spool(gateway.clone(), readiness.clone(), config.spool_max_bytes, shutdown.clone()));
+    tokio::spawn(forget_idle_peers(gateway.clone(), shutdown.clone()));
     let app = Router::new()
         .route("/v1/declarations", post(submit))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(gateway)
-        .merge(admin::routes(registry, readiness))
         .fallback(not_found);
+    let admin_addr = admin::serve(config.admin_listen, registry, readiness, shutdown.clone()).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, topic = %config.kafka.topics.raw, "gateway listening");
+    tracing::info!(%addr, %admin_addr, topic = %config.kafka.topics.raw, "gateway listening");
+    let limits = serve::Limits {
+        header_read_timeout: Duration::from_millis(config.access.header_read_timeout_ms),
+        max_connections: config.access.max_connections,
+        max_requests_in_flight: config.access.max_requests_in_flight,
+    };
     let task = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+        serve::serve(listener, app, limits, shutdown).await;
         // What is still spooled stays on disk and is drained by the next start.
         drain.await?;
         // Every in-flight request awaited its own delivery; flush anything librdkafka still holds.
@@ -135,7 +225,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         tracing::info!("gateway drained");
         Ok(())
     });
-    Ok(Running { addr, task })
+    Ok(Running { addr, admin_addr, task })
 }
 
 /// Answer body for everything that is not a 202.
@@ -159,29 +249,139 @@ struct Accepted {
 
 /// Namespace of declaration ids derived from an `Idempotency-Key` (UUIDv5).
 const IDEMPOTENCY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6568_6163_2d69_646d_8000_0000_0000_0001);
+/// Namespace of declaration ids derived from a client's own `declaration_id` (UUIDv5).
+const CLIENT_DECLARATION_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6568_6163_2d69_646d_8000_0000_0000_0002);
 
-/// The declaration id: the client's own; else derived from the client and its
-/// `Idempotency-Key`, so a retried request gets the same id and the pipeline stores it once;
-/// else a new UUIDv7.
-fn declaration_id(form: &DeclarationForm, idempotency_key: Option<&str>) -> String {
+/// The declaration id, always scoped by the client: from the client's own `declaration_id`,
+/// else from its `Idempotency-Key` (UUIDv5 of client and value, so a retry gets the same id
+/// and two clients that happen to pick the same value get two declarations), else a new
+/// UUIDv7. The client's own id stays in the form as sent.
+fn declaration_id(client_id: &str, form: &DeclarationForm, idempotency_key: Option<&str>) -> String {
     match (&form.declaration_id, idempotency_key) {
-        (Some(id), _) => id.clone(),
-        (None, Some(key)) => uuid::Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("{}\n{key}", form.client_id).as_bytes()).to_string(),
+        (Some(id), _) => client_declaration_id(client_id, id),
+        (None, Some(key)) => uuid::Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("{client_id}\n{key}").as_bytes()).to_string(),
         (None, None) => uuid::Uuid::now_v7().to_string(),
     }
 }
 
-async fn submit(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+/// The stored id of a declaration a client sent with its own `declaration_id`: UUIDv5 of the
+/// client and that id. Public so tests and tools can find a declaration by the client's id.
+pub fn client_declaration_id(client_id: &str, own_id: &str) -> String {
+    uuid::Uuid::new_v5(&CLIENT_DECLARATION_NAMESPACE, format!("{client_id}\n{own_id}").as_bytes()).to_string()
+}
+
+/// Who sent a request, as far as the gateway trusts it.
+enum Caller {
+    /// A valid key of this client, with the client's registry entry.
+    Client { client_id: String, client: ehac_clients::Client },
+    /// Anonymous (development) mode: the body's `client_id` is believed.
+    Anonymous,
+}
+
+async fn submit(
+    State(gateway): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let started = Instant::now();
-    let (outcome, response) = match idempotency_key(&headers) {
-        Ok(key) => handle(&gateway, key.as_deref(), body).await,
-        Err(problem) => ("malformed", problem),
+    let (outcome, response) = match admit(&gateway, peer, &headers) {
+        Ok(caller) => match idempotency_key(&headers) {
+            Ok(key) => handle(&gateway, &caller, key.as_deref(), body).await,
+            Err(problem) => ("malformed", problem),
+        },
+        Err(refused) => refused,
     };
     gateway.metrics.requests.with_label_values(&[outcome]).inc();
     if outcome == "accepted" {
         gateway.metrics.ack_seconds.observe(started.elapsed().as_secs_f64());
     }
     response
+}
+
+/// Everything decided from the headers alone, cheapest first: the peer's rate, the key, the
+/// media type, the client's rate. Nothing here reads the body.
+fn admit(gateway: &Gateway, peer: SocketAddr, headers: &HeaderMap) -> Result<Caller, (&'static str, Response)> {
+    gateway.peer_limits.check(peer.ip()).map_err(|wait| ("rate_limited", too_many_requests(wait, "from this address")))?;
+    let caller = match &gateway.clients {
+        None => Caller::Anonymous,
+        Some(registry) => {
+            let registry = registry.current();
+            let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            });
+            let Some(presented) = presented else {
+                return Err(("unauthorized", unauthorized(None, "an API key is required: Authorization: Bearer ehac_...")));
+            };
+            match registry.authenticate(presented, chrono::Utc::now()) {
+                Ok(auth) => Caller::Client { client_id: auth.client_id.to_owned(), client: auth.client.clone() },
+                Err(ehac_clients::AuthError::Token(e)) => {
+                    return Err(("unauthorized", unauthorized(Some("invalid_token"), &e.to_string())));
+                }
+                Err(e) => {
+                    // Unknown, wrong, revoked and expired keys get one answer, so it tells a
+                    // guesser nothing; the log says which.
+                    tracing::info!(reason = %e, "API key refused");
+                    return Err(("unauthorized", unauthorized(Some("invalid_token"), "the API key is not valid")));
+                }
+            }
+        }
+    };
+    if !input::is_json(headers) {
+        let message = "declarations are sent as Content-Type: application/json";
+        return Err(("unsupported_media_type", problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message, vec![])));
+    }
+    if let Caller::Client { client_id, client } = &caller {
+        let quota = limits::quota(client.rate_per_second, client.burst);
+        gateway.client_limits.check(client_id, quota).map_err(|wait| ("rate_limited", too_many_requests(wait, "for this client")))?;
+    }
+    Ok(caller)
+}
+
+fn unauthorized(error: Option<&str>, message: &str) -> Response {
+    let mut response = problem(StatusCode::UNAUTHORIZED, "unauthorized", message, vec![]);
+    let challenge = match error {
+        Some(error) => format!("Bearer realm=\"ehac\", error=\"{error}\""),
+        None => "Bearer realm=\"ehac\"".to_owned(),
+    };
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&challenge).expect("ASCII"));
+    response
+}
+
+fn too_many_requests(wait_secs: u64, whose: &str) -> Response {
+    let message = format!("rate limit reached {whose}; retry after {wait_secs} s with the same Idempotency-Key");
+    let mut response = problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message, vec![]);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait_secs));
+    response
+}
+
+fn forbidden(field: &str, message: String) -> (&'static str, Response) {
+    let error = FieldError { code: "forbidden".into(), field: field.into(), message: message.clone() };
+    ("forbidden", problem(StatusCode::FORBIDDEN, "forbidden", message, vec![error]))
+}
+
+/// The authenticated client is the declaration's client: an empty `client_id` is filled in,
+/// another one is refused, and so are a channel or departure port the client may not use.
+fn bind_to_client(form: &mut DeclarationForm, caller: &Caller) -> Result<(), (&'static str, Response)> {
+    let Caller::Client { client_id, client } = caller else { return Ok(()) };
+    if form.client_id.is_empty() {
+        form.client_id = client_id.clone();
+    } else if form.client_id != *client_id {
+        return Err(forbidden("client_id", format!("the API key is client {client_id}'s; it cannot submit for {:?}", form.client_id)));
+    }
+    if let (Some(allowed), Some(channel)) = (client.channel, form.channel) {
+        if allowed != channel {
+            return Err(forbidden("channel", format!("client {client_id} submits through channel {allowed:?} only")));
+        }
+    }
+    if let Some(ports) = &client.allowed_ports {
+        if !ports.iter().any(|p| p == &form.trip.departure_port) {
+            let message = format!("client {client_id} declares departures from {} only", ports.join(", "));
+            return Err(forbidden("trip.departure_port", message));
+        }
+    }
+    Ok(())
 }
 
 /// The `Idempotency-Key` header: 1-128 printable ASCII characters.
@@ -200,7 +400,12 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Response> {
     }
 }
 
-async fn handle(gateway: &Gateway, idempotency_key: Option<&str>, body: Result<Bytes, BytesRejection>) -> (&'static str, Response) {
+async fn handle(
+    gateway: &Gateway,
+    caller: &Caller,
+    idempotency_key: Option<&str>,
+    body: Result<Bytes, BytesRejection>,
+) -> (&'static str, Response) {
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -211,7 +416,12 @@ async fn handle(gateway: &Gateway, idempotency_key: Option<&str>, body: Result<B
         }
         Err(rejection) => return ("malformed", problem(rejection.status(), "unreadable_body", rejection.body_text(), vec![])),
     };
-    let form: DeclarationForm = match serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body)) {
+    if let Some(path) = input::too_deep(&body, input::MAX_DEPTH) {
+        let message = format!("JSON nested deeper than {} levels", input::MAX_DEPTH);
+        let field = FieldError { code: "too_deep".into(), field: path, message: message.clone() };
+        return ("malformed", problem(StatusCode::BAD_REQUEST, "malformed_json", message, vec![field]));
+    }
+    let mut form: DeclarationForm = match serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body)) {
         Ok(form) => form,
         Err(e) => {
             let path = e.path().to_string();
@@ -231,6 +441,9 @@ async fn handle(gateway: &Gateway, idempotency_key: Option<&str>, body: Result<B
             );
         }
     };
+    if let Err(refused) = bind_to_client(&mut form, caller) {
+        return refused;
+    }
     let received_at = chrono::Utc::now();
     if let Err(errors) = ehac_domain::validate(&form, ReferenceData::embedded(), &gateway.policy, received_at) {
         for e in &errors {
@@ -242,7 +455,7 @@ async fn handle(gateway: &Gateway, idempotency_key: Option<&str>, body: Result<B
         );
     }
 
-    let declaration_id = declaration_id(&form, idempotency_key);
+    let declaration_id = declaration_id(&form.client_id, &form, idempotency_key);
     let raw = RawDeclaration {
         declaration_id,
         received_at_ms: received_at.timestamp_millis(),
@@ -367,6 +580,16 @@ async fn drain_spool(gateway: Arc<Gateway>, readiness: Readiness, max_bytes: u64
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// Forgets rate-limit state of peers that have been quiet, once a minute.
+async fn forget_idle_peers(gateway: Arc<Gateway>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => gateway.peer_limits.forget_idle(),
         }
     }
 }

@@ -58,7 +58,8 @@ pub async fn sweep(
     ehac_stream::kafka::ensure_topics(&stack.kafka_brokers(), &[SWEEP_TOPIC], 12).await?;
     let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}");
-    let args = ["--listen".into(), format!("127.0.0.1:{port}"), "--spool-dir".into(), dir.join("front-door-spool").display().to_string()];
+    let admin = format!("127.0.0.1:{}", free_port()?);
+    let args = crate::services::gateway_args(&format!("127.0.0.1:{port}"), &admin, &dir.join("front-door-spool"));
     let mut gateway = Service::start(
         bin,
         dir,
@@ -68,8 +69,8 @@ pub async fn sweep(
         &[("EHAC_KAFKA_BROKERS", stack.kafka_brokers().as_str()), ("EHAC_TOPIC_RAW", SWEEP_TOPIC)],
     )?;
     let http = reqwest::Client::new();
-    let metrics_url = format!("{url}/metrics");
-    wait_ready(&http, &format!("{url}/readyz"), Duration::from_secs(60)).await?;
+    let metrics_url = format!("http://{admin}/metrics");
+    wait_ready(&http, &format!("http://{admin}/readyz"), Duration::from_secs(60)).await?;
     let broker = stack.pid(ehac_devstack::Server::Broker);
     let mut steps = Vec::new();
     let mut max_rate_within_limit = 0.0;

@@ -92,11 +92,13 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
     };
     let gateway_port = free_port()?;
     let gateway = format!("http://127.0.0.1:{gateway_port}");
-    let mut services = vec![start_service(
-        "gateway",
-        "ehac-gateway",
-        &["--listen".into(), format!("127.0.0.1:{gateway_port}"), "--spool-dir".into(), dir.join("gateway-spool").display().to_string()],
-    )?];
+    let gateway_admin = format!("http://127.0.0.1:{}", free_port()?);
+    let gateway_args = crate::services::gateway_args(
+        &format!("127.0.0.1:{gateway_port}"),
+        gateway_admin.trim_start_matches("http://"),
+        &dir.join("gateway-spool"),
+    );
+    let mut services = vec![start_service("gateway", "ehac-gateway", &gateway_args)?];
     let mut admins = Vec::new();
     for i in 0..args.enrichers {
         let admin = format!("127.0.0.1:{}", free_port()?);
@@ -113,7 +115,7 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
         admins.push(admin);
     }
     let http = reqwest::Client::new();
-    wait_ready(&http, &format!("{gateway}/readyz"), Duration::from_secs(60)).await?;
+    wait_ready(&http, &format!("{gateway_admin}/readyz"), Duration::from_secs(60)).await?;
     for admin in &admins {
         wait_ready(&http, &format!("http://{admin}/readyz"), Duration::from_secs(60)).await?;
     }
@@ -238,7 +240,7 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
         })
         .collect();
 
-    let spooled = metric_value(&http, &format!("{gateway}/metrics"), super::front_door::SPOOLED).await? as u64;
+    let spooled = metric_value(&http, &format!("{gateway_admin}/metrics"), super::front_door::SPOOLED).await? as u64;
     for service in &mut services {
         let status = service.stop()?;
         ensure!(status.success(), "{} exited with {status} after SIGTERM; see {}/{}.log", service.name, dir.display(), service.name);

@@ -1,0 +1,106 @@
+//! Checks on the request before the body is read as a declaration.
+
+use axum::http::{header, HeaderMap};
+
+/// JSON nested deeper than this is refused before parsing. A declaration is 3 levels deep;
+/// serde_json's own limit (128) would stop a deeper document too, but without naming where.
+pub const MAX_DEPTH: usize = 32;
+
+/// Whether the request says its body is JSON (`application/json`, any parameters, any case).
+pub fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+/// The path (`a.b[2]`) at which `body` first nests deeper than `max`, if it does. Only
+/// brackets outside strings count; the rest of the syntax is left to the parser.
+pub fn too_deep(body: &[u8], max: usize) -> Option<String> {
+    enum Frame {
+        Object { key: Option<String>, expecting_key: bool },
+        Array { index: usize },
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < body.len() && body[i] != b'"' {
+                    i += if body[i] == b'\\' { 2 } else { 1 };
+                }
+                if let Some(Frame::Object { key, expecting_key: expecting @ true }) = stack.last_mut() {
+                    *key = Some(String::from_utf8_lossy(&body[start..i.min(body.len())]).into_owned());
+                    *expecting = false;
+                }
+            }
+            open @ (b'{' | b'[') => {
+                if stack.len() == max {
+                    return Some(path(&stack));
+                }
+                stack.push(if open == b'{' { Frame::Object { key: None, expecting_key: true } } else { Frame::Array { index: 0 } });
+            }
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Object { expecting_key, .. }) => *expecting_key = true,
+                Some(Frame::Array { index }) => *index += 1,
+                None => {}
+            },
+            _ => {}
+        }
+        i += 1;
+    }
+    return None;
+
+    fn path(stack: &[Frame]) -> String {
+        let mut out = String::new();
+        for frame in stack {
+            match frame {
+                Frame::Object { key: Some(key), .. } => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(key);
+                }
+                Frame::Object { key: None, .. } => {}
+                Frame::Array { index } => out.push_str(&format!("[{index}]")),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types() {
+        for (value, json) in [
+            ("application/json", true),
+            ("Application/JSON; charset=utf-8", true),
+            ("text/plain", false),
+            ("application/json-patch+json", false),
+            ("application/x-www-form-urlencoded", false),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            assert_eq!(is_json(&headers), json, "{value}");
+        }
+        assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn depth_is_counted_outside_strings_and_located() {
+        assert_eq!(too_deep(br#"{"a": {"b": [1, {"c": 2}]}}"#, 4), None);
+        assert_eq!(too_deep(br#"{"a": {"b": [1, {"c": 2}]}}"#, 3), Some("a.b[1]".into()));
+        assert_eq!(too_deep(br#"{"a": {"b": [1, {"c": 2}]}}"#, 2), Some("a.b".into()));
+        assert_eq!(too_deep(br#"{"a": "{{{[[[", "b\"{": 1}"#, 1), None, "brackets in strings do not count");
+        assert_eq!(too_deep(br#"{"x": 1, "trip": [[], [0, [[]]]]}"#, 3), Some("trip[1][1]".into()));
+        let deep = format!("{{\"traveller\": {}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(too_deep(deep.as_bytes(), MAX_DEPTH), Some(format!("traveller{}", "[0]".repeat(MAX_DEPTH - 1))));
+    }
+}

@@ -1,0 +1,434 @@
+//! Who may submit, how fast, and what input is refused: real HTTP against a real gateway, in
+//! process, with a broker address nothing listens on, so accepted declarations go to its spool.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ehac_clients::{file, ClientRegistry, Token};
+use ehac_domain::sample::{Flaw, SampleGenerator};
+use ehac_gateway::{AccessArgs, Config};
+use ehac_stream::config::{KafkaArgs, PolicyArgs, Topics};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
+use tokio_util::sync::CancellationToken;
+
+struct Gateway {
+    url: String,
+    admin: String,
+    clients_file: PathBuf,
+    tokens: Vec<String>,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn config(dir: &std::path::Path, access: AccessArgs) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        access,
+        // Nothing listens on port 1: every declaration goes to the spool.
+        kafka: KafkaArgs { kafka_brokers: "127.0.0.1:1".into(), topics: Topics::default() },
+        policy: PolicyArgs::default(),
+        max_body_bytes: 64 * 1024,
+        produce_timeout_ms: 50,
+        linger_ms: 1,
+        spool_dir: dir.join("spool"),
+        spool_max_bytes: 64 << 20,
+    }
+}
+
+/// A gateway whose registry holds one key for each of `clients`, after `edit`.
+async fn gateway_with(clients: &[&str], edit: impl FnOnce(&mut ClientRegistry)) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let clients_file = dir.path().join("clients.json");
+    let tokens = ehac_clients::provision_for_tests(&clients_file, clients).unwrap();
+    let mut registry = file::load(&clients_file).unwrap();
+    edit(&mut registry);
+    file::save(&clients_file, &registry).unwrap();
+    let shutdown = CancellationToken::new();
+    let access = AccessArgs { clients_file: Some(clients_file.clone()), ..AccessArgs::default() };
+    let running = ehac_gateway::start(config(dir.path(), access), shutdown.clone()).await.unwrap();
+    Gateway {
+        url: format!("http://{}", running.addr),
+        admin: format!("http://{}", running.admin_addr),
+        clients_file,
+        tokens,
+        http: reqwest::Client::new(),
+        shutdown,
+        _dir: dir,
+    }
+}
+
+async fn gateway(clients: &[&str]) -> Gateway {
+    gateway_with(clients, |_| {}).await
+}
+
+/// A valid declaration of `client_id`.
+fn declaration(client_id: &str) -> serde_json::Value {
+    let form = SampleGenerator::new(42).declaration(chrono::Utc::now(), client_id, Flaw::None);
+    serde_json::to_value(form).unwrap()
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
+    }
+}
+
+impl Gateway {
+    async fn send(
+        &self,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> Answer {
+        let mut request = self.http.post(format!("{}/v1/declarations", self.url)).body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("the gateway answers");
+        Answer { status: response.status().as_u16(), headers: response.headers().clone(), body: response.text().await.unwrap() }
+    }
+
+    async fn post(&self, token: &str, body: &serde_json::Value) -> Answer {
+        self.send(Some(token), Some("application/json"), &[], serde_json::to_vec(body).unwrap()).await
+    }
+
+    async fn post_keyed(&self, token: &str, body: &serde_json::Value, idempotency_key: &str) -> Answer {
+        self.send(Some(token), Some("application/json"), &[("Idempotency-Key", idempotency_key)], serde_json::to_vec(body).unwrap()).await
+    }
+
+    /// Declarations this gateway has put in its spool.
+    async fn spooled(&self) -> f64 {
+        let metrics = self.http.get(format!("{}/metrics", self.admin)).send().await.unwrap().text().await.unwrap();
+        metrics
+            .lines()
+            .find(|l| l.starts_with("ehac_gateway_spooled_total"))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(|v| v.parse().unwrap())
+            .unwrap_or_else(|| panic!("no ehac_gateway_spooled_total in\n{metrics}"))
+    }
+
+    fn edit_registry(&self, edit: impl FnOnce(&mut ClientRegistry)) {
+        let mut registry = file::load(&self.clients_file).unwrap();
+        edit(&mut registry);
+        file::save(&self.clients_file, &registry).unwrap();
+    }
+}
+
+fn key_id(token: &str) -> String {
+    Token::parse(token).unwrap().key_id
+}
+
+#[tokio::test]
+async fn no_key_a_malformed_key_and_a_bad_checksum_get_401_and_nothing_is_spooled() {
+    let g = gateway(&["kiosk-a"]).await;
+    let body = serde_json::to_vec(&declaration("kiosk-a")).unwrap();
+    let valid = &g.tokens[0];
+    let mut bad_checksum = valid.clone();
+    let last = bad_checksum.pop().unwrap();
+    bad_checksum.push(if last == '0' { '1' } else { '0' });
+    let cases: [(&str, Option<&str>); 5] = [
+        ("no key", None),
+        ("not an e-HAC key", Some("ghp_abcdef")),
+        ("malformed", Some("ehac_short_x_y")),
+        ("truncated", Some(&valid[..valid.len() - 3])),
+        ("bad checksum", Some(&bad_checksum)),
+    ];
+    for (name, token) in cases {
+        let answer = g.send(token, Some("application/json"), &[], body.clone()).await;
+        assert_eq!(answer.status, 401, "{name}: {}", answer.body);
+        assert!(answer.header("www-authenticate").starts_with("Bearer"), "{name}: {:?}", answer.headers);
+        assert_eq!(answer.json()["error"], "unauthorized", "{name}");
+    }
+    assert_eq!(g.spooled().await, 0.0, "a refused request was spooled");
+    // The same body with the valid key is accepted and spooled: the count above could move.
+    assert_eq!(g.send(Some(valid), Some("application/json"), &[], body).await.status, 202);
+    assert_eq!(g.spooled().await, 1.0);
+}
+
+#[tokio::test]
+async fn an_unknown_key_id_and_a_wrong_secret_get_identical_401s() {
+    let g = gateway(&["app-a"]).await;
+    let token = Token::parse(&g.tokens[0]).unwrap();
+    let unknown = Token { key_id: "UNKNOWN00000".into(), ..token.clone() }.to_string();
+    let wrong_secret = Token { secret: [9; 32], ..token }.to_string();
+    let body = declaration("app-a");
+    let (a, b) = (g.post(&unknown, &body).await, g.post(&wrong_secret, &body).await);
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert_eq!((a.status, a.header("www-authenticate"), &a.body), (b.status, b.header("www-authenticate"), &b.body));
+    assert_eq!(a.header("www-authenticate"), "Bearer realm=\"ehac\", error=\"invalid_token\"");
+    assert_eq!(g.spooled().await, 0.0);
+}
+
+/// One HTTP/1.1 request on an open connection; the status of its answer.
+async fn post_on(connection: &mut BufStream<tokio::net::TcpStream>, token: &str, body: &[u8]) -> u16 {
+    let head = format!(
+        "POST /v1/declarations HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    connection.write_all(head.as_bytes()).await.unwrap();
+    connection.write_all(body).await.unwrap();
+    connection.flush().await.unwrap();
+    let mut status_line = String::new();
+    connection.read_line(&mut status_line).await.unwrap();
+    assert!(status_line.starts_with("HTTP/1.1 "), "the connection was closed: {status_line:?}");
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        connection.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        assert!(!line.to_ascii_lowercase().starts_with("connection: close"), "the gateway closed the connection");
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap();
+        }
+    }
+    let mut answer = vec![0; length];
+    connection.read_exact(&mut answer).await.unwrap();
+    status_line[9..12].parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_revoked_key_is_refused_within_5_s_on_a_kept_alive_connection() {
+    let g = gateway(&["kiosk-a"]).await;
+    let body = serde_json::to_vec(&declaration("kiosk-a")).unwrap();
+    let stream = tokio::net::TcpStream::connect(g.url.trim_start_matches("http://")).await.unwrap();
+    let mut connection = BufStream::new(stream);
+    assert_eq!(post_on(&mut connection, &g.tokens[0], &body).await, 202);
+    let revoked_at = Instant::now();
+    g.edit_registry(|r| r.revoke_key(&key_id(&g.tokens[0])).unwrap());
+    loop {
+        // The same connection throughout: post_on fails if the gateway closed it.
+        let status = post_on(&mut connection, &g.tokens[0], &body).await;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 202);
+        assert!(revoked_at.elapsed() < Duration::from_secs(5), "the revoked key still worked after 5 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(revoked_at.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn an_expired_key_gets_401() {
+    let g = gateway_with(&["web-a", "web-b"], |r| {
+        for key in r.keys.values_mut().filter(|k| k.client_id == "web-a") {
+            key.not_after = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
+        }
+    })
+    .await;
+    let answer = g.post(&g.tokens[0], &declaration("web-a")).await;
+    assert_eq!(answer.status, 401, "{}", answer.body);
+    assert_eq!(g.post(&g.tokens[1], &declaration("web-b")).await.status, 202, "the other client's key has not expired");
+}
+
+#[tokio::test]
+async fn both_keys_of_a_rotated_client_are_accepted_during_the_overlap() {
+    let g = gateway(&["app-a"]).await;
+    let old = g.tokens[0].clone();
+    let mut new = String::new();
+    g.edit_registry(|r| new = r.rotate("app-a", chrono::Utc::now(), chrono::Duration::hours(1)).unwrap().to_string());
+    let body = declaration("app-a");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = g.post(&new, &body).await;
+        if answer.status == 202 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new key was not taken up within 5 s: {} {}", answer.status, answer.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(g.post(&old, &body).await.status, 202, "the old key works during the overlap");
+}
+
+#[tokio::test]
+async fn a_body_client_id_other_than_the_keys_gets_403() {
+    let g = gateway(&["kiosk-a", "kiosk-b"]).await;
+    let answer = g.post(&g.tokens[0], &declaration("kiosk-b")).await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert_eq!(answer.json()["errors"][0]["field"], "client_id");
+    // Without a client_id the key's client is the declaration's.
+    let mut unnamed = declaration("kiosk-a");
+    unnamed["client_id"] = "".into();
+    assert_eq!(g.post(&g.tokens[0], &unnamed).await.status, 202);
+    assert_eq!(g.spooled().await, 1.0);
+}
+
+#[tokio::test]
+async fn the_same_declaration_id_or_idempotency_key_from_two_clients_gives_two_declarations() {
+    let g = gateway(&["app-a", "app-b"]).await;
+    let mut a = declaration("app-a");
+    let mut b = declaration("app-b");
+    a["declaration_id"] = "booking-1".into();
+    b["declaration_id"] = "booking-1".into();
+    let id = |answer: Answer| {
+        assert_eq!(answer.status, 202, "{}", answer.body);
+        answer.json()["declaration_id"].as_str().unwrap().to_owned()
+    };
+    let first_a = id(g.post(&g.tokens[0], &a).await);
+    let first_b = id(g.post(&g.tokens[1], &b).await);
+    assert_ne!(first_a, first_b);
+    assert_eq!(first_a, ehac_gateway::client_declaration_id("app-a", "booking-1"));
+    assert_eq!(id(g.post(&g.tokens[0], &a).await), first_a, "a retry by the same client is the same declaration");
+
+    let (plain_a, plain_b) = (declaration("app-a"), declaration("app-b"));
+    let keyed_a = id(g.post_keyed(&g.tokens[0], &plain_a, "retry-me").await);
+    let keyed_b = id(g.post_keyed(&g.tokens[1], &plain_b, "retry-me").await);
+    assert_ne!(keyed_a, keyed_b);
+    assert_eq!(id(g.post_keyed(&g.tokens[0], &plain_a, "retry-me").await), keyed_a);
+}
+
+#[tokio::test]
+async fn over_the_burst_gets_429_with_retry_after_then_a_retry_gets_the_same_id() {
+    let g = gateway_with(&["kiosk-bank"], |r| {
+        let client = r.clients.get_mut("kiosk-bank").unwrap();
+        (client.rate_per_second, client.burst) = (1, 3);
+    })
+    .await;
+    let body = declaration("kiosk-bank");
+    for i in 0..3 {
+        assert_eq!(g.post_keyed(&g.tokens[0], &body, &format!("seat-{i}")).await.status, 202, "within the burst");
+    }
+    let spooled = g.spooled().await;
+    let over = g.post_keyed(&g.tokens[0], &body, "seat-3").await;
+    assert_eq!(over.status, 429, "{}", over.body);
+    let wait: u64 = over.header("retry-after").parse().expect("Retry-After in whole seconds");
+    assert!(wait >= 1);
+    assert_eq!(g.spooled().await, spooled, "nothing accepted over the limit");
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let retried = g.post_keyed(&g.tokens[0], &body, "seat-3").await;
+    assert_eq!(retried.status, 202, "{}", retried.body);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let again = g.post_keyed(&g.tokens[0], &body, "seat-3").await;
+    assert_eq!(again.status, 202, "{}", again.body);
+    assert_eq!(again.json()["declaration_id"], retried.json()["declaration_id"]);
+}
+
+#[tokio::test]
+async fn a_client_at_its_limit_does_not_hold_back_another() {
+    let g = gateway_with(&["app-a", "app-b"], |r| {
+        for client in r.clients.values_mut() {
+            (client.rate_per_second, client.burst) = (1, 1);
+        }
+    })
+    .await;
+    assert_eq!(g.post(&g.tokens[0], &declaration("app-a")).await.status, 202);
+    assert_eq!(g.post(&g.tokens[0], &declaration("app-a")).await.status, 429);
+    assert_eq!(g.post(&g.tokens[1], &declaration("app-b")).await.status, 202);
+}
+
+#[tokio::test]
+async fn a_nul_or_a_right_to_left_override_in_a_name_gets_422() {
+    let g = gateway(&["web-a"]).await;
+    for name in ["Siti\u{0}Lestari", "Siti \u{202E}irateseL"] {
+        let mut body = declaration("web-a");
+        body["traveller"]["full_name"] = name.into();
+        let answer = g.post(&g.tokens[0], &body).await;
+        assert_eq!(answer.status, 422, "{}", answer.body);
+        let errors = answer.json()["errors"].clone();
+        assert_eq!(errors[0]["code"], "forbidden_character", "{errors}");
+        assert_eq!(errors[0]["field"], "traveller.full_name", "{errors}");
+    }
+    assert_eq!(g.spooled().await, 0.0);
+}
+
+#[tokio::test]
+async fn a_duplicate_key_an_unknown_field_bad_utf8_and_deep_nesting_get_400_with_the_path() {
+    let g = gateway(&["web-a"]).await;
+    let token = &g.tokens[0];
+    let json = |body: Vec<u8>| async { g.send(Some(token), Some("application/json"), &[], body).await };
+
+    let duplicate = br#"{"client_id": "web-a", "traveller": {"full_name": "A", "full_name": "B"}}"#.to_vec();
+    let answer = json(duplicate).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.body.contains("duplicate field `full_name`"), "{}", answer.body);
+    assert_eq!(answer.json()["errors"][0]["field"], "traveller");
+
+    let answer = json(br#"{"client_id": "web-a", "trip": {"gate": "B7"}}"#.to_vec()).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.body.contains("unknown field `gate`"), "{}", answer.body);
+    assert_eq!(answer.json()["errors"][0]["field"], "trip.gate");
+
+    let mut bad_utf8 = br#"{"client_id": "web-a", "traveller": {"full_name": "Siti "#.to_vec();
+    bad_utf8.extend_from_slice(&[0xFF, 0xFE]);
+    bad_utf8.extend_from_slice(br#""}}"#);
+    let answer = json(bad_utf8).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_eq!(answer.json()["errors"][0]["field"], "traveller.full_name");
+
+    let deep = format!("{{\"traveller\": {}{}}}", "[".repeat(200), "]".repeat(200));
+    let answer = json(deep.into_bytes()).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    let error = &answer.json()["errors"][0];
+    assert_eq!(error["code"], "too_deep");
+    assert!(error["field"].as_str().unwrap().starts_with("traveller[0][0]"), "{error}");
+    assert_eq!(g.spooled().await, 0.0);
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_declared_json_gets_415() {
+    let g = gateway(&["web-a"]).await;
+    let body = serde_json::to_vec(&declaration("web-a")).unwrap();
+    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+        let answer = g.send(Some(&g.tokens[0]), content_type, &[], body.clone()).await;
+        assert_eq!(answer.status, 415, "{content_type:?}: {}", answer.body);
+    }
+    assert_eq!(g.send(Some(&g.tokens[0]), Some("application/json; charset=utf-8"), &[], body).await.status, 202);
+}
+
+#[tokio::test]
+async fn the_admin_routes_are_on_the_admin_listener_only() {
+    let g = gateway(&["web-a"]).await;
+    for path in ["/metrics", "/readyz", "/healthz"] {
+        let public = g.http.get(format!("{}{path}", g.url)).send().await.unwrap();
+        assert_eq!(public.status(), 404, "{path} on the public listener");
+        let admin = g.http.get(format!("{}{path}", g.admin)).send().await.unwrap();
+        assert_ne!(admin.status(), 404, "{path} on the admin listener");
+    }
+}
+
+#[tokio::test]
+async fn the_gateway_does_not_start_without_a_clients_file_unless_anonymous_is_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = ehac_gateway::start(config(dir.path(), AccessArgs::default()), CancellationToken::new()).await;
+    assert!(refused.err().unwrap().to_string().contains("--clients-file"));
+
+    let shutdown = CancellationToken::new();
+    let anonymous = AccessArgs { allow_anonymous: true, ..AccessArgs::default() };
+    let running = ehac_gateway::start(config(dir.path(), anonymous), shutdown.clone()).await.unwrap();
+    let answer = reqwest::Client::new()
+        .post(format!("http://{}/v1/declarations", running.addr))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&declaration("any-client")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    shutdown.cancel();
+}
