@@ -53,40 +53,8 @@ pub fn enrich(
     };
 
     let age_years = age_on(checked.date_of_birth, arrival_date);
-    let health = &form.health;
-    let symptomatic = health.fever == Some(true) || health.cough == Some(true) || health.shortness_of_breath == Some(true);
-    let contact = health.contact_with_case == Some(true);
-    let positive = health.latest_test.as_ref().is_some_and(|t| t.result == Some(TestResult::Positive));
-    let stale = health.latest_test.as_ref().is_some_and(|t| {
-        let valid_for = match t.kind {
-            Some(TestKind::Pcr) => policy.pcr_valid_for,
-            Some(TestKind::Antigen) | None => policy.antigen_valid_for,
-        };
-        let taken_on = crate::timefmt::date(&t.taken_on);
-        let departure_local = checked.departure_at.with_timezone(&checked.departure.time_zone()).naive_local();
-        t.result == Some(TestResult::Negative)
-            && taken_on.is_some_and(|d| departure_local - (d + Duration::days(1)).and_time(Default::default()) > valid_for)
-    });
-    let unvaccinated = health.vaccination_doses == Some(0);
-    let mut risk_flags = Vec::new();
-    for (flag, set) in [
-        ("symptomatic", symptomatic),
-        ("contact_with_case", contact),
-        ("positive_test", positive),
-        ("stale_test", stale),
-        ("unvaccinated", unvaccinated),
-    ] {
-        if set {
-            risk_flags.push(flag.to_owned());
-        }
-    }
-    let triage = if positive || (symptomatic && contact) {
-        "red"
-    } else if !risk_flags.is_empty() {
-        "yellow"
-    } else {
-        "green"
-    };
+    let risk_flags: Vec<String> = risk_flags(form, checked, policy).into_iter().map(str::to_owned).collect();
+    let triage = triage_of(&risk_flags);
     let verification_status = if form.traveller.nik.is_some() { VerificationStatus::Pending } else { VerificationStatus::NotApplicable };
 
     Enrichment {
@@ -104,11 +72,59 @@ pub fn enrich(
         home_regency,
         age_years,
         age_band: age_band(age_years).to_owned(),
-        risk_flags,
         triage: triage.to_owned(),
+        risk_flags,
         warnings: checked.warnings.iter().map(|w| w.as_str().to_owned()).collect(),
         verification_status,
     }
+}
+
+/// The risk flags of a declaration that passed both checks, in the order analysts see them.
+/// Public so the gateway can print the triage on a traveller's pass exactly as the enricher
+/// computes it.
+pub fn risk_flags(form: &DeclarationForm, checked: &Checked<'_>, policy: &Policy) -> Vec<&'static str> {
+    let health = &form.health;
+    let symptomatic = health.fever == Some(true) || health.cough == Some(true) || health.shortness_of_breath == Some(true);
+    let contact = health.contact_with_case == Some(true);
+    let positive = health.latest_test.as_ref().is_some_and(|t| t.result == Some(TestResult::Positive));
+    let stale = health.latest_test.as_ref().is_some_and(|t| {
+        let valid_for = match t.kind {
+            Some(TestKind::Pcr) => policy.pcr_valid_for,
+            Some(TestKind::Antigen) | None => policy.antigen_valid_for,
+        };
+        let taken_on = crate::timefmt::date(&t.taken_on);
+        let departure_local = checked.departure_at.with_timezone(&checked.departure.time_zone()).naive_local();
+        t.result == Some(TestResult::Negative)
+            && taken_on.is_some_and(|d| departure_local - (d + Duration::days(1)).and_time(Default::default()) > valid_for)
+    });
+    let unvaccinated = health.vaccination_doses == Some(0);
+    [
+        ("symptomatic", symptomatic),
+        ("contact_with_case", contact),
+        ("positive_test", positive),
+        ("stale_test", stale),
+        ("unvaccinated", unvaccinated),
+    ]
+    .into_iter()
+    .filter_map(|(flag, set)| set.then_some(flag))
+    .collect()
+}
+
+/// The triage level ("green", "yellow", "red") of a set of risk flags; see the module docs.
+pub fn triage_of<S: AsRef<str>>(flags: &[S]) -> &'static str {
+    let has = |wanted: &str| flags.iter().any(|f| f.as_ref() == wanted);
+    if has("positive_test") || (has("symptomatic") && has("contact_with_case")) {
+        "red"
+    } else if !flags.is_empty() {
+        "yellow"
+    } else {
+        "green"
+    }
+}
+
+/// The triage of a declaration that passed both checks, exactly as [`enrich`] computes it.
+pub fn triage(form: &DeclarationForm, checked: &Checked<'_>, policy: &Policy) -> &'static str {
+    triage_of(&risk_flags(form, checked, policy))
 }
 
 fn port_details(code: &str, port: &ResolvedPort<'_>) -> PortDetails {

@@ -25,7 +25,7 @@ pub mod timefmt;
 pub mod validate;
 pub mod verification;
 
-pub use enrich::enrich;
+pub use enrich::{enrich, triage};
 pub use form::DeclarationForm;
 pub use record::{EnrichedDeclaration, Enrichment, RawDeclaration, Rejection};
 pub use reference::ReferenceData;

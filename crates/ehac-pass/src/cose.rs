@@ -1,0 +1,123 @@
+//! The envelope shared by passes and trust lists: COSE_Sign1 (tag 18), ES256, kid protected;
+//! and, for passes, zlib and Base45.
+
+use coset::{iana, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use p256::ecdsa::signature::{Signer as _, Verifier as _};
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::{PublicKey, SecretKey};
+
+use crate::key::Kid;
+
+/// The protected header every signature here carries: ES256 and the signer's kid.
+pub(crate) fn protected_header(kid: Kid, content_type: Option<&str>) -> coset::Header {
+    let mut header = HeaderBuilder::new().algorithm(iana::Algorithm::ES256).key_id(kid.0.to_vec());
+    if let Some(content_type) = content_type {
+        header = header.content_type(content_type.to_owned());
+    }
+    header.build()
+}
+
+/// Tagged COSE_Sign1 bytes, signed by `sign` over the Sig_structure.
+pub(crate) fn sign1(protected: coset::Header, payload: Vec<u8>, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> Vec<u8> {
+    CoseSign1Builder::new()
+        .protected(protected)
+        .payload(payload)
+        .create_signature(b"", sign)
+        .build()
+        .to_tagged_vec()
+        .expect("a COSE_Sign1 encodes")
+}
+
+/// Deterministic ES256 (RFC 6979) with RustCrypto: used for trust lists, where speed does not
+/// matter and determinism makes the signed file reproducible.
+pub(crate) fn sign_p256(secret: &SecretKey, data: &[u8]) -> Vec<u8> {
+    let signature: Signature = SigningKey::from(secret).sign(data);
+    signature.to_bytes().to_vec()
+}
+
+pub(crate) enum SignatureError {
+    /// Not 64 bytes of r || s with both in range (DER, truncated, zero).
+    Format,
+    Mismatch,
+}
+
+/// ES256 over `data`, the signature as fixed 64-byte r || s (RFC 8152 section 8.1) only.
+pub(crate) fn verify_es256(key: &PublicKey, signature: &[u8], data: &[u8]) -> Result<(), SignatureError> {
+    if signature.len() != 64 {
+        return Err(SignatureError::Format);
+    }
+    let signature = Signature::from_slice(signature).map_err(|_| SignatureError::Format)?;
+    VerifyingKey::from(key).verify(data, &signature).map_err(|_| SignatureError::Mismatch)
+}
+
+pub(crate) enum Envelope {
+    Cbor,
+    Algorithm,
+    KidUnprotected,
+    KidMissing,
+}
+
+/// Strict COSE_Sign1: tag 18, nothing after it, an embedded payload, alg ES256 in the protected
+/// header and nowhere else, kid in the protected header and nowhere else. Checked in that order.
+pub(crate) fn open_sign1(bytes: &[u8]) -> Result<(CoseSign1, Vec<u8>), Envelope> {
+    let sign1 = CoseSign1::from_tagged_slice(bytes).map_err(|_| Envelope::Cbor)?;
+    let Some(payload) = sign1.payload.clone() else { return Err(Envelope::Cbor) };
+    let es256 = coset::Algorithm::Assigned(iana::Algorithm::ES256);
+    if sign1.protected.header.alg != Some(es256) || sign1.unprotected.alg.is_some() {
+        return Err(Envelope::Algorithm);
+    }
+    if !sign1.unprotected.key_id.is_empty() {
+        return Err(Envelope::KidUnprotected);
+    }
+    if sign1.protected.header.key_id.is_empty() {
+        return Err(Envelope::KidMissing);
+    }
+    Ok((sign1, payload))
+}
+
+pub(crate) fn zlib(bytes: &[u8]) -> Vec<u8> {
+    thread_local! {
+        // Setting up a deflate state zeroes its tables (tens of µs, more than the signature);
+        // reset() keeps them, so each signing thread pays that once.
+        static DEFLATE: std::cell::RefCell<Compress> = std::cell::RefCell::new(Compress::new(Compression::best(), true));
+    }
+    DEFLATE.with_borrow_mut(|compress| {
+        compress.reset();
+        let mut out = Vec::with_capacity(bytes.len() + 64);
+        loop {
+            let consumed = compress.total_in() as usize;
+            match compress.compress_vec(&bytes[consumed..], &mut out, FlushCompress::Finish) {
+                Ok(Status::StreamEnd) => return out,
+                Ok(_) => out.reserve(out.capacity().max(64)),
+                Err(e) => unreachable!("compressing into a growing buffer cannot fail: {e}"),
+            }
+        }
+    })
+}
+
+pub(crate) enum Inflate {
+    Corrupt,
+    TooLarge,
+}
+
+/// Strict zlib: one complete stream, nothing after it, at most `cap` bytes out. The output buffer
+/// is `cap + 1` bytes and never grows, so a decompression bomb costs at most that much work.
+pub(crate) fn unzlib(bytes: &[u8], cap: usize) -> Result<Vec<u8>, Inflate> {
+    let mut out = Vec::with_capacity(cap + 1);
+    let mut inflate = Decompress::new(true);
+    match inflate.decompress_vec(bytes, &mut out, FlushDecompress::Finish) {
+        Ok(Status::StreamEnd) if out.len() <= cap && inflate.total_in() as usize == bytes.len() => Ok(out),
+        Ok(Status::StreamEnd) if out.len() <= cap => Err(Inflate::Corrupt),
+        _ if out.len() > cap => Err(Inflate::TooLarge),
+        _ => Err(Inflate::Corrupt),
+    }
+}
+
+/// Strict Base45: only the RFC 9285 alphabet, no dangling character, every group in range. The
+/// `base45` crate decodes leniently (a 2-character group above 255 wraps), so a decoding is only
+/// accepted if it encodes back to the same text.
+pub(crate) fn unbase45(text: &str) -> Option<Vec<u8>> {
+    let bytes = base45::decode(text).ok()?;
+    (base45::encode(&bytes) == text).then_some(bytes)
+}
