@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Every test: installs what is missing (ClickHouse, tansu, chdb), then runs the workspace's unit
+# Every test: installs what is missing (ClickHouse, Apache Kafka, chdb), then runs the workspace's unit
 # and integration tests. Integration tests start their own broker and ClickHouse on free ports.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash deploy/local/install.sh
 # The chaos matrix test runs the services as processes: build their binaries first.
 cargo build --workspace --bins --locked
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast

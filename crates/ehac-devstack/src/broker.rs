@@ -125,7 +125,8 @@ pub fn prepare(libs: &Path, node: &BrokerNode, nodes: &[BrokerNode], cluster_id:
         return Ok(());
     }
     let mut format = java(libs, node, "-Xmx128m");
-    format.args(["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", "server.properties"]);
+    // `=`: a base64url id may begin with "-", which would read as an option.
+    format.args(["kafka.tools.StorageTool", "format", &format!("--cluster-id={cluster_id}"), "-c", "server.properties"]);
     if nodes.len() == 1 {
         format.arg("--standalone");
     }

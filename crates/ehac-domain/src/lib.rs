@@ -35,6 +35,9 @@ pub use verification::VerificationStatus;
 /// Runs every check on a raw declaration and enriches it: what the enricher does to each record.
 /// Time rules are judged against the gateway's receive time, so the outcome does not depend on
 /// when (or how often) the record is processed. A citizen's NIK verification starts `pending`.
+// The error hands the declaration back, by value, to become a rejection: it is as large as the
+// success, and boxing it would only add an allocation per rejected record.
+#[allow(clippy::result_large_err)]
 pub fn accept(
     raw: RawDeclaration,
     reference: &ReferenceData,

@@ -1,6 +1,7 @@
-//! ehac-lagwatch against a real broker (tansu, started on a free port): lag in messages and in
-//! seconds from the messages' own timestamps, no numbers for what was never committed, STOP,
-//! REWIND and recovery with their webhook events, and the binary's SIGTERM exit.
+//! ehac-lagwatch against a real broker (Apache Kafka, started on a free port): lag in messages and
+//! in seconds from the messages' own timestamps, no numbers for what was never committed, STOP,
+//! REWIND and recovery with their webhook events, STALL (a live member that does not commit) told
+//! apart from STOP (no member) through DescribeGroups, and the binary's SIGTERM exit.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -171,7 +172,12 @@ async fn lag_status_and_webhook_follow_a_group_that_stops_rewinds_and_catches_up
         !metrics.contains("ehac_consumer_lag_messages{group=\"arrivals-audit\",partition=\"2\""),
         "no lag is made up for a partition never committed"
     );
-    assert!(!metrics.contains("never-committed"), "a group without commits has no series:\n{metrics}");
+    // Its member count is known (DescribeGroups answers: 0), but nothing about lag is made up.
+    assert!(
+        !metrics.lines().any(|l| l.contains("never-committed") && !l.starts_with("ehac_consumer_group_members{")),
+        "a group without commits has no lag series:\n{metrics}"
+    );
+    assert!(metrics.contains("ehac_consumer_group_members{group=\"never-committed\",service=\"lagwatch\"} 0"), "{metrics}");
     let (status, never) = get(&format!("{base}/v1/groups/never-committed/status")).await;
     assert_eq!((status, never["status"].clone(), never["partitions"].as_array().map(Vec::len)), (200, Value::Null, Some(0)));
     let (status, _) = get(&format!("{base}/v1/groups/not-watched/status")).await;
@@ -218,6 +224,64 @@ async fn lag_status_and_webhook_follow_a_group_that_stops_rewinds_and_catches_up
 
     shutdown.cancel();
     lagwatch.wait().await.expect("lagwatch stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_member_that_does_not_commit_is_stall_and_a_group_without_members_is_stop() {
+    let stack = stack("stall").await;
+    let brokers = stack.kafka_brokers();
+    let topic = "lagwatch.stall";
+    create_topic(&brokers, topic, 1).await;
+    produce(&brokers, topic, 0, 8, chrono::Utc::now().timestamp_millis() - 60_000).await;
+
+    // A member of the group that holds the partition, committed at 2 of 8, and then reads on
+    // without committing: alive (heartbeats, in DescribeGroups with the partition) but stuck.
+    let stop_member = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let member = {
+        let (brokers, stop) = (brokers.clone(), stop_member.clone());
+        std::thread::spawn(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .set("group.id", "arrivals-stuck")
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest")
+                .create()
+                .unwrap();
+            consumer.subscribe(&[topic]).unwrap();
+            let mut committed = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                consumer.poll(Duration::from_millis(100));
+                if !committed && consumer.assignment().is_ok_and(|a| a.count() == 1) {
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition_offset(topic, 0, Offset::Offset(2)).unwrap();
+                    consumer.commit(&tpl, CommitMode::Sync).unwrap();
+                    committed = true;
+                }
+            }
+            // Leaves the group: no member any more.
+            drop(consumer);
+        })
+    };
+
+    let shutdown = CancellationToken::new();
+    let mut config = ehac_lagwatch::Config::with_brokers(&brokers);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.groups = vec!["arrivals-stuck".into()];
+    config.poll_interval_ms = 300;
+    config.window_secs = 3;
+    let lagwatch = ehac_lagwatch::start(config, shutdown.clone()).await.expect("lagwatch starts");
+    let status_url = format!("http://{}/v1/groups/arrivals-stuck/status", lagwatch.addr);
+
+    let group = wait_for(&status_url, "STALL", |g| g["status"] == "STALL").await;
+    let p0 = partition(&group, topic, 0);
+    assert_eq!((p0["lag"].as_i64(), p0["status"].as_str()), (Some(6), Some("STALL")), "{group:#}");
+
+    stop_member.store(true, std::sync::atomic::Ordering::Relaxed);
+    member.join().unwrap();
+    let group = wait_for(&status_url, "STOP once the member left", |g| g["status"] == "STOP").await;
+    assert_eq!(partition(&group, topic, 0)["status"], "STOP", "{group:#}");
+    shutdown.cancel();
+    lagwatch.wait().await.expect("lagwatch drains");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

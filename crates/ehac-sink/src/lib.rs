@@ -280,11 +280,9 @@ fn read(
                         }
                     }
                 }
-                if route.paused && route.overflow.is_empty() {
-                    if set_paused(consumer, topic, *partition, false) {
-                        route.paused = false;
-                        shared.metrics.paused.dec();
-                    }
+                if route.paused && route.overflow.is_empty() && set_paused(consumer, topic, *partition, false) {
+                    route.paused = false;
+                    shared.metrics.paused.dec();
                 }
             }
             map.values().any(|route| !route.overflow.is_empty())
