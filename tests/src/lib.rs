@@ -126,6 +126,9 @@ async fn start_pipeline(options: PipelineOptions) -> anyhow::Result<Pipeline> {
             linger_ms: 1,
             spool_dir: dir.join("gateway-spool"),
             spool_max_bytes: 64 << 20,
+            pass_key: None,
+            pass_region: None,
+            pass_valid_hours: 24,
         },
         shutdown.clone(),
     )
@@ -184,7 +187,7 @@ fn enricher_config(kafka: &KafkaArgs, options: &PipelineOptions) -> ehac_enriche
         batch_linger_ms: 20,
         transactions: ehac_enricher::Transactions::Auto,
         transactional_id: None,
-        transaction_timeout_ms: 10_000,
+        transaction_timeout_ms: 30_000,
         membership: Default::default(),
     }
 }
@@ -335,6 +338,9 @@ pub async fn own_pipeline(name: &str, partitions: i32) -> anyhow::Result<OwnPipe
             linger_ms: 1,
             spool_dir: dir.join("gateway-spool"),
             spool_max_bytes: 64 << 20,
+            pass_key: None,
+            pass_region: None,
+            pass_valid_hours: 24,
         },
         shutdown.clone(),
     )

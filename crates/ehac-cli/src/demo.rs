@@ -62,16 +62,9 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
 
     let brokers = stack.kafka_brokers();
     let bin = bin_dir()?;
-    // Each consumer keeps its group instance id (its name) across restarts: static membership.
+    // Production defaults: dynamic group membership, a transactional enricher.
     let start_service = |name: &str, binary: &str, service_args: &[String]| {
-        Service::start(
-            &bin,
-            &dir,
-            name,
-            binary,
-            service_args,
-            &[("EHAC_KAFKA_BROKERS", brokers.as_str()), ("EHAC_KAFKA_GROUP_INSTANCE_ID", name)],
-        )
+        Service::start(&bin, &dir, name, binary, service_args, &[("EHAC_KAFKA_BROKERS", brokers.as_str())])
     };
     let registry_listen = format!("127.0.0.1:{}", free_port()?);
     let registry_url = format!("http://{registry_listen}");
@@ -79,7 +72,10 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     let mut registry = start_registry()?;
     let gateway_port = free_port()?;
     let gateway_admin = format!("127.0.0.1:{}", free_port()?);
-    let gateway_args = crate::services::gateway_args(&format!("127.0.0.1:{gateway_port}"), &gateway_admin, &dir.join("gateway-spool"));
+    // The gateway signs a pass for every accepted declaration; the gates trust its key.
+    let gate_keys = crate::gate::GateKeys::create(&dir, "ID-BT")?;
+    let mut gateway_args = crate::services::gateway_args(&format!("127.0.0.1:{gateway_port}"), &gateway_admin, &dir.join("gateway-spool"));
+    gateway_args.extend(["--pass-key".to_owned(), gate_keys.issuing_key_file.display().to_string()]);
     let mut services = vec![start_service("gateway", "ehac-gateway", &gateway_args)?];
     for i in 0..args.enrichers {
         let enricher_args = ["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?), "--registry-url".into(), registry_url.clone()];
@@ -143,6 +139,15 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     println!("\nservices stopped with SIGTERM: {}", if clean { "all drained and exited 0" } else { "NOT all exited cleanly" });
     drop(stack);
 
+    // The back office is gone now: Kafka, ClickHouse and the registry are stopped. The gates
+    // check the travellers' passes with their trust list alone.
+    println!(
+        "back office down (Kafka, ClickHouse, registry stopped); gates check {} sampled passes offline, 2 of them revoked, plus 3 tampered and 2 at the wrong airport",
+        load.passes.len()
+    );
+    let gate = crate::gate::check_offline(&gate_keys, &load.passes)?;
+    println!("{}", gate.line());
+
     let lost = load.accepted as i64 - stored.stored as i64 - stored.rejected as i64;
     println!(
         "demo wall time {:.1}s; refused at the gateway (422) {}; failed requests {}",
@@ -154,7 +159,12 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
         "SUMMARY accepted={} stored={} rejected={} lost={} duplicated={}",
         load.accepted, stored.stored, stored.rejected, lost, stored.duplicated
     );
-    if lost != 0 || stored.duplicated != 0 || load.failed != 0 || !clean {
+    // Every genuine, unrevoked pass accepted; every planted one refused.
+    let gate_ok = load.passes.len() > 7 && gate.verified == load.passes.len() as u64 - 2 && gate.rejected == 7 && gate.degraded == 0;
+    if !gate_ok {
+        eprintln!("the gates did not give the expected verdicts: {}", gate.line());
+    }
+    if lost != 0 || stored.duplicated != 0 || load.failed != 0 || !clean || !gate_ok {
         bail!("the demo did not end clean");
     }
     Ok(())

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod dev;
 pub mod dlq;
 pub mod footprint;
+pub mod gate;
 pub mod loadgen;
 pub mod procstat;
 pub mod services;

@@ -78,7 +78,13 @@ pub struct LoadResult {
     /// Requests that found all `concurrency` slots busy and had to wait for one: the gateway
     /// was answering slower than the schedule asked for.
     pub waited_for_slot: u64,
+    /// The signed passes of every [`PASS_SAMPLE_EVERY`]th declaration accepted, for a gate to
+    /// check (empty when the gateway signs none).
+    pub passes: Vec<String>,
 }
+
+/// One declaration in this many has its pass kept in [`LoadResult::passes`].
+pub const PASS_SAMPLE_EVERY: usize = 100;
 
 /// The `p` quantile (0..=1) of sorted microseconds, in milliseconds; NaN when empty.
 pub fn quantile_ms(sorted_us: &[u64], p: f64) -> f64 {
@@ -149,16 +155,17 @@ fn bodies(args: &LoadArgs) -> Vec<(String, Vec<u8>)> {
 }
 
 enum Outcome {
-    Accepted,
+    /// With the pass, when it was asked for and the answer had one.
+    Accepted(Option<String>),
     Refused,
     Failed,
 }
 
 /// Sends one declaration `attempts` times; the first decisive answer counts.
-async fn send_all(client: &reqwest::Client, url: &str, key: &str, body: Vec<u8>, attempts: u32) -> Outcome {
-    let mut outcome = send(client, url, key, body.clone()).await;
+async fn send_all(client: &reqwest::Client, url: &str, key: &str, body: Vec<u8>, attempts: u32, keep_pass: bool) -> Outcome {
+    let mut outcome = send(client, url, key, body.clone(), keep_pass).await;
     for _ in 1..attempts {
-        let again = send(client, url, key, body.clone()).await;
+        let again = send(client, url, key, body.clone(), keep_pass).await;
         if matches!(outcome, Outcome::Failed) {
             outcome = again;
         }
@@ -166,14 +173,22 @@ async fn send_all(client: &reqwest::Client, url: &str, key: &str, body: Vec<u8>,
     outcome
 }
 
-/// One request, retried while the gateway is unreachable or answers 503.
-async fn send(client: &reqwest::Client, url: &str, key: &str, body: Vec<u8>) -> Outcome {
+/// One request, retried while the gateway is unreachable or answers 503. The answer's body is
+/// read only when the pass is wanted (the sender stays cheap).
+async fn send(client: &reqwest::Client, url: &str, key: &str, body: Vec<u8>, keep_pass: bool) -> Outcome {
     let mut backoff = Duration::from_millis(100);
     for attempt in 0..8 {
         let response =
             client.post(url).header("content-type", "application/json").header("idempotency-key", key).body(body.clone()).send().await;
-        match response.map(|r| r.status().as_u16()) {
-            Ok(202) => return Outcome::Accepted,
+        match response.as_ref().map(|r| r.status().as_u16()) {
+            Ok(202) if keep_pass => {
+                let answer: Option<serde_json::Value> = match response {
+                    Ok(r) => r.json().await.ok(),
+                    Err(_) => None,
+                };
+                return Outcome::Accepted(answer.and_then(|a| a["pass"].as_str().map(str::to_owned)));
+            }
+            Ok(202) => return Outcome::Accepted(None),
             Ok(422) => return Outcome::Refused,
             Ok(503) | Err(_) if attempt < 7 => {
                 tokio::time::sleep(backoff).await;
@@ -194,6 +209,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
     let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(args.count as usize)));
     let surge_latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let passes = Arc::new(std::sync::Mutex::new(Vec::new()));
     let surge_sent = times.iter().filter(|(_, in_surge)| *in_surge).count() as u64;
     let surge_seconds = surge_sent as f64 / (args.baseline_rate * args.surge_factor);
     let mut dispatch_lateness_us = Vec::with_capacity(args.count as usize);
@@ -219,12 +235,14 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
         dispatch_lateness_us.push(scheduled.elapsed().as_micros() as u64);
         let (client, url, counts, task_bar) = (client.clone(), url.clone(), counts.clone(), bar.clone());
         let latencies = if in_surge { surge_latencies.clone() } else { latencies.clone() };
+        let passes = passes.clone();
         tasks.spawn(async move {
-            let outcome = send_all(&client, &url, &key, body, attempts).await;
+            let outcome = send_all(&client, &url, &key, body, attempts, i % PASS_SAMPLE_EVERY == 0).await;
             drop(permit);
             let slot = match outcome {
-                Outcome::Accepted => {
+                Outcome::Accepted(pass) => {
                     latencies.lock().unwrap().push(scheduled.elapsed().as_micros() as u64);
+                    passes.lock().unwrap().extend(pass);
                     0
                 }
                 Outcome::Refused => 1,
@@ -253,6 +271,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
     latencies_us.extend_from_slice(&surge_latencies_us);
     latencies_us.sort_unstable();
     dispatch_lateness_us.sort_unstable();
+    let passes = std::mem::take(&mut *passes.lock().unwrap());
     Ok(LoadResult {
         sent: args.count,
         accepted: counts[0].load(Ordering::Relaxed),
@@ -265,5 +284,6 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
         surge_seconds,
         dispatch_lateness_us,
         waited_for_slot,
+        passes,
     })
 }

@@ -69,7 +69,7 @@ pub struct Config {
     pub transactional_id: Option<String>,
     /// How long the broker lets a transaction stay open before aborting it: the longest a dead
     /// instance that never comes back holds up read_committed readers of its partitions.
-    #[arg(long, env = "EHAC_ENRICHER_TRANSACTION_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "EHAC_ENRICHER_TRANSACTION_TIMEOUT_MS", default_value_t = 30_000)]
     pub transaction_timeout_ms: u64,
     #[command(flatten)]
     pub membership: MembershipArgs,
@@ -259,7 +259,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let brokers = &config.kafka.kafka_brokers;
     let topics = &config.kafka.topics;
-    let Some(delivery) = delivery(&config, &readiness, &shutdown).await? else { return Ok(()) };
+    let Some(mut delivery) = delivery(&config, &readiness, &shutdown).await? else { return Ok(()) };
     let consumer = std::sync::Arc::new(kafka::consumer(brokers, &config.group, &[&topics.raw])?);
     let mut watch = config.membership.watch(&registry, &[&topics.raw])?;
     tracing::info!(%admin_addr, group = %config.group, from = %topics.raw, transactional = matches!(delivery, Delivery::Transactional(_)), "enricher started");
@@ -313,10 +313,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                         _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
                 }
+                Err(TransactionFailed::Fatal(e)) if is_fenced(&e) => {
+                    return Err(anyhow::anyhow!(e).context("fenced: a newer instance runs with this transactional.id"));
+                }
                 Err(TransactionFailed::Fatal(e)) => {
-                    return Err(anyhow::anyhow!(e).context(
-                        "the transactional producer failed for good (fenced by a newer instance with the same transactional.id?)",
-                    ))
+                    // librdkafka's word for "this producer instance is done" (e.g. a
+                    // transaction whose messages timed out while the broker was away): nothing
+                    // of the batch became visible. A new producer with the same id bumps the
+                    // epoch, aborts what is left open, and the batch is read again.
+                    metrics.transactions.with_label_values(&["aborted"]).inc();
+                    tracing::warn!(error = %e, records = batch.len(), "transactional producer failed; starting a new one and reading the batch again");
+                    rewind(&consumer, &batch);
+                    match self::delivery(&config, &readiness, &shutdown).await? {
+                        Some(fresh) => delivery = fresh,
+                        None => return Ok(()),
+                    }
                 }
             },
         }
@@ -378,6 +389,12 @@ fn is_transient(e: &KafkaError) -> bool {
                 | C::NotCoordinator
         )
     )
+}
+
+/// Another instance took over this transactional id: this one must stop.
+fn is_fenced(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(e.rdkafka_error_code(), Some(C::ProducerFenced | C::InvalidProducerEpoch))
 }
 
 enum TransactionFailed {

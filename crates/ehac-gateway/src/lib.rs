@@ -29,6 +29,7 @@ pub mod clients;
 mod input;
 mod limits;
 mod metrics;
+pub mod pass;
 mod serve;
 
 use std::net::SocketAddr;
@@ -87,6 +88,16 @@ pub struct Config {
     /// Directory of the durable local spool (one gateway process per directory).
     #[arg(long, env = "EHAC_GATEWAY_SPOOL_DIR", default_value = "ehac-gateway-spool")]
     pub spool_dir: std::path::PathBuf,
+    /// The regional pass issuing key (PKCS#8 PEM or JWK, from `ehac-gate keys issuing`): every
+    /// 202 then carries a signed pass for the arrival gate. Without it no pass is issued.
+    #[arg(long, env = "EHAC_GATEWAY_PASS_KEY")]
+    pub pass_key: Option<PathBuf>,
+    /// The issuing key's region, for a PEM key (a JWK names its own).
+    #[arg(long, env = "EHAC_GATEWAY_PASS_REGION")]
+    pub pass_region: Option<String>,
+    /// Hours after the scheduled arrival that a pass stays valid (delays, slow queues).
+    #[arg(long, env = "EHAC_GATEWAY_PASS_VALID_HOURS", default_value_t = 24)]
+    pub pass_valid_hours: i64,
     /// Bytes the spool may hold before the gateway answers 503.
     #[arg(long, env = "EHAC_GATEWAY_SPOOL_MAX_BYTES", default_value_t = 1 << 30)]
     pub spool_max_bytes: u64,
@@ -144,6 +155,7 @@ struct Gateway {
     policy: Policy,
     metrics: GatewayMetrics,
     spool: Spool,
+    passes: Option<pass::PassIssuer>,
 }
 
 /// A started gateway: where it listens, and the task serving it.
@@ -188,6 +200,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     readiness.check("spool", "not checked yet");
     tokio::spawn(watch_broker(producer.clone(), config.kafka.topics.raw.clone(), readiness.clone(), shutdown.clone()));
 
+    let passes = match &config.pass_key {
+        Some(path) => {
+            Some(pass::PassIssuer::from_file(path, config.pass_region.as_deref(), chrono::Duration::hours(config.pass_valid_hours))?)
+        }
+        None => {
+            tracing::warn!("no --pass-key: accepted declarations get no signed pass");
+            None
+        }
+    };
     let gateway = Arc::new(Gateway {
         clients,
         client_limits: limits::ClientLimits::default(),
@@ -198,6 +219,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         policy: config.policy.policy(),
         metrics,
         spool,
+        passes,
     });
     let drain = tokio::spawn(drain_spool(gateway.clone(), readiness.clone(), config.spool_max_bytes, shutdown.clone()));
     tokio::spawn(forget_idle_peers(gateway.clone(), shutdown.clone()));
@@ -245,6 +267,9 @@ fn problem(status: StatusCode, error: &'static str, message: impl Into<String>, 
 struct Accepted {
     declaration_id: String,
     received_at: String,
+    /// The signed e-HAC pass (`EH1:...`) for the arrival gate; absent without an issuing key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pass: Option<String>,
 }
 
 /// Namespace of declaration ids derived from an `Idempotency-Key` (UUIDv5).
@@ -445,17 +470,28 @@ async fn handle(
         return refused;
     }
     let received_at = chrono::Utc::now();
-    if let Err(errors) = ehac_domain::validate(&form, ReferenceData::embedded(), &gateway.policy, received_at) {
-        for e in &errors {
-            gateway.metrics.field_errors.with_label_values(&[&e.code]).inc();
+    let checked = match ehac_domain::validate(&form, ReferenceData::embedded(), &gateway.policy, received_at) {
+        Ok(checked) => checked,
+        Err(errors) => {
+            for e in &errors {
+                gateway.metrics.field_errors.with_label_values(&[&e.code]).inc();
+            }
+            return (
+                "invalid",
+                problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_declaration", format!("{} field(s) need fixing", errors.len()), errors),
+            );
         }
-        return (
-            "invalid",
-            problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_declaration", format!("{} field(s) need fixing", errors.len()), errors),
-        );
-    }
+    };
 
     let declaration_id = declaration_id(&form.client_id, &form, idempotency_key);
+    // Signed before the declaration is made durable, so the answer needs nothing more after.
+    let pass = gateway.passes.as_ref().and_then(|p| {
+        let signing = Instant::now();
+        let pass = p.issue(&declaration_id, &form, &checked, &gateway.policy, received_at);
+        gateway.metrics.pass_seconds.observe(signing.elapsed().as_secs_f64());
+        pass
+    });
+    drop(checked);
     let raw = RawDeclaration {
         declaration_id,
         received_at_ms: received_at.timestamp_millis(),
@@ -470,7 +506,7 @@ async fn handle(
         }
     };
     let accepted = || {
-        let body = Accepted { declaration_id: raw.declaration_id.clone(), received_at: received_at.to_rfc3339() };
+        let body = Accepted { declaration_id: raw.declaration_id.clone(), received_at: received_at.to_rfc3339(), pass: pass.clone() };
         ("accepted", (StatusCode::ACCEPTED, Json(body)).into_response())
     };
     // While the spool holds anything the broker is known to be away: do not wait for it again.

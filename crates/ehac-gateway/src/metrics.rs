@@ -14,6 +14,8 @@ pub struct GatewayMetrics {
     pub spooled: IntCounter,
     /// Spooled declarations the broker has since acknowledged.
     pub spool_drained: IntCounter,
+    /// Time to sign one pass (wall time on the request's thread, close to its CPU time).
+    pub pass_seconds: Histogram,
 }
 
 impl GatewayMetrics {
@@ -32,6 +34,11 @@ impl GatewayMetrics {
             "Declarations accepted into the local spool because the broker did not acknowledge in time",
         )?;
         let spool_drained = IntCounter::new("gateway_spool_drained_total", "Spooled declarations the broker has since acknowledged")?;
+        let pass_seconds = Histogram::with_opts(
+            HistogramOpts::new("gateway_pass_sign_seconds", "Time to build and sign one e-HAC pass")
+                .buckets(vec![0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005]),
+        )?;
+        registry.register(Box::new(pass_seconds.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(ack_seconds.clone()))?;
         registry.register(Box::new(field_errors.clone()))?;
@@ -39,6 +46,6 @@ impl GatewayMetrics {
         registry.register(Box::new(spool_bytes.clone()))?;
         registry.register(Box::new(spooled.clone()))?;
         registry.register(Box::new(spool_drained.clone()))?;
-        Ok(GatewayMetrics { requests, ack_seconds, field_errors, spool_records, spool_bytes, spooled, spool_drained })
+        Ok(GatewayMetrics { requests, ack_seconds, field_errors, spool_records, spool_bytes, spooled, spool_drained, pass_seconds })
     }
 }

@@ -40,6 +40,9 @@ fn config(dir: &std::path::Path, access: AccessArgs) -> Config {
         linger_ms: 1,
         spool_dir: dir.join("spool"),
         spool_max_bytes: 64 << 20,
+        pass_key: None,
+        pass_region: None,
+        pass_valid_hours: 24,
     }
 }
 

@@ -252,7 +252,6 @@ pub async fn sink_round(
             ("EHAC_TOPIC_ENRICHED", CEILING_TOPIC),
             ("EHAC_TOPIC_REJECTED", CEILING_REJECTED_TOPIC),
             ("EHAC_SINK_GROUP", group.as_str()),
-            ("EHAC_KAFKA_GROUP_INSTANCE_ID", name.as_str()),
             ("EHAC_CLICKHOUSE_URL", url.as_str()),
         ];
         sinks.push(Service::start(bin, dir, &name, "ehac-sink", &["--admin-listen".into(), admin], &env)?);

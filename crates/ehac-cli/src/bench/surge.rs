@@ -81,14 +81,7 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
     let phase = Phase::start("surge: services");
     let brokers = stack.kafka_brokers();
     let start_service = |name: &str, binary: &str, service_args: &[String]| {
-        Service::start(
-            bin,
-            dir,
-            name,
-            binary,
-            service_args,
-            &[("EHAC_KAFKA_BROKERS", brokers.as_str()), ("EHAC_KAFKA_GROUP_INSTANCE_ID", name)],
-        )
+        Service::start(bin, dir, name, binary, service_args, &[("EHAC_KAFKA_BROKERS", brokers.as_str())])
     };
     let gateway_port = free_port()?;
     let gateway = format!("http://127.0.0.1:{gateway_port}");
