@@ -139,6 +139,7 @@ pub async fn next_batch(
     readiness: &Readiness,
     shutdown: &CancellationToken,
 ) -> Option<Vec<OwnedMessage>> {
+    let mut last_warning = None;
     loop {
         match gather(consumer, max, linger, shutdown).await {
             Ok(Gathered::Shutdown) => return None,
@@ -153,11 +154,14 @@ pub async fn next_batch(
                 return Some(batch);
             }
             Err(e) => {
+                // An error is an event librdkafka queued (it reconnects by itself), not a
+                // failed call: read on at once. Sleeping per event once made a consumer spend a
+                // minute after a broker restart working through the outage's queued "all
+                // brokers down" events before it read a message again.
                 readiness.not_ready("kafka", e.to_string());
-                tracing::warn!(error = %e, "consume failed; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return None,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                if last_warning.is_none_or(|at: Instant| at.elapsed() > Duration::from_secs(5)) {
+                    tracing::warn!(error = %e, "consume failed; librdkafka retries");
+                    last_warning = Some(Instant::now());
                 }
             }
         }
@@ -183,7 +187,13 @@ async fn gather(consumer: &GroupConsumer, max: usize, linger: Duration, shutdown
     let deadline = tokio::time::Instant::now() + linger;
     while batch.len() < max {
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(message) => batch.push(message?.detach()),
+            Ok(Ok(message)) => batch.push(message.detach()),
+            // Never drop what was gathered: the consumer's position is already past it, and a
+            // later commit would skip it. The error is an event; the batch goes on as it is.
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, gathered = batch.len(), "consume error while gathering; the batch ends here");
+                break;
+            }
             Err(_elapsed) => break,
         }
     }
