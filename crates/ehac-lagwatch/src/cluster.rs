@@ -58,9 +58,13 @@ pub struct Cluster {
     offset_clients: HashMap<String, BaseConsumer>,
     /// After DescribeGroups failed, it is tried again only after this instant.
     membership_retry_at: Option<Instant>,
+    membership_failures: u32,
 }
 
 /// How long to wait before asking DescribeGroups again after a broker refused it.
+/// The longest wait before asking DescribeGroups again after failures. The first retry comes
+/// after 2 s and the wait doubles: a coordinator still loading at broker start (Kafka answers
+/// CoordinatorLoadInProgress) is asked again soon, a broker that never answers rarely.
 const MEMBERSHIP_RETRY: Duration = Duration::from_secs(60);
 
 fn base_config(brokers: &str) -> ClientConfig {
@@ -101,6 +105,7 @@ impl Cluster {
             reader,
             offset_clients: HashMap::new(),
             membership_retry_at: None,
+            membership_failures: 0,
         })
     }
 
@@ -180,13 +185,16 @@ impl Cluster {
                     reading.membership.insert(group.clone(), Some(membership));
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, group, retry_in_s = MEMBERSHIP_RETRY.as_secs(), "DescribeGroups failed; without membership a stuck group counts as STOP, not STALL");
-                    self.membership_retry_at = Some(Instant::now() + MEMBERSHIP_RETRY);
+                    let wait = (Duration::from_secs(2) * 2u32.saturating_pow(self.membership_failures)).min(MEMBERSHIP_RETRY);
+                    self.membership_failures = self.membership_failures.saturating_add(1);
+                    tracing::warn!(error = %e, group, retry_in_s = wait.as_secs(), "DescribeGroups failed; without membership a stuck group counts as STOP, not STALL");
+                    self.membership_retry_at = Some(Instant::now() + wait);
                     return;
                 }
             }
         }
         self.membership_retry_at = None;
+        self.membership_failures = 0;
     }
 
     /// Reads the message at each (partition, offset) and returns its timestamp in ms. If that
