@@ -32,7 +32,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset};
 use tokio_util::sync::CancellationToken;
 
 pub const SERVICE: &str = "ehac-enricher";
@@ -424,8 +424,10 @@ async fn transact(
     let result = match failed {
         Some(e) => Err(e),
         None => {
-            let (producer, consumer, offsets) = (producer.clone(), consumer.clone(), next_offsets(batch));
+            let (producer, consumer) = (producer.clone(), consumer.clone());
+            let offsets = kafka::next_offsets(batch);
             tokio::task::spawn_blocking(move || {
+                let offsets = offsets?;
                 // None only before the consumer joined its group, which a batch in hand rules out.
                 let group = consumer.group_metadata().ok_or(KafkaError::Rebalance(rdkafka::types::RDKafkaErrorCode::InvalidGroupId))?;
                 producer.send_offsets_to_transaction(&offsets, &group, Duration::from_secs(30))?;
@@ -458,20 +460,6 @@ fn topic_of<'t>(topics: &'t ehac_stream::config::Topics, o: &Output) -> &'t str 
         Destination::Enriched => &topics.enriched,
         Destination::Rejected => &topics.rejected,
     }
-}
-
-/// For every partition in `batch`, the offset after its last message: what the group commits.
-fn next_offsets(batch: &[OwnedMessage]) -> TopicPartitionList {
-    let mut next: std::collections::HashMap<(&str, i32), i64> = std::collections::HashMap::new();
-    for m in batch {
-        let entry = next.entry((m.topic(), m.partition())).or_insert(0);
-        *entry = (*entry).max(m.offset() + 1);
-    }
-    let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), offset) in next {
-        let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
-    }
-    tpl
 }
 
 /// After an abort: back to each partition's first offset in the batch, so it is read again.

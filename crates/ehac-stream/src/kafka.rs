@@ -210,19 +210,26 @@ pub fn commit_batch(consumer: &GroupConsumer, batch: &[OwnedMessage]) {
 }
 
 fn try_commit(consumer: &GroupConsumer, batch: &[OwnedMessage]) -> Result<(), KafkaError> {
+    let tpl = next_offsets(batch)?;
+    if tpl.count() == 0 {
+        return Ok(());
+    }
+    consumer.commit(&tpl, CommitMode::Sync)
+}
+
+/// For every partition in `batch`, the offset after its last message: what a group commits
+/// once the batch is done (directly, or inside a transaction).
+pub fn next_offsets(batch: &[OwnedMessage]) -> Result<TopicPartitionList, KafkaError> {
     let mut next: HashMap<(&str, i32), i64> = HashMap::new();
     for m in batch {
         let entry = next.entry((m.topic(), m.partition())).or_insert(0);
         *entry = (*entry).max(m.offset() + 1);
     }
-    if next.is_empty() {
-        return Ok(());
-    }
     let mut tpl = TopicPartitionList::new();
     for ((topic, partition), offset) in next {
         tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
     }
-    consumer.commit(&tpl, CommitMode::Sync)
+    Ok(tpl)
 }
 
 /// Notices a member that holds no partitions while its group has lag that nobody consumes
