@@ -101,7 +101,45 @@ const ARRIVAL_DATE: &str = "ad";
 const TRIAGE: &str = "t";
 const VERSION: &str = "v";
 
+/// The claims as CBOR bytes, written directly (see [`crate::cbor`]); the same bytes as
+/// [`encode_with_coset`], which the tests check.
 pub(crate) fn encode(claims: &PassClaims, issuer: &str, issued_at: i64, expires_at: i64) -> Vec<u8> {
+    use crate::cbor::{self, MAP};
+    let mut out = Vec::with_capacity(128 + claims.traveller_name.len() + issuer.len());
+    // In coset's order: iss (1), exp (4), nbf (5), iat (6), cti (7), then the private claim.
+    cbor::head(&mut out, MAP, 6);
+    cbor::int(&mut out, 1);
+    cbor::text(&mut out, issuer);
+    cbor::int(&mut out, 4);
+    cbor::int(&mut out, expires_at);
+    cbor::int(&mut out, 5);
+    cbor::int(&mut out, issued_at);
+    cbor::int(&mut out, 6);
+    cbor::int(&mut out, issued_at);
+    cbor::int(&mut out, 7);
+    cbor::bytes(&mut out, &claims.pass_id);
+    cbor::int(&mut out, EHAC_CLAIM);
+    cbor::head(&mut out, MAP, 7);
+    cbor::text(&mut out, VERSION);
+    cbor::int(&mut out, EHAC_CLAIM_VERSION);
+    cbor::text(&mut out, NAME);
+    cbor::text(&mut out, &claims.traveller_name);
+    cbor::text(&mut out, DATE_OF_BIRTH);
+    cbor::date(&mut out, claims.date_of_birth);
+    cbor::text(&mut out, FLIGHT);
+    cbor::text(&mut out, &claims.flight);
+    cbor::text(&mut out, ARRIVAL_AIRPORT);
+    cbor::text(&mut out, &claims.arrival_airport);
+    cbor::text(&mut out, ARRIVAL_DATE);
+    cbor::date(&mut out, claims.arrival_date);
+    cbor::text(&mut out, TRIAGE);
+    cbor::text(&mut out, claims.triage.as_str());
+    out
+}
+
+/// The reference encoding, through coset's claims set.
+#[cfg(test)]
+pub(crate) fn encode_with_coset(claims: &PassClaims, issuer: &str, issued_at: i64, expires_at: i64) -> Vec<u8> {
     let text = |s: &str| Value::Text(s.to_owned());
     let data = Value::Map(vec![
         (text(VERSION), Value::Integer(EHAC_CLAIM_VERSION.into())),
@@ -180,6 +218,33 @@ impl SignedClaims {
             pass_id: hex::encode(&self.pass_id),
             issuer: self.issuer,
             expires_at: DateTime::from_timestamp(self.expires_at, 0).unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_direct_encoding_is_cosets_byte_for_byte() {
+        for (name, triage) in [("Siti Nurhaliza binti Abdullah", Triage::Green), ("", Triage::Red), (&"Ñ".repeat(120)[..], Triage::Yellow)]
+        {
+            let claims = PassClaims {
+                pass_id: [0xab; 16],
+                traveller_name: name.to_owned(),
+                date_of_birth: NaiveDate::from_ymd_opt(1950, 1, 2).unwrap(),
+                flight: "QZ7510".into(),
+                arrival_airport: "DPS".into(),
+                arrival_at: Utc.with_ymd_and_hms(2026, 12, 24, 1, 2, 3).unwrap(),
+                arrival_date: NaiveDate::from_ymd_opt(2026, 12, 24).unwrap(),
+                triage,
+            };
+            for (issued, expires) in [(1_766_000_000, 1_766_090_000), (0, 23), (24, 4_294_967_296)] {
+                assert_eq!(encode(&claims, "ID-JK", issued, expires), encode_with_coset(&claims, "ID-JK", issued, expires));
+            }
+            assert_eq!(decode(&encode(&claims, "ID-BA", 10, 20)).unwrap().traveller_name, name);
         }
     }
 }

@@ -38,6 +38,8 @@ pub struct Signer {
     region: String,
     key_pair: EcdsaKeyPair,
     rng: SystemRandom,
+    /// The protected header (ES256, kid), encoded once.
+    protected: Vec<u8>,
     policy: IssuePolicy,
 }
 
@@ -55,7 +57,14 @@ impl Signer {
         let key_pair =
             EcdsaKeyPair::from_private_key_and_public_key(&ECDSA_P256_SHA256_FIXED_SIGNING, &secret.to_bytes(), public.as_bytes(), &rng)
                 .expect("a valid p256 key pair is a valid ring key pair");
-        Signer { kid: key.kid(), region: key.region().to_owned(), key_pair, rng, policy }
+        Signer {
+            kid: key.kid(),
+            region: key.region().to_owned(),
+            key_pair,
+            rng,
+            protected: cose::protected_header_bytes(key.kid()),
+            policy,
+        }
     }
 
     pub fn kid(&self) -> Kid {
@@ -75,7 +84,7 @@ impl Signer {
         }
         let payload = claims::encode(claims, &self.region, now.timestamp(), expires_at);
         let mut failed = false;
-        let cose = cose::sign1(cose::protected_header(self.kid, None), payload, |data| match self.key_pair.sign(&self.rng, data) {
+        let cose = cose::sign1_direct(&self.protected, &payload, |data| match self.key_pair.sign(&self.rng, data) {
             Ok(signature) => signature.as_ref().to_vec(),
             Err(_) => {
                 failed = true;

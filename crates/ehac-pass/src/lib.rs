@@ -16,6 +16,7 @@
 //! - [`trust`]: the trust list, its maintenance and its root signature.
 //! - [`verify`]: the gate's checks, in order, each with its own reason code.
 
+mod cbor;
 pub mod claims;
 mod cose;
 pub mod issue;
@@ -31,3 +32,40 @@ pub use verify::{inspect_unverified, verify, DegradedReason, RejectReason, Unver
 
 /// What every pass starts with; EU apps look for `HC1:`.
 pub const PREFIX: &str = "EH1:";
+
+/// The two ES256 verifiers side by side on the same bytes, for `ehac bench pass`.
+#[doc(hidden)]
+pub mod verifier_comparison {
+    /// The verifier [`crate::verify`] uses (format check, then ring).
+    pub fn ring(key: &p256::PublicKey, signature: &[u8], data: &[u8]) -> bool {
+        crate::cose::verify_es256(key, signature, data).is_ok()
+    }
+
+    /// RustCrypto's `VerifyingKey`.
+    pub fn p256(key: &p256::PublicKey, signature: &[u8], data: &[u8]) -> bool {
+        crate::cose::verify_es256_p256(key, signature, data)
+    }
+}
+
+/// The issue path's stages one by one, for `ehac bench pass`'s breakdown.
+#[doc(hidden)]
+pub mod issue_stages {
+    use crate::{Kid, PassClaims};
+
+    pub fn claims(claims: &PassClaims) -> Vec<u8> {
+        crate::claims::encode(claims, "ID-JK", 1_766_000_000, 1_766_090_000)
+    }
+
+    /// The COSE_Sign1 around `payload`, with a constant in place of the signature.
+    pub fn envelope(kid: Kid, payload: &[u8]) -> Vec<u8> {
+        crate::cose::sign1_direct(&crate::cose::protected_header_bytes(kid), payload, |_| vec![0; 64])
+    }
+
+    pub fn zlib(bytes: &[u8]) -> Vec<u8> {
+        crate::cose::zlib(bytes)
+    }
+
+    pub fn base45(bytes: &[u8]) -> String {
+        base45::encode(bytes)
+    }
+}
