@@ -5,7 +5,7 @@
 //! what it was given and that the surge lost and duplicated nothing. The services run as
 //! processes: build them first (`cargo build --bins`, which deploy/local/test.sh does).
 
-use ehac_cli::bench::{self, BenchCommand, SurgeArgs};
+use ehac_cli::bench::{self, SurgeArgs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_surge_benchmark_runs_every_phase_and_reports_each_figure() {
@@ -35,7 +35,7 @@ async fn the_surge_benchmark_runs_every_phase_and_reports_each_figure() {
         no_peer: false,
         seed: 7,
     };
-    let report = bench::run(BenchCommand::Surge(args)).await.expect("the benchmark runs");
+    let report = bench::surge_bench(args).await.expect("the benchmark runs");
 
     assert_eq!(report.sent, 2 * 400 + 3_000);
     assert!(report.accepted > 3_500, "most declarations are valid: {}", report.accepted);

@@ -8,6 +8,7 @@
 
 pub mod ceilings;
 pub mod front_door;
+pub mod pass;
 pub mod progress;
 mod surge;
 
@@ -33,6 +34,8 @@ pub enum BenchCommand {
     /// The holiday-peak surge through the whole pipeline, with the machine's ceilings and a
     /// Python peer measured in the same run.
     Surge(SurgeArgs),
+    /// What one signed pass costs to issue (gateway) and to verify (gate), in CPU time; no servers.
+    Pass(pass::PassArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -215,13 +218,26 @@ fn enricher_one_core(payloads: &[Vec<u8>]) -> f64 {
     records as f64 / started.elapsed().as_secs_f64()
 }
 
-pub async fn run(command: BenchCommand) -> anyhow::Result<Report> {
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
-        BenchCommand::Surge(args) => surge_bench(args).await,
+        BenchCommand::Surge(args) => {
+            let report = surge_bench(args).await?;
+            anyhow::ensure!(report.lost == 0 && report.duplicated == 0, "the surge lost or duplicated declarations");
+        }
+        BenchCommand::Pass(args) => {
+            let report = tokio::task::spawn_blocking(move || pass::run(&args).map(|r| (r, args))).await??;
+            let (report, args) = report;
+            print!("{}", report.markdown());
+            println!("{}", report.line());
+            if let Some(out) = &args.out {
+                std::fs::write(out, serde_json::to_vec_pretty(&report)?)?;
+            }
+        }
     }
+    Ok(())
 }
 
-async fn surge_bench(args: SurgeArgs) -> anyhow::Result<Report> {
+pub async fn surge_bench(args: SurgeArgs) -> anyhow::Result<Report> {
     let wall = Instant::now();
     let _ = std::fs::remove_dir_all(&args.dir);
     std::fs::create_dir_all(&args.dir)?;
