@@ -32,6 +32,9 @@ async fn the_surge_benchmark_runs_every_phase_and_reports_each_figure() {
         sink_instances: vec![1, 2],
         sweep_rates: vec![200.0, 400.0],
         sweep_step_secs: 2.0,
+        access_cost_rate: 300.0,
+        access_cost_secs: 2.0,
+        access_cost_rounds: 1,
         no_peer: false,
         seed: 7,
     };
@@ -59,10 +62,20 @@ async fn the_surge_benchmark_runs_every_phase_and_reports_each_figure() {
     assert!(peer.cpu_seconds > 0.0);
     let sweep = report.front_door.as_ref().expect("the sweep ran");
     assert!(!sweep.steps.is_empty() && sweep.steps[0].accepted_rate > 0.0);
+    let cost = report.access_cost.as_ref().expect("the access cost ran");
+    assert_eq!(cost.runs.len(), 3);
+    for run in &cost.runs {
+        assert!(run.accepted > 500 && run.gateway_cpu_us_per_accepted > 0.0, "{run:?}");
+    }
     assert_eq!(report.targets.len(), 7, "{:#?}", report.targets);
 
     let tables = bench::markdown(&report);
-    assert!(tables.contains("| (d) our sink x2 |") && tables.contains("| front door alone, offered |"), "{tables}");
+    assert!(
+        tables.contains("| (d) our sink x2 |")
+            && tables.contains("| front door alone, offered |")
+            && tables.contains("| the signed pass costs |"),
+        "{tables}"
+    );
 
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     for key in [

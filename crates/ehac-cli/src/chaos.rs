@@ -219,7 +219,9 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, rate: f64, seed: u64
     let admin = || -> anyhow::Result<Vec<String>> { Ok(vec!["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?)]) };
     let sink_args = || -> anyhow::Result<Vec<String>> { Ok([admin()?, vec!["--clickhouse-url".into(), stack.clickhouse_url()]].concat()) };
     let gateway_admin = format!("127.0.0.1:{}", free_port()?);
-    let gateway_args = crate::services::gateway_args(&format!("127.0.0.1:{gateway_port}"), &gateway_admin, &dir.join("gateway-spool"));
+    let clients = crate::services::provision_clients(&dir, &format!("chaos-{}", scenario.name()), 4, rate)?;
+    let gateway_args =
+        crate::services::gateway_args(&format!("127.0.0.1:{gateway_port}"), &gateway_admin, &dir.join("gateway-spool"), &clients.access());
     let mut gateway = Service::start(&bin, &dir, "gateway", "ehac-gateway", &gateway_args, &env)?;
     // `--transactions on`: the matrix proves the transactional path, so a broker without it fails.
     let enricher_args = [admin()?, vec!["--transactions".into(), "on".into()]].concat();
@@ -241,6 +243,7 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, rate: f64, seed: u64
         concurrency: 64,
         seed: seed.wrapping_mul(4_2020),
         client_id: format!("chaos-{}", scenario.name()),
+        api_keys: clients.api_keys.clone(),
         attempts: if scenario == Scenario::ClientRetries { 3 } else { 1 },
     };
     let load_seconds = args.count as f64 / rate;

@@ -16,6 +16,9 @@ use crate::loadgen;
 use crate::services::{bin_dir, wait_ready, Service};
 use crate::warehouse_report;
 
+/// Clients the demo's load is spread over (one API key each).
+const DEMO_CLIENTS: usize = 8;
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
     /// Where the demo's servers keep their data and the services their logs (wiped first).
@@ -74,7 +77,11 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     let gateway_admin = format!("127.0.0.1:{}", free_port()?);
     // The gateway signs a pass for every accepted declaration; the gates trust its key.
     let gate_keys = crate::gate::GateKeys::create(&dir, "ID-BT")?;
-    let mut gateway_args = crate::services::gateway_args(&format!("127.0.0.1:{gateway_port}"), &gateway_admin, &dir.join("gateway-spool"));
+    // Kiosks, apps and airline systems, each with its own key, as at a real front door.
+    let peak_rate = args.load.baseline_rate * args.load.surge_factor;
+    let clients = crate::services::provision_clients(&dir, "demo-client", DEMO_CLIENTS, peak_rate)?;
+    let mut gateway_args =
+        crate::services::gateway_args(&format!("127.0.0.1:{gateway_port}"), &gateway_admin, &dir.join("gateway-spool"), &clients.access());
     gateway_args.extend(["--pass-key".to_owned(), gate_keys.issuing_key_file.display().to_string()]);
     let mut services = vec![start_service("gateway", "ehac-gateway", &gateway_args)?];
     for i in 0..args.enrichers {
@@ -88,9 +95,16 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let gateway = format!("http://127.0.0.1:{gateway_port}");
     wait_ready(&http, &format!("http://{gateway_admin}/readyz"), Duration::from_secs(60)).await?;
-    println!("services: gateway {gateway}, {} enricher(s), {} sink(s); logs in {}", args.enrichers, args.sinks, dir.display());
+    println!(
+        "services: gateway {gateway} ({DEMO_CLIENTS} clients with API keys, {}), {} enricher(s), {} sink(s); logs in {}",
+        clients.file.display(),
+        args.enrichers,
+        args.sinks,
+        dir.display()
+    );
 
     args.load.gateway = gateway;
+    args.load.api_keys = clients.api_keys.clone();
     let load = loadgen::run(&args.load);
     let outage = async {
         if args.registry_outage_secs == 0 {

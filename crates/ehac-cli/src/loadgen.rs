@@ -46,9 +46,14 @@ pub struct LoadArgs {
     /// Seed for the generator: the same seed sends the same declarations.
     #[arg(long, default_value_t = 2020_12_19)]
     pub seed: u64,
-    /// client_id of every declaration sent (kiosk or app id).
+    /// client_id of every declaration sent (kiosk or app id), to a gateway in anonymous mode.
+    /// With API keys the body carries none and the gateway takes each key's client.
     #[arg(long, default_value = "loadgen")]
     pub client_id: String,
+    /// API keys (`ehac_...`) to send as `Authorization: Bearer`, in turn, one per declaration:
+    /// the load is spread over their clients as over a bank of kiosks and apps.
+    #[arg(long = "api-key", env = "EHAC_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub api_keys: Vec<String>,
     /// Times each declaration is sent (with the same Idempotency-Key), as a client that
     /// retries although its first request went through: 3 = the request and two retries.
     #[arg(long, default_value_t = 1)]
@@ -78,6 +83,9 @@ pub struct LoadResult {
     /// Requests that found all `concurrency` slots busy and had to wait for one: the gateway
     /// was answering slower than the schedule asked for.
     pub waited_for_slot: u64,
+    /// Answers 429 (a client's or the address's rate limit), each waited out for its
+    /// Retry-After and sent again with the same Idempotency-Key.
+    pub throttled: u64,
     /// The signed passes of every [`PASS_SAMPLE_EVERY`]th declaration accepted, for a gate to
     /// check (empty when the gateway signs none).
     pub passes: Vec<String>,
@@ -106,8 +114,8 @@ impl LoadResult {
 
     pub fn line(&self) -> String {
         format!(
-            "loadgen sent={} accepted={} refused={} failed={} in {:.1}s ({:.0}/s); ack latency from schedule p50={:.1}ms p99={:.1}ms p99.9={:.1}ms",
-            self.sent, self.accepted, self.refused, self.failed, self.elapsed.as_secs_f64(),
+            "loadgen sent={} accepted={} refused={} failed={} throttled={} in {:.1}s ({:.0}/s); ack latency from schedule p50={:.1}ms p99={:.1}ms p99.9={:.1}ms",
+            self.sent, self.accepted, self.refused, self.failed, self.throttled, self.elapsed.as_secs_f64(),
             self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9), self.percentile_ms(0.5), self.percentile_ms(0.99), self.percentile_ms(0.999)
         )
     }
@@ -145,7 +153,8 @@ fn bodies(args: &LoadArgs) -> Vec<(String, Vec<u8>)> {
             } else {
                 Flaw::None
             };
-            let form = generator.declaration(now, &args.client_id, flaw);
+            let client_id = if args.api_keys.is_empty() { args.client_id.as_str() } else { "" };
+            let form = generator.declaration(now, client_id, flaw);
             // A client-generated idempotency key: a retried request is recognisably the same
             // declaration, and the gateway derives the same declaration id from it.
             let key = uuid::Uuid::now_v7().to_string();
@@ -161,11 +170,22 @@ enum Outcome {
     Failed,
 }
 
+/// One declaration on its way: where to, as whom, and with which Idempotency-Key.
+struct Request<'a> {
+    client: &'a reqwest::Client,
+    url: &'a str,
+    /// `Bearer ...`, or none for an anonymous gateway.
+    authorization: Option<&'a str>,
+    idempotency_key: &'a str,
+    keep_pass: bool,
+    throttled: &'a AtomicU64,
+}
+
 /// Sends one declaration `attempts` times; the first decisive answer counts.
-async fn send_all(client: &reqwest::Client, url: &str, key: &str, body: Vec<u8>, attempts: u32, keep_pass: bool) -> Outcome {
-    let mut outcome = send(client, url, key, body.clone(), keep_pass).await;
+async fn send_all(request: &Request<'_>, body: Vec<u8>, attempts: u32) -> Outcome {
+    let mut outcome = send(request, body.clone()).await;
     for _ in 1..attempts {
-        let again = send(client, url, key, body.clone(), keep_pass).await;
+        let again = send(request, body.clone()).await;
         if matches!(outcome, Outcome::Failed) {
             outcome = again;
         }
@@ -173,13 +193,30 @@ async fn send_all(client: &reqwest::Client, url: &str, key: &str, body: Vec<u8>,
     outcome
 }
 
-/// One request, retried while the gateway is unreachable or answers 503. The answer's body is
-/// read only when the pass is wanted (the sender stays cheap).
-async fn send(client: &reqwest::Client, url: &str, key: &str, body: Vec<u8>, keep_pass: bool) -> Outcome {
+/// One request, retried while the gateway is unreachable or answers 503, and after the wait a
+/// 429 asks for. The answer's body is read only when the pass is wanted (the sender stays cheap).
+async fn send(request: &Request<'_>, body: Vec<u8>) -> Outcome {
     let mut backoff = Duration::from_millis(100);
     for attempt in 0..8 {
-        let response =
-            client.post(url).header("content-type", "application/json").header("idempotency-key", key).body(body.clone()).send().await;
+        let mut post = request
+            .client
+            .post(request.url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", request.idempotency_key)
+            .body(body.clone());
+        if let Some(authorization) = request.authorization {
+            post = post.header("authorization", authorization);
+        }
+        let keep_pass = request.keep_pass;
+        let response = post.send().await;
+        if let Ok(r) = &response {
+            if r.status().as_u16() == 429 && attempt < 7 {
+                request.throttled.fetch_add(1, Ordering::Relaxed);
+                let wait = r.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
+                tokio::time::sleep(Duration::from_secs(wait)).await;
+                continue;
+            }
+        }
         match response.as_ref().map(|r| r.status().as_u16()) {
             Ok(202) if keep_pass => {
                 let answer: Option<serde_json::Value> = match response {
@@ -210,6 +247,8 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
     let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(args.count as usize)));
     let surge_latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
     let passes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let throttled = Arc::new(AtomicU64::new(0));
+    let authorizations: Arc<Vec<String>> = Arc::new(args.api_keys.iter().map(|k| format!("Bearer {}", k.trim())).collect());
     let surge_sent = times.iter().filter(|(_, in_surge)| *in_surge).count() as u64;
     let surge_seconds = surge_sent as f64 / (args.baseline_rate * args.surge_factor);
     let mut dispatch_lateness_us = Vec::with_capacity(args.count as usize);
@@ -235,9 +274,17 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
         dispatch_lateness_us.push(scheduled.elapsed().as_micros() as u64);
         let (client, url, counts, task_bar) = (client.clone(), url.clone(), counts.clone(), bar.clone());
         let latencies = if in_surge { surge_latencies.clone() } else { latencies.clone() };
-        let passes = passes.clone();
+        let (passes, throttled, authorizations) = (passes.clone(), throttled.clone(), authorizations.clone());
         tasks.spawn(async move {
-            let outcome = send_all(&client, &url, &key, body, attempts, i % PASS_SAMPLE_EVERY == 0).await;
+            let request = Request {
+                client: &client,
+                url: &url,
+                authorization: (!authorizations.is_empty()).then(|| authorizations[i % authorizations.len()].as_str()),
+                idempotency_key: &key,
+                keep_pass: i % PASS_SAMPLE_EVERY == 0,
+                throttled: &throttled,
+            };
+            let outcome = send_all(&request, body, attempts).await;
             drop(permit);
             let slot = match outcome {
                 Outcome::Accepted(pass) => {
@@ -284,6 +331,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
         surge_seconds,
         dispatch_lateness_us,
         waited_for_slot,
+        throttled: throttled.load(Ordering::Relaxed),
         passes,
     })
 }

@@ -78,24 +78,64 @@ impl Service {
     }
 }
 
-/// Flags of a gateway the demo, the chaos matrix and the benchmarks start: the API on `listen`,
-/// `/readyz` and `/metrics` on `admin`. They drive it with `ehac loadgen`, which sends no API
-/// key, from one address at benchmark rates, so it runs anonymous (development mode) and
-/// without the per-address limit.
-pub fn gateway_args(listen: &str, admin: &str, spool_dir: &Path) -> Vec<String> {
-    [
-        "--listen",
-        listen,
-        "--admin-listen",
-        admin,
-        "--spool-dir",
-        &spool_dir.display().to_string(),
-        "--allow-anonymous",
-        "--peer-rate-per-second",
-        "0",
-    ]
-    .map(str::to_owned)
-    .to_vec()
+/// How the gateways that the demo, the chaos matrix and the benchmarks start let clients in.
+pub enum Access<'a> {
+    /// Development mode: no API key, the body's `client_id` believed, no per-address limit.
+    Anonymous,
+    /// A client registry file (see [`provision_clients`]) and a per-address limit.
+    Clients { file: &'a Path, peer_rate_per_second: u32 },
+}
+
+/// Flags of such a gateway: the API on `listen`, `/readyz` and `/metrics` on `admin`.
+pub fn gateway_args(listen: &str, admin: &str, spool_dir: &Path, access: &Access) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["--listen", listen, "--admin-listen", admin, "--spool-dir", &spool_dir.display().to_string()].map(str::to_owned).to_vec();
+    match access {
+        Access::Anonymous => args.extend(["--allow-anonymous", "--peer-rate-per-second", "0"].map(str::to_owned)),
+        Access::Clients { file, peer_rate_per_second } => {
+            // Every request of a harness comes from 127.0.0.1, as a bank of kiosks behind one
+            // airport NAT: the address may burst to one second of its rate.
+            let rate = peer_rate_per_second.to_string();
+            args.extend(["--clients-file".to_owned(), file.display().to_string()]);
+            args.extend(["--peer-rate-per-second".to_owned(), rate.clone(), "--peer-burst".to_owned(), rate]);
+        }
+    }
+    args
+}
+
+/// The clients a harness submits as, and the keys it sends in turn.
+pub struct HarnessClients {
+    pub file: PathBuf,
+    pub api_keys: Vec<String>,
+    /// The per-address limit to give the gateway: twice the peak rate, all from one address.
+    pub peer_rate_per_second: u32,
+}
+
+impl HarnessClients {
+    pub fn access(&self) -> Access<'_> {
+        Access::Clients { file: &self.file, peer_rate_per_second: self.peer_rate_per_second }
+    }
+}
+
+/// Registers `count` clients `<prefix>-1..` with one key each in `dir/clients.json`. Sent in
+/// turn at `peak_rate` in all, each client sees `peak_rate / count`: its quota is a quarter
+/// above that, with a burst of one second of it (at least a planeload, 300), so the limits are
+/// enforced on every request without throttling the load.
+pub fn provision_clients(dir: &Path, prefix: &str, count: usize, peak_rate: f64) -> anyhow::Result<HarnessClients> {
+    let file = dir.join("clients.json");
+    let _ = std::fs::remove_file(&file);
+    let mut registry = ehac_clients::ClientRegistry::default();
+    let per_client = (peak_rate / count.max(1) as f64 * 1.25).ceil() as u32;
+    let now = chrono::Utc::now();
+    let mut api_keys = Vec::with_capacity(count);
+    for i in 1..=count.max(1) {
+        let client_id = format!("{prefix}-{i}");
+        let client = ehac_clients::Client { rate_per_second: per_client.max(1), burst: per_client.max(300), ..Default::default() };
+        registry.add_client(&client_id, client)?;
+        api_keys.push(registry.issue_key(&client_id, now, None)?.to_string());
+    }
+    ehac_clients::file::save(&file, &registry)?;
+    Ok(HarnessClients { file, api_keys, peer_rate_per_second: (peak_rate * 2.0).ceil() as u32 })
 }
 
 pub async fn wait_ready(http: &reqwest::Client, url: &str, within: Duration) -> anyhow::Result<()> {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::progress::Phase;
 use crate::loadgen::{self, LoadArgs};
 use crate::procstat::proc_stats;
-use crate::services::{metric_value, wait_ready, Service};
+use crate::services::{metric_value, provision_clients, wait_ready, Access, Service};
 
 pub const SWEEP_TOPIC: &str = "bench.front-door.raw";
 /// The gateway's count of declarations answered from its spool.
@@ -56,21 +56,10 @@ pub async fn sweep(
     p99_limit_ms: f64,
 ) -> anyhow::Result<Sweep> {
     ehac_stream::kafka::ensure_topics(&stack.kafka_brokers(), &[SWEEP_TOPIC], 12).await?;
-    let port = free_port()?;
-    let url = format!("http://127.0.0.1:{port}");
-    let admin = format!("127.0.0.1:{}", free_port()?);
-    let args = crate::services::gateway_args(&format!("127.0.0.1:{port}"), &admin, &dir.join("front-door-spool"));
-    let mut gateway = Service::start(
-        bin,
-        dir,
-        "front-door-gateway",
-        "ehac-gateway",
-        &args,
-        &[("EHAC_KAFKA_BROKERS", stack.kafka_brokers().as_str()), ("EHAC_TOPIC_RAW", SWEEP_TOPIC)],
-    )?;
-    let http = reqwest::Client::new();
-    let metrics_url = format!("http://{admin}/metrics");
-    wait_ready(&http, &format!("http://{admin}/readyz"), Duration::from_secs(60)).await?;
+    let peak = rates.iter().copied().fold(0.0, f64::max);
+    let clients = provision_clients(dir, "front-door-client", super::surge::BENCH_CLIENTS, peak)?;
+    let door = FrontDoor::start(stack, bin, dir, "front-door-gateway", &clients.access(), &[]).await?;
+    let (mut gateway, url, metrics_url, http) = (door.gateway, door.url, door.metrics_url, door.http);
     let broker = stack.pid(ehac_devstack::Server::Broker);
     let mut steps = Vec::new();
     let mut max_rate_within_limit = 0.0;
@@ -87,6 +76,7 @@ pub async fn sweep(
             concurrency,
             seed: 1000 + i as u64,
             client_id: "bench-front-door".into(),
+            api_keys: clients.api_keys.clone(),
             attempts: 1,
         };
         // One unmeasured second at the step's rate first: new connections, the producer's
@@ -135,4 +125,134 @@ pub async fn sweep(
     let status = gateway.stop()?;
     anyhow::ensure!(status.success(), "the front-door gateway exited with {status}");
     Ok(Sweep { step_seconds, p99_limit_ms, steps, max_rate_within_limit })
+}
+
+/// A gateway alone on [`SWEEP_TOPIC`], started and ready.
+struct FrontDoor {
+    gateway: Service,
+    url: String,
+    metrics_url: String,
+    http: reqwest::Client,
+}
+
+impl FrontDoor {
+    async fn start(stack: &Stack, bin: &Path, dir: &Path, name: &str, access: &Access<'_>, extra: &[String]) -> anyhow::Result<FrontDoor> {
+        let port = free_port()?;
+        let admin = format!("127.0.0.1:{}", free_port()?);
+        let spool = dir.join(format!("{name}-spool"));
+        let _ = std::fs::remove_dir_all(&spool);
+        let mut args = crate::services::gateway_args(&format!("127.0.0.1:{port}"), &admin, &spool, access);
+        args.extend_from_slice(extra);
+        let gateway = Service::start(
+            bin,
+            dir,
+            name,
+            "ehac-gateway",
+            &args,
+            &[("EHAC_KAFKA_BROKERS", stack.kafka_brokers().as_str()), ("EHAC_TOPIC_RAW", SWEEP_TOPIC)],
+        )?;
+        let http = reqwest::Client::new();
+        wait_ready(&http, &format!("http://{admin}/readyz"), Duration::from_secs(60)).await?;
+        Ok(FrontDoor { gateway, url: format!("http://127.0.0.1:{port}"), metrics_url: format!("http://{admin}/metrics"), http })
+    }
+}
+
+/// One way of running the front door, at a fixed rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessRun {
+    pub variant: &'static str,
+    pub round: usize,
+    pub accepted: u64,
+    pub throttled: u64,
+    pub ack_p99_ms: f64,
+    /// Gateway CPU (user + system, all threads) per accepted declaration.
+    pub gateway_cpu_us_per_accepted: f64,
+}
+
+/// What authentication and pass signing cost the gateway: the same load through a gateway
+/// without keys, with API keys (and their rate limits), and with API keys and a signed pass
+/// in every 202, in alternating rounds so that a slow minute on a shared machine does not
+/// land on one variant only.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessCost {
+    pub rate: f64,
+    pub seconds: f64,
+    pub clients: usize,
+    pub runs: Vec<AccessRun>,
+    /// Means over the rounds, CPU-µs per accepted declaration.
+    pub anonymous_cpu_us: f64,
+    pub api_keys_cpu_us: f64,
+    pub api_keys_and_pass_cpu_us: f64,
+}
+
+pub const ANONYMOUS: &str = "anonymous";
+pub const API_KEYS: &str = "API keys";
+pub const API_KEYS_AND_PASS: &str = "API keys + signed pass";
+
+pub async fn access_cost(stack: &Stack, bin: &Path, dir: &Path, rate: f64, seconds: f64, rounds: usize) -> anyhow::Result<AccessCost> {
+    ehac_stream::kafka::ensure_topics(&stack.kafka_brokers(), &[SWEEP_TOPIC], 12).await?;
+    let clients = provision_clients(dir, "cost-client", super::surge::BENCH_CLIENTS, rate)?;
+    let keys = crate::gate::GateKeys::create(dir, "ID-JK")?;
+    let pass_args = ["--pass-key".to_owned(), keys.issuing_key_file.display().to_string()];
+    let mut runs = Vec::new();
+    for round in 0..rounds.max(1) {
+        for variant in [ANONYMOUS, API_KEYS, API_KEYS_AND_PASS] {
+            let phase = Phase::start(&format!("front door cost: {variant}, {rate:.0}/s, round {}", round + 1));
+            let (access, extra): (Access, &[String]) = match variant {
+                ANONYMOUS => (Access::Anonymous, &[]),
+                API_KEYS => (clients.access(), &[]),
+                _ => (clients.access(), &pass_args),
+            };
+            let mut door = FrontDoor::start(stack, bin, dir, "cost-gateway", &access, extra).await?;
+            let load = LoadArgs {
+                gateway: door.url.clone(),
+                count: (rate * seconds).round() as u64,
+                baseline_rate: rate,
+                surge_factor: 1.0,
+                surge_share: 0.0,
+                invalid_form_percent: 1.5,
+                invalid_reference_percent: 1.5,
+                concurrency: 128,
+                seed: 3000 + round as u64,
+                client_id: "bench-cost".into(),
+                api_keys: if variant == ANONYMOUS { vec![] } else { clients.api_keys.clone() },
+                attempts: 1,
+            };
+            // As in the sweep: one unmeasured second first.
+            loadgen::run(&LoadArgs { count: rate.round() as u64, seed: 4000 + round as u64, ..load.clone() }).await?;
+            let pid = door.gateway.child.id();
+            let before = proc_stats(pid)?.cpu_seconds;
+            let result = loadgen::run(&load).await?;
+            let used = proc_stats(pid)?.cpu_seconds - before;
+            let status = door.gateway.stop()?;
+            anyhow::ensure!(status.success(), "the {variant} gateway exited with {status}");
+            anyhow::ensure!(result.failed == 0, "{variant}: {} declarations failed", result.failed);
+            let run = AccessRun {
+                variant,
+                round,
+                accepted: result.accepted,
+                throttled: result.throttled,
+                ack_p99_ms: result.percentile_ms(0.99),
+                gateway_cpu_us_per_accepted: used * 1e6 / result.accepted.max(1) as f64,
+            };
+            phase.done(format!(
+                "{:.1} gateway CPU-µs per accepted declaration, ack p99 {:.1} ms, {} throttled",
+                run.gateway_cpu_us_per_accepted, run.ack_p99_ms, run.throttled
+            ));
+            runs.push(run);
+        }
+    }
+    let mean = |variant: &str| {
+        let values: Vec<f64> = runs.iter().filter(|r| r.variant == variant).map(|r| r.gateway_cpu_us_per_accepted).collect();
+        values.iter().sum::<f64>() / values.len().max(1) as f64
+    };
+    Ok(AccessCost {
+        rate,
+        seconds,
+        clients: clients.api_keys.len(),
+        anonymous_cpu_us: mean(ANONYMOUS),
+        api_keys_cpu_us: mean(API_KEYS),
+        api_keys_and_pass_cpu_us: mean(API_KEYS_AND_PASS),
+        runs,
+    })
 }

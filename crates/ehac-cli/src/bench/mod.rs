@@ -33,7 +33,7 @@ use crate::services::bin_dir;
 pub enum BenchCommand {
     /// The holiday-peak surge through the whole pipeline, with the machine's ceilings and a
     /// Python peer measured in the same run.
-    Surge(SurgeArgs),
+    Surge(Box<SurgeArgs>),
     /// What one signed pass costs to issue (gateway) and to verify (gate), in CPU time; no servers.
     Pass(pass::PassArgs),
 }
@@ -90,6 +90,16 @@ pub struct SurgeArgs {
     /// Seconds per sweep step.
     #[arg(long, default_value_t = 5.0)]
     pub sweep_step_secs: f64,
+    /// Rate of the front-door cost comparison (anonymous, API keys, API keys + signed pass,
+    /// each a gateway alone); 0 skips it.
+    #[arg(long, default_value_t = 2_000.0)]
+    pub access_cost_rate: f64,
+    /// Seconds per variant and round of that comparison.
+    #[arg(long, default_value_t = 10.0)]
+    pub access_cost_secs: f64,
+    /// Rounds of that comparison (the variants alternate within each).
+    #[arg(long, default_value_t = 2)]
+    pub access_cost_rounds: usize,
     /// Skip the Python peer (it needs python3 with venv and PyPI access).
     #[arg(long)]
     pub no_peer: bool,
@@ -174,6 +184,8 @@ pub struct Report {
     pub ceilings: Ceilings,
     /// The front door alone, at rising offered rates.
     pub front_door: Option<front_door::Sweep>,
+    /// Gateway CPU per accepted declaration without keys, with API keys, and with a pass too.
+    pub access_cost: Option<front_door::AccessCost>,
     pub targets: Vec<Target>,
     pub wall_seconds: f64,
 }
@@ -221,7 +233,7 @@ fn enricher_one_core(payloads: &[Vec<u8>]) -> f64 {
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Surge(args) => {
-            let report = surge_bench(args).await?;
+            let report = surge_bench(*args).await?;
             anyhow::ensure!(report.lost == 0 && report.duplicated == 0, "the surge lost or duplicated declarations");
         }
         BenchCommand::Pass(args) => {
@@ -322,6 +334,12 @@ pub async fn surge_bench(args: SurgeArgs) -> anyhow::Result<Report> {
         Some(front_door::sweep(&stack, &bin, &dir, &args.sweep_rates, args.sweep_step_secs, args.concurrency, 10.0).await?)
     };
 
+    let access_cost = if args.access_cost_rate > 0.0 {
+        Some(front_door::access_cost(&stack, &bin, &dir, args.access_cost_rate, args.access_cost_secs, args.access_cost_rounds).await?)
+    } else {
+        None
+    };
+
     let run = surge::run(&stack, &bin, &dir, &args).await?;
     drop(stack);
 
@@ -336,7 +354,8 @@ pub async fn surge_bench(args: SurgeArgs) -> anyhow::Result<Report> {
         sink: sink_rounds,
         enricher_records_per_s_one_core: enricher_per_core,
     };
-    let report = report(&args, cores, run, ceilings, sweep, wall.elapsed().as_secs_f64());
+    let mut report = report(&args, cores, run, ceilings, sweep, wall.elapsed().as_secs_f64());
+    report.access_cost = access_cost;
     print_report(&report);
     if let Some(out) = &args.out {
         if let Some(parent) = out.parent() {
@@ -398,6 +417,7 @@ fn report(
         services: run.services,
         ceilings,
         front_door,
+        access_cost: None,
         targets: Vec::new(),
         wall_seconds,
     };
@@ -559,6 +579,30 @@ pub fn markdown(r: &Report) -> String {
         );
     }
     let _ = writeln!(m, "| enricher rules + Avro, one core, in process | {:.0} records/s |", c.enricher_records_per_s_one_core);
+    if let Some(cost) = &r.access_cost {
+        let _ = writeln!(
+            m,
+            "\n| front door alone at {:.0}/s, {} clients | gateway CPU-µs per accepted declaration (mean of {} rounds) | each round |\n|---|---|---|",
+            cost.rate,
+            cost.clients,
+            cost.runs.iter().map(|r| r.round).max().map_or(0, |r| r + 1)
+        );
+        for (variant, mean) in [
+            (front_door::ANONYMOUS, cost.anonymous_cpu_us),
+            (front_door::API_KEYS, cost.api_keys_cpu_us),
+            (front_door::API_KEYS_AND_PASS, cost.api_keys_and_pass_cpu_us),
+        ] {
+            let rounds: Vec<String> =
+                cost.runs.iter().filter(|r| r.variant == variant).map(|r| format!("{:.1}", r.gateway_cpu_us_per_accepted)).collect();
+            let _ = writeln!(m, "| {variant} | {mean:.1} | {} |", rounds.join(", "));
+        }
+        let _ = writeln!(
+            m,
+            "| API keys cost | {:+.1} | |\n| the signed pass costs | {:+.1} | |",
+            cost.api_keys_cpu_us - cost.anonymous_cpu_us,
+            cost.api_keys_and_pass_cpu_us - cost.api_keys_cpu_us
+        );
+    }
     if let Some(sweep) = &r.front_door {
         let _ = writeln!(m, "\n| front door alone, offered | accepted | ack p50 | p99 | p99.9 | through the spool | gateway / broker / loadgen CPU-s per million |\n|---|---|---|---|---|---|---|");
         for s in &sweep.steps {

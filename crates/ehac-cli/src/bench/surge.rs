@@ -77,6 +77,9 @@ async fn rows(http: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
     Ok(String::from_utf8_lossy(&text).trim().parse()?)
 }
 
+/// Clients the surge is spread over, each with its own API key and quota.
+pub const BENCH_CLIENTS: usize = 16;
+
 pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> anyhow::Result<SurgeRun> {
     let phase = Phase::start("surge: services");
     let brokers = stack.kafka_brokers();
@@ -86,10 +89,12 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
     let gateway_port = free_port()?;
     let gateway = format!("http://127.0.0.1:{gateway_port}");
     let gateway_admin = format!("http://127.0.0.1:{}", free_port()?);
+    let clients = crate::services::provision_clients(dir, "bench-client", BENCH_CLIENTS, args.baseline_rate * args.surge_factor)?;
     let gateway_args = crate::services::gateway_args(
         &format!("127.0.0.1:{gateway_port}"),
         gateway_admin.trim_start_matches("http://"),
         &dir.join("gateway-spool"),
+        &clients.access(),
     );
     let mut services = vec![start_service("gateway", "ehac-gateway", &gateway_args)?];
     let mut admins = Vec::new();
@@ -154,6 +159,7 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
         concurrency: args.concurrency,
         seed: args.seed,
         client_id: "bench".into(),
+        api_keys: clients.api_keys.clone(),
         attempts: 1,
     };
     println!(
