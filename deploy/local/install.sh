@@ -35,6 +35,20 @@ if [ ! -f "$kafka_home/.complete" ]; then
   touch "$kafka_home/.complete"
 fi
 
+# The Python pass verifier's test (crates/ehac-gate) imports these.
+if ! python3 -c 'import cbor2, cryptography, base45' 2>/dev/null; then
+  echo "install.sh: pip install -r tests/python/requirements.txt" >&2
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r "$here/../../tests/python/requirements.txt"
+fi
+
+# schemathesis, in its own virtualenv (many dependencies), for the gateway's contract test.
+schemathesis_venv="$HOME/.cache/ehac/schemathesis-venv"
+if [ ! -x "$schemathesis_venv/bin/schemathesis" ]; then
+  echo "install.sh: schemathesis into $schemathesis_venv" >&2
+  python3 -m venv "$schemathesis_venv"
+  "$schemathesis_venv/bin/pip" install -q --disable-pip-version-check -r "$here/../../tests/contract/requirements.txt"
+fi
+
 if ! python3 -c 'import chdb' 2>/dev/null; then
   echo "install.sh: pip install chdb-core" >&2
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore chdb-core

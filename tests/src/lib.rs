@@ -129,6 +129,7 @@ async fn start_pipeline(options: PipelineOptions) -> anyhow::Result<Pipeline> {
             pass_key: None,
             pass_region: None,
             pass_valid_hours: 24,
+            print_openapi: false,
         },
         shutdown.clone(),
     )
@@ -341,6 +342,7 @@ pub async fn own_pipeline(name: &str, partitions: i32) -> anyhow::Result<OwnPipe
             pass_key: None,
             pass_region: None,
             pass_valid_hours: 24,
+            print_openapi: false,
         },
         shutdown.clone(),
     )

@@ -84,6 +84,7 @@ impl ErrorCode {
 
 /// One failed rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     pub code: String,
     /// Dotted path into the form, e.g. `trip.arrival_port`.

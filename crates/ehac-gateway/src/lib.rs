@@ -18,7 +18,7 @@
 //! authenticated client is the declaration's `client_id`, its declaration ids are its own
 //! (scoped by client), and it is held to its rate quota ([`limits`]).
 //!
-//! Routes: `POST /v1/declarations` on `--listen`; `/healthz`, `/readyz`, `/metrics` on
+//! Routes: `POST /v1/declarations` and its contract `GET /openapi.json` ([`openapi`]) on `--listen`; `/healthz`, `/readyz`, `/metrics` on
 //! `--admin-listen` only, so the public port serves nothing but the API.
 
 // A refusal is an axum Response (128 bytes) returned as an Err on the cold path; boxing it
@@ -29,6 +29,7 @@ pub mod clients;
 mod input;
 mod limits;
 mod metrics;
+pub mod openapi;
 pub mod pass;
 mod serve;
 
@@ -42,7 +43,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use ehac_domain::{DeclarationForm, FieldError, Policy, RawDeclaration, ReferenceData};
 use ehac_spool::{Spool, SpoolConfig, SpoolError};
@@ -62,6 +63,9 @@ use crate::metrics::GatewayMetrics;
 #[derive(clap::Parser, Debug, Clone)]
 #[command(name = "ehac-gateway", version, about)]
 pub struct Config {
+    /// Print the public API's OpenAPI contract (what `GET /openapi.json` serves) and exit.
+    #[arg(long)]
+    pub print_openapi: bool,
     /// Address to serve the API on (only the API).
     #[arg(long, env = "EHAC_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -227,6 +231,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .route("/v1/declarations", post(submit))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(gateway)
+        .route("/openapi.json", get(contract))
         .fallback(not_found);
     let admin_addr = admin::serve(config.admin_listen, registry, readiness, shutdown.clone()).await?;
 
@@ -251,8 +256,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 }
 
 /// Answer body for everything that is not a 202.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Problem {
+    /// A stable code: malformed_json, unauthorized, forbidden, invalid_declaration, rate_limited, ...
     error: &'static str,
     message: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -263,9 +269,13 @@ fn problem(status: StatusCode, error: &'static str, message: impl Into<String>, 
     (status, Json(Problem { error, message: message.into(), errors })).into_response()
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Accepted {
+    /// The declaration's id, scoped by the client (see Idempotency-Key).
+    #[schema(format = "uuid")]
     declaration_id: String,
+    /// When the gateway received it, RFC 3339.
+    #[schema(format = DateTime)]
     received_at: String,
     /// The signed e-HAC pass (`EH1:...`) for the arrival gate; absent without an issuing key.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -628,6 +638,11 @@ async fn forget_idle_peers(gateway: Arc<Gateway>, shutdown: CancellationToken) {
             _ = tokio::time::sleep(Duration::from_secs(60)) => gateway.peer_limits.forget_idle(),
         }
     }
+}
+
+async fn contract() -> Response {
+    static CONTRACT: std::sync::LazyLock<String> = std::sync::LazyLock::new(openapi::json);
+    ([(header::CONTENT_TYPE, "application/json")], CONTRACT.as_str()).into_response()
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {

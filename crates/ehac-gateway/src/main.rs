@@ -9,6 +9,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     ehac_stream::telemetry::init_logging();
     let config = ehac_gateway::Config::parse();
+    if config.print_openapi {
+        print!("{}", ehac_gateway::openapi::json());
+        return Ok(());
+    }
     let shutdown = ehac_stream::shutdown::on_signal();
     let gateway = ehac_gateway::start(config, shutdown).await?;
     gateway.wait().await

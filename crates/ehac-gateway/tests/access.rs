@@ -43,6 +43,7 @@ fn config(dir: &std::path::Path, access: AccessArgs) -> Config {
         pass_key: None,
         pass_region: None,
         pass_valid_hours: 24,
+        print_openapi: false,
     }
 }
 

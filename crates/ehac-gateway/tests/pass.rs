@@ -38,6 +38,7 @@ async fn every_202_carries_a_pass_the_gate_accepts_offline_even_with_the_broker_
         pass_key: Some(key_file),
         pass_region: None,
         pass_valid_hours: 24,
+        print_openapi: false,
     };
     let running = ehac_gateway::start(config, shutdown.clone()).await.unwrap();
     let http = reqwest::Client::new();
