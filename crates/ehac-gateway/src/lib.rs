@@ -32,7 +32,9 @@ mod metrics;
 pub mod openapi;
 pub mod pass;
 mod serve;
+pub mod tls;
 
+use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,7 +46,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use ehac_domain::{DeclarationForm, FieldError, Policy, RawDeclaration, ReferenceData};
 use ehac_spool::{Spool, SpoolConfig, SpoolError};
 use ehac_stream::admin::{self, Readiness};
@@ -132,6 +134,8 @@ pub struct AccessArgs {
     /// Requests being handled at once; more get 503 with `Retry-After: 1`.
     #[arg(long, env = "EHAC_GATEWAY_MAX_REQUESTS_IN_FLIGHT", default_value_t = 4_096)]
     pub max_requests_in_flight: usize,
+    #[command(flatten)]
+    pub tls: tls::TlsArgs,
 }
 
 impl Default for AccessArgs {
@@ -144,6 +148,7 @@ impl Default for AccessArgs {
             header_read_timeout_ms: 10_000,
             max_connections: 10_000,
             max_requests_in_flight: 4_096,
+            tls: tls::TlsArgs::default(),
         }
     }
 }
@@ -151,6 +156,8 @@ impl Default for AccessArgs {
 struct Gateway {
     /// `None`: anonymous (development) mode.
     clients: Option<clients::Registry>,
+    /// `None`: plain HTTP (TLS ends at a proxy in front).
+    tls: Option<tls::Tls>,
     client_limits: limits::ClientLimits,
     peer_limits: limits::PeerLimits,
     producer: FutureProducer,
@@ -193,6 +200,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             "no client registry: give --clients-file (EHAC_GATEWAY_CLIENTS_FILE), or --allow-anonymous for local development only"
         ),
     };
+    let tls = tls::Tls::load(&config.access.tls).context("setting up TLS")?;
+    if let Some(tls) = &tls {
+        tokio::spawn(tls.clone().watch(Duration::from_secs(1), shutdown.clone()));
+    }
     let registry = ehac_stream::telemetry::registry("gateway");
     let metrics = GatewayMetrics::register(&registry)?;
     let producer = kafka::producer_with_linger(&config.kafka.kafka_brokers, Duration::from_millis(config.linger_ms))?;
@@ -215,6 +226,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     };
     let gateway = Arc::new(Gateway {
         clients,
+        tls: tls.clone(),
         client_limits: limits::ClientLimits::default(),
         peer_limits: limits::PeerLimits::new(limits::quota(config.access.peer_rate_per_second, config.access.peer_burst)),
         producer: producer.clone(),
@@ -244,7 +256,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         max_requests_in_flight: config.access.max_requests_in_flight,
     };
     let task = tokio::spawn(async move {
-        serve::serve(listener, app, limits, shutdown).await;
+        serve::serve(listener, app, limits, tls, shutdown).await;
         // What is still spooled stays on disk and is drained by the next start.
         drain.await?;
         // Every in-flight request awaited its own delivery; flush anything librdkafka still holds.
@@ -316,11 +328,12 @@ enum Caller {
 async fn submit(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    certified: Option<Extension<tls::CertifiedClient>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let (outcome, response) = match admit(&gateway, peer, &headers) {
+    let (outcome, response) = match admit(&gateway, peer, certified.as_ref().map(|c| &c.0), &headers) {
         Ok(caller) => match idempotency_key(&headers) {
             Ok(key) => handle(&gateway, &caller, key.as_deref(), body).await,
             Err(problem) => ("malformed", problem),
@@ -336,11 +349,17 @@ async fn submit(
 
 /// Everything decided from the headers alone, cheapest first: the peer's rate, the key, the
 /// media type, the client's rate. Nothing here reads the body.
-fn admit(gateway: &Gateway, peer: SocketAddr, headers: &HeaderMap) -> Result<Caller, (&'static str, Response)> {
+fn admit(
+    gateway: &Gateway,
+    peer: SocketAddr,
+    certified: Option<&tls::CertifiedClient>,
+    headers: &HeaderMap,
+) -> Result<Caller, (&'static str, Response)> {
     gateway.peer_limits.check(peer.ip()).map_err(|wait| ("rate_limited", too_many_requests(wait, "from this address")))?;
-    let caller = match &gateway.clients {
-        None => Caller::Anonymous,
-        Some(registry) => {
+    let caller = match (&gateway.clients, certified) {
+        (_, Some(certified)) => certified_caller(gateway, certified, headers)?,
+        (None, None) => Caller::Anonymous,
+        (Some(registry), None) => {
             let registry = registry.current();
             let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
                 let (scheme, token) = v.trim().split_once(' ')?;
@@ -372,6 +391,37 @@ fn admit(gateway: &Gateway, peer: SocketAddr, headers: &HeaderMap) -> Result<Cal
         gateway.client_limits.check(client_id, quota).map_err(|wait| ("rate_limited", too_many_requests(wait, "for this client")))?;
     }
     Ok(caller)
+}
+
+/// A kiosk that proved its certificate: the certificate's client, if the CRL in force does not
+/// revoke it (checked per request: a kept-alive connection does not outlive a revocation) and
+/// the registry lists the client. A bearer key sent as well must be the same client's.
+fn certified_caller(gateway: &Gateway, certified: &tls::CertifiedClient, headers: &HeaderMap) -> Result<Caller, (&'static str, Response)> {
+    if gateway.tls.as_ref().is_some_and(|tls| tls.is_revoked(&certified.serial)) {
+        tracing::info!(client_id = %certified.client_id, "revoked client certificate refused");
+        return Err(("unauthorized", unauthorized(Some("invalid_token"), "the client certificate is revoked")));
+    }
+    let Some(registry) = &gateway.clients else {
+        // Anonymous (development) mode: the certificate still names the client.
+        let client = ehac_clients::Client { rate_per_second: 0, ..Default::default() };
+        return Ok(Caller::Client { client_id: certified.client_id.clone(), client });
+    };
+    let registry = registry.current();
+    let Some(client) = registry.clients.get(&certified.client_id) else {
+        tracing::info!(client_id = %certified.client_id, "certificate of an unregistered client refused");
+        return Err(("unauthorized", unauthorized(Some("invalid_token"), "the certificate's client is not registered")));
+    };
+    if headers.contains_key(header::AUTHORIZATION) {
+        let presented =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().split_once(' ')).map(|(_, t)| t.trim());
+        let same =
+            presented.and_then(|t| registry.authenticate(t, chrono::Utc::now()).ok()).is_some_and(|a| a.client_id == certified.client_id);
+        if !same {
+            let message = format!("the API key is not a valid key of {}, whose certificate this connection presented", certified.client_id);
+            return Err(forbidden("Authorization", message));
+        }
+    }
+    Ok(Caller::Client { client_id: certified.client_id.clone(), client: client.clone() })
 }
 
 fn unauthorized(error: Option<&str>, message: &str) -> Response {

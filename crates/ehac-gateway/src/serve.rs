@@ -1,10 +1,11 @@
 //! The public listener's accept loop. It is ours rather than `axum::serve` for what a front
 //! door on the internet needs and axum does not set: a deadline for a request's headers (a
 //! client that trickles them, slowloris, is cut off), a cap on open connections, a cap on
-//! requests in flight (over it: 503 at once instead of a queue), and the peer address for the
-//! per-address rate limit.
+//! requests in flight (over it: 503 at once instead of a queue), the peer address for the
+//! per-address rate limit, and TLS with kiosk client certificates ([`crate::tls`]).
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::tls::{certified_client, CertifiedClient, Tls};
+
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
@@ -28,7 +31,9 @@ pub struct Limits {
 }
 
 /// Serves `app` on `listener` until `shutdown`, then lets open requests finish (up to 30 s).
-pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown: CancellationToken) {
+/// With `tls`, each connection's handshake runs in its own task under the header deadline, and
+/// the client a verified certificate names rides on every request of that connection.
+pub async fn serve(listener: TcpListener, app: Router, limits: Limits, tls: Option<Tls>, shutdown: CancellationToken) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(Some(limits.header_read_timeout));
     builder.http2().timer(TokioTimer::new());
@@ -53,25 +58,27 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (app, requests) = (app.clone(), requests.clone());
-        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            let permit = requests.clone().try_acquire_owned();
-            let app = app.clone();
-            async move {
-                let Ok(_permit) = permit else {
-                    let overloaded =
-                        crate::problem(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests in flight; retry", vec![]);
-                    let mut response = overloaded.into_response();
-                    response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
-                    return Ok::<_, Infallible>(response);
-                };
-                app.oneshot(request.map(axum::body::Body::new)).await
-            }
-        });
-        let connection = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
+        let (app, requests, builder, watcher) = (app.clone(), requests.clone(), builder.clone(), graceful.watcher());
+        let acceptor = tls.as_ref().map(Tls::acceptor);
+        let handshake_deadline = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let ended = match acceptor {
+                None => {
+                    let service = service(app, requests, peer, None);
+                    watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await
+                }
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(handshake_deadline, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => return tracing::info!(error = %e, %peer, "TLS handshake refused"),
+                        Err(_) => return tracing::info!(%peer, "TLS handshake not finished within the header deadline"),
+                    };
+                    let certified = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).and_then(certified_client);
+                    let service = service(app, requests, peer, certified);
+                    watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, %peer, "connection ended");
             }
             drop(connection_permit);
@@ -81,4 +88,32 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
     if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
         tracing::warn!("requests still open 30 s after shutdown; closing them");
     }
+}
+
+/// One connection's request handler: the peer address (and the certified client) on each
+/// request, and the in-flight cap.
+fn service(
+    app: Router,
+    requests: Arc<Semaphore>,
+    peer: SocketAddr,
+    certified: Option<CertifiedClient>,
+) -> impl hyper::service::Service<Request<Incoming>, Response = axum::response::Response, Error = Infallible, Future: Send> + Clone {
+    hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(certified) = &certified {
+            request.extensions_mut().insert(certified.clone());
+        }
+        let permit = requests.clone().try_acquire_owned();
+        let app = app.clone();
+        async move {
+            let Ok(_permit) = permit else {
+                let overloaded =
+                    crate::problem(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests in flight; retry", vec![]);
+                let mut response = overloaded.into_response();
+                response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+                return Ok::<_, Infallible>(response);
+            };
+            app.oneshot(request.map(axum::body::Body::new)).await
+        }
+    })
 }
