@@ -7,7 +7,11 @@ use tracing_subscriber::EnvFilter;
 /// (tests start several services in one process); only the first call takes effect.
 pub fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
-    let _ = tracing_subscriber::fmt().json().with_current_span(false).with_env_filter(filter).try_init();
+    // log_internal_errors(false): when an event cannot be written (the log disk is full),
+    // tracing-subscriber would report it with eprintln!, which panics when stderr fails too, in
+    // whichever thread logged. That once killed the gateway's spool writer, so every later
+    // declaration got a 503. A service must outlive its log disk; it loses log lines only.
+    let _ = tracing_subscriber::fmt().json().with_current_span(false).with_env_filter(filter).log_internal_errors(false).try_init();
 }
 
 /// A registry for one service; `ehac_` is prefixed to every metric registered in it.

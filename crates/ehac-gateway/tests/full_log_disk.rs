@@ -1,0 +1,51 @@
+//! A gateway whose log cannot be written (stdout and stderr on /dev/full, which answers every
+//! write with ENOSPC, as a full log disk does) still accepts declarations. Found in the chaos
+//! matrix when the machine's disk filled: tracing-subscriber reported the failed write with
+//! eprintln!, which panicked in the spool's writer thread, and the gateway answered 503 from
+//! then on. The broker address is one nothing listens on, so every declaration takes the
+//! logged spool path.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ehac_domain::sample::{Flaw, SampleGenerator};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn a_gateway_that_cannot_write_its_log_keeps_accepting_declarations() {
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full exists on Linux");
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let mut gateway = Command::new(env!("CARGO_BIN_EXE_ehac-gateway"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args(["--allow-anonymous", "--peer-rate-per-second", "0", "--kafka-brokers", "127.0.0.1:1", "--produce-timeout-ms", "50"])
+        .arg("--spool-dir")
+        .arg(dir.path().join("spool"))
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::from(full()))
+        .stderr(Stdio::from(full()))
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http.get(format!("http://127.0.0.1:{admin}/healthz")).send().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the gateway did not come up");
+        assert!(gateway.try_wait().unwrap().is_none(), "the gateway exited at start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut generator = SampleGenerator::new(99);
+    for i in 0..50 {
+        let form = generator.declaration(chrono::Utc::now(), "kiosk-full-disk", Flaw::None);
+        let answer = http.post(format!("http://127.0.0.1:{port}/v1/declarations")).json(&form).send().await;
+        let status = answer.map(|a| a.status().as_u16()).map_err(|e| e.to_string());
+        assert_eq!(status, Ok(202), "declaration {i}");
+    }
+    assert!(gateway.try_wait().unwrap().is_none(), "the gateway is still running");
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe { libc::kill(gateway.id() as i32, libc::SIGTERM) };
+    let status = gateway.wait().unwrap();
+    assert!(status.success(), "and drains on SIGTERM: {status}");
+}
