@@ -13,7 +13,7 @@ GRANT SELECT ON ehac.* TO ehac_analyst;
 CREATE QUOTA IF NOT EXISTS ehac_analyst_quota FOR INTERVAL 1 hour MAX queries = 10000, result_rows = 10000000 TO ehac_analyst;
 
 -- Case investigators (contact tracing) and DLQ replay: both databases, read-only, tighter limits.
-CREATE SETTINGS PROFILE IF NOT EXISTS ehac_investigator_limits SETTINGS readonly = 1, max_execution_time = 30, max_result_rows = 10000, result_overflow_mode = 'throw';
+CREATE SETTINGS PROFILE IF NOT EXISTS ehac_investigator_limits SETTINGS readonly = 1, max_execution_time = 60, max_result_rows = 100000, result_overflow_mode = 'throw';
 CREATE ROLE IF NOT EXISTS ehac_investigator SETTINGS PROFILE 'ehac_investigator_limits';
 GRANT SELECT ON ehac.* TO ehac_investigator;
 GRANT SELECT ON ehac_pii.* TO ehac_investigator;

@@ -131,6 +131,9 @@ async fn the_access_matrix_holds_on_clickhouse_18_16() {
     refused(p, Analyst, "CREATE TABLE ehac.copy (a UInt8) ENGINE = Memory", 164).await;
     let remote = format!("SELECT * FROM remote('127.0.0.1:{}', ehac_pii.identities)", 9000);
     refused(p, Analyst, &remote, 164).await;
+    // Result limits of the analyst profile (100,000 rows), which SET cannot lift.
+    let (ok, answer) = p.sql_as(Analyst, "SELECT number FROM system.numbers LIMIT 200000").await;
+    assert!(!ok && answer.contains("Limit for result"), "{answer}");
     // Even the catalogue hides the identity database's tables and columns from the analyst.
     let listed = allowed(p, Analyst, "SELECT count() FROM system.columns WHERE database = 'ehac_pii'").await;
     assert_eq!(listed.trim(), "0", "system.columns lists ehac_pii to the analyst");

@@ -148,7 +148,7 @@ impl StackSecrets {
     <writer><max_memory_usage>4000000000</max_memory_usage><allow_ddl>0</allow_ddl></writer>
     <!-- readonly=1: no INSERT, no SET (so no lifting these limits), no table functions. -->
     <analyst><readonly>1</readonly><max_memory_usage>2000000000</max_memory_usage><max_execution_time>60</max_execution_time><max_result_rows>100000</max_result_rows><result_overflow_mode>throw</result_overflow_mode></analyst>
-    <investigator><readonly>1</readonly><max_memory_usage>2000000000</max_memory_usage><max_execution_time>30</max_execution_time><max_result_rows>10000</max_result_rows><result_overflow_mode>throw</result_overflow_mode></investigator>
+    <investigator><readonly>1</readonly><max_memory_usage>2000000000</max_memory_usage><max_execution_time>60</max_execution_time><max_result_rows>100000</max_result_rows><result_overflow_mode>throw</result_overflow_mode></investigator>
   </profiles>
   <users>
 {users}  </users>
