@@ -1,5 +1,7 @@
 """Applies the ClickHouse migrations and runs the analysts' queries on chdb (modern ClickHouse,
-in-process), with a few rows inserted so the queries touch data. Exits non-zero on any error."""
+in-process), with a few rows inserted so the queries touch data. Rows stored before migration
+0004 must come out with their identity in ehac_pii and nothing identifying left in ehac. The
+access-control statements are parsed and their objects checked. Exits non-zero on any error."""
 import glob
 import os
 import re
@@ -13,10 +15,40 @@ except ImportError:
 schemas = sys.argv[1]
 s = session.Session()
 migrations = sorted(glob.glob(os.path.join(schemas, "migrations", "*.sql")))
+
+
+def tsv(sql):
+    return str(s.query(sql, "TSV")).strip()
+
+
 for path in migrations:
+    if os.path.basename(path).startswith("0004_"):
+        # Rows stored before personal data moved out: 0004 must carry them to ehac_pii.
+        s.query("""INSERT INTO ehac.declarations (declaration_id, client_id, nik, full_name, phone, seat,
+                   destination_street, kafka_partition, kafka_offset, arrival_date)
+                   VALUES ('old1', 'c', '3171044512900001', 'Siti Lestari', '+6281234567890', '12A', 'Jl. Raya Kuta 1', 0, 7, '2026-12-20')""")
+        s.query("""INSERT INTO ehac.rejections (declaration_id, source_topic, source_partition, source_offset, error_codes,
+                   error_fields, error_messages, payload, payload_json, rejected_at)
+                   VALUES ('old2', 'raw', 1, 9, ['unknown_airport'], ['trip.arrival_port'], ['QQQ unknown'], 'bytes', '{}', '2026-12-20 01:00:00')""")
     for statement in re.split(r";\s*\n", open(path).read()):
         if any(l.strip() and not l.strip().startswith("--") for l in statement.splitlines()):
             s.query(statement)
+    if os.path.basename(path).startswith("0004_"):
+        moved = tsv("SELECT declaration_id, nik, full_name, phone, seat, destination_street, traveller_key, pepper_version FROM ehac_pii.identities")
+        if moved != "old1\t3171044512900001\tSiti Lestari\t+6281234567890\t12A\tJl. Raya Kuta 1\t\t0":
+            sys.exit(f"0004 did not move the identity of a stored declaration: {moved!r}")
+        moved = tsv("SELECT declaration_id, source_position, error_messages, payload FROM ehac_pii.rejected_payloads ANY INNER JOIN ehac_pii.rejected_payload_positions ON 1 = 1")
+        if moved != "old2\traw/1/9\t['QQQ unknown']\tbytes":
+            sys.exit(f"0004 did not move a stored rejection's payload: {moved!r}")
+        left = tsv("SELECT groupArray(name) FROM system.columns WHERE database = 'ehac' AND name IN ('nik', 'passport_number', 'full_name', 'date_of_birth', 'phone', 'email', 'seat', 'destination_street', 'destination_postal_code', 'payload', 'payload_json', 'error_messages')")
+        if left != "[]":
+            sys.exit(f"identifying columns left in the analyst database: {left}")
+        if tsv("SELECT declaration_id, traveller_key = '', pepper_version FROM ehac.declarations") != "old1\t1\t0":
+            sys.exit("the stored declaration is not kept in ehac.declarations")
+        s.query("TRUNCATE TABLE ehac.declarations")
+        s.query("TRUNCATE TABLE ehac.rejections")
+        s.query("TRUNCATE TABLE ehac_pii.identities")
+        s.query("TRUNCATE TABLE ehac_pii.rejected_payloads")
 s.query("""INSERT INTO ehac.declarations (declaration_id, client_id, channel, arrival_port, arrival_port_name,
            arrival_date, triage, home_province, age_years, domestic, sex, transport_mode)
            VALUES ('d1', 'c', 'kiosk', 'CGK', 'Soekarno-Hatta', '2026-12-20', 'red', 'Bali', 30, 1, 'male', 'air')""")
