@@ -8,11 +8,11 @@
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use ehac_devstack::{Stack, StackOptions, Tools};
+use ehac_devstack::{Stack, StackOptions, StackSecrets, Tools, WarehouseUser};
 use ehac_domain::sample::{Flaw, SampleGenerator};
 use ehac_domain::{DeclarationForm, RawDeclaration};
 use ehac_registry::RegistryArgs;
-use ehac_stream::config::{AdminArgs, ClickHouseArgs, KafkaArgs, PolicyArgs, Topics};
+use ehac_stream::config::{AdminArgs, ClickHouseArgs, KafkaArgs, PepperArgs, PolicyArgs, Topics};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -21,7 +21,12 @@ pub struct Pipeline {
     /// The gateway's admin listener (`/healthz`, `/readyz`, `/metrics`).
     pub gateway_admin: String,
     pub clickhouse_url: String,
-    pub clickhouse: ClickHouseArgs,
+    /// The stack's ClickHouse passwords (users analyst, investigator, writer, migrator, default).
+    pub secrets: StackSecrets,
+    /// The pepper the enricher computes traveller keys with (a 0600 file in the stack's dir).
+    pub pepper: PepperArgs,
+    /// The stack's data directory (servers' logs are under it).
+    pub dir: std::path::PathBuf,
     pub brokers: String,
     pub topics: Topics,
     kafka: KafkaArgs,
@@ -135,15 +140,17 @@ async fn start_pipeline(options: PipelineOptions) -> anyhow::Result<Pipeline> {
     )
     .await?;
     let enricher_shutdown = shutdown.child_token();
-    let enricher = tokio::spawn(ehac_enricher::run(enricher_config(&kafka, &options), enricher_shutdown.clone()));
-    let sink = sink_config(kafka.clone(), stack.clickhouse_args(), admin());
+    let enricher = tokio::spawn(ehac_enricher::run(enricher_config(&kafka, &options, &stack.pepper()), enricher_shutdown.clone()));
+    let sink = sink_config(kafka.clone(), stack.clickhouse_as(WarehouseUser::Writer), admin());
     tokio::spawn(ehac_sink::run(sink, shutdown.clone()));
 
     let pipeline = Pipeline {
         gateway: format!("http://{}", gateway.addr),
         gateway_admin: format!("http://{}", gateway.admin_addr),
         clickhouse_url: stack.clickhouse_url(),
-        clickhouse: stack.clickhouse_args(),
+        secrets: stack.secrets.clone(),
+        pepper: stack.pepper(),
+        dir: stack.options.dir.clone(),
         brokers: stack.kafka_brokers(),
         topics,
         kafka,
@@ -177,9 +184,10 @@ fn sink_config(kafka: KafkaArgs, clickhouse: ClickHouseArgs, admin: AdminArgs) -
     }
 }
 
-fn enricher_config(kafka: &KafkaArgs, options: &PipelineOptions) -> ehac_enricher::Config {
+fn enricher_config(kafka: &KafkaArgs, options: &PipelineOptions, pepper: &PepperArgs) -> ehac_enricher::Config {
     ehac_enricher::Config {
         kafka: kafka.clone(),
+        pepper: pepper.clone(),
         admin: AdminArgs { admin_listen: "127.0.0.1:0".parse().unwrap() },
         policy: options.policy.clone(),
         registry: options.registry.clone(),
@@ -218,7 +226,7 @@ impl Pipeline {
             task.await.expect("enricher task").expect("enricher drained cleanly");
         }
         let token = CancellationToken::new();
-        let task = self.runtime.spawn(ehac_enricher::run(enricher_config(&self.kafka, &options), token.clone()));
+        let task = self.runtime.spawn(ehac_enricher::run(enricher_config(&self.kafka, &options, &self.pepper), token.clone()));
         *self.enricher.lock().unwrap() = Some((token, task));
     }
 
@@ -273,18 +281,29 @@ impl Pipeline {
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
-    /// Runs SQL on ClickHouse and returns the TabSeparated answer.
+    /// How to connect to ClickHouse as `user`.
+    pub fn clickhouse_as(&self, user: WarehouseUser) -> ClickHouseArgs {
+        ehac_devstack::access::clickhouse_args(self.clickhouse_url.clone(), &self.secrets, user)
+    }
+
+    /// Runs SQL on ClickHouse as the investigator (who reads both databases) and returns the
+    /// TabSeparated answer.
     pub async fn sql(&self, sql: &str) -> String {
-        let response = reqwest::Client::new()
+        let (ok, text) = self.sql_as(WarehouseUser::Investigator, &format!("{sql} FORMAT TabSeparated")).await;
+        assert!(ok, "{sql}: {text}");
+        text
+    }
+
+    /// Runs SQL as `user`, as it is: whether ClickHouse accepted it, and its answer (or error).
+    pub async fn sql_as(&self, user: WarehouseUser, sql: &str) -> (bool, String) {
+        let response = ehac_devstack::access::http_client(&self.secrets, user)
             .post(&self.clickhouse_url)
-            .body(format!("{sql} FORMAT TabSeparated"))
+            .body(sql.to_owned())
             .send()
             .await
             .expect("ClickHouse answers");
         let status = response.status();
-        let text = response.text().await.unwrap();
-        assert!(status.is_success(), "{sql}: {text}");
-        text
+        (status.is_success(), response.text().await.unwrap())
     }
 
     /// Polls a `SELECT count()`-like query until it returns `expected` or `within` passes;
@@ -348,15 +367,19 @@ pub async fn own_pipeline(name: &str, partitions: i32) -> anyhow::Result<OwnPipe
     )
     .await?;
     let enricher_admin: std::net::SocketAddr = format!("127.0.0.1:{}", ehac_devstack::free_port()?).parse()?;
-    let enricher =
-        ehac_enricher::Config { admin: AdminArgs { admin_listen: enricher_admin }, ..enricher_config(&kafka, &PipelineOptions::default()) };
+    let enricher = ehac_enricher::Config {
+        admin: AdminArgs { admin_listen: enricher_admin },
+        ..enricher_config(&kafka, &PipelineOptions::default(), &stack.pepper())
+    };
     let enricher_shutdown = shutdown.child_token();
     let enricher = tokio::spawn(ehac_enricher::run(enricher, enricher_shutdown.clone()));
     let pipeline = Pipeline {
         gateway: format!("http://{}", gateway.addr),
         gateway_admin: format!("http://{}", gateway.admin_addr),
         clickhouse_url: stack.clickhouse_url(),
-        clickhouse: stack.clickhouse_args(),
+        secrets: stack.secrets.clone(),
+        pepper: stack.pepper(),
+        dir: stack.options.dir.clone(),
         brokers: stack.kafka_brokers(),
         topics,
         kafka,
@@ -385,7 +408,7 @@ impl OwnPipeline {
     ) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
         let token = CancellationToken::new();
         let kafka = KafkaArgs { kafka_brokers: self.pipeline.brokers.clone(), topics: self.pipeline.topics.clone() };
-        let mut config = sink_config(kafka, self.pipeline.clickhouse.clone(), AdminArgs { admin_listen: admin });
+        let mut config = sink_config(kafka, self.pipeline.clickhouse_as(WarehouseUser::Writer), AdminArgs { admin_listen: admin });
         configure(&mut config);
         (token.clone(), tokio::spawn(ehac_sink::run(config, token)))
     }

@@ -48,7 +48,10 @@ async fn rejected_declarations_are_replayed_after_a_rule_fix_without_duplicates(
     let row = p
         .sql(&format!(
             "SELECT error_codes, error_fields, service, service_version != '', rejected_at > toDateTime('2026-01-01 00:00:00'), length(payload) > 100
-             FROM ehac.rejections WHERE declaration_id = '{}'",
+             FROM ehac.rejections
+             ANY INNER JOIN (SELECT source_topic, source_partition, source_offset, payload FROM ehac_pii.rejected_payloads)
+             USING (source_topic, source_partition, source_offset)
+             WHERE declaration_id = '{}'",
             ahead_ids[0]
         ))
         .await;
@@ -67,7 +70,8 @@ async fn rejected_declarations_are_replayed_after_a_rule_fix_without_duplicates(
 
     let args = |codes: &[&str]| ReplayArgs {
         kafka: KafkaArgs { kafka_brokers: p.brokers.clone(), topics: p.topics.clone() },
-        clickhouse: p.clickhouse.clone(),
+        // Payloads live in the identity database: replay is an investigator's job.
+        clickhouse: p.clickhouse_as(ehac_devstack::WarehouseUser::Investigator),
         filter: Filter {
             codes: codes.iter().map(|c| c.to_string()).collect(),
             client_id: Some(client.clone()),

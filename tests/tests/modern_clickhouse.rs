@@ -11,5 +11,5 @@ fn migrations_and_analyst_queries_run_on_modern_clickhouse() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "chdb check failed (pip install chdb-core if it is missing):\n{stdout}\n{stderr}");
-    assert!(stdout.contains("checked 3 migration(s) and 5 query(ies) on ClickHouse 2"), "{stdout}");
+    assert!(stdout.contains("checked 4 migration(s), 18 grant(s) and 5 query(ies) on ClickHouse 2"), "{stdout}");
 }

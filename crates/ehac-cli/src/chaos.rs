@@ -109,7 +109,11 @@ pub struct ScenarioResult {
     pub stuck: u64,
     /// Accepted and durable nowhere: accepted - stored - rejected - stuck.
     pub lost: i64,
+    /// Rows beyond the first per declaration or rejection, in both databases.
     pub duplicated: u64,
+    /// Declarations or rejections stored in one database and missing from the other (the
+    /// identity database's "lost"; see `warehouse_report::Stored::unpaired`).
+    pub unpaired: u64,
     /// Records on the raw topic, and outputs on the enriched and rejected topics, read
     /// committed. With transactions every raw record has exactly one output.
     pub raw_messages: u64,
@@ -132,6 +136,7 @@ impl ScenarioResult {
         self.lost == 0
             && self.stuck == 0
             && self.duplicated == 0
+            && self.unpaired == 0
             && self.output_messages == self.expected_outputs
             && self.poison_rejected == self.poison_sent
             && self.clean_shutdown
@@ -163,7 +168,7 @@ pub async fn run(args: &ChaosArgs) -> anyhow::Result<Vec<ScenarioResult>> {
 
 pub fn line(r: &ScenarioResult) -> String {
     format!(
-        "CHAOS {} rate={} seed={} fault_at={:.1}s accepted={} stored={} rejected={} stuck={} lost={} duplicated={} kafka_outputs={}/{} spooled={} poison={}/{} clean_shutdown={} in {:.0}s: {}",
+        "CHAOS {} rate={} seed={} fault_at={:.1}s accepted={} stored={} rejected={} stuck={} lost={} duplicated={} unpaired={} kafka_outputs={}/{} spooled={} poison={}/{} clean_shutdown={} in {:.0}s: {}",
         r.name,
         r.rate,
         r.seed,
@@ -174,6 +179,7 @@ pub fn line(r: &ScenarioResult) -> String {
         r.stuck,
         r.lost,
         r.duplicated,
+        r.unpaired,
         r.output_messages,
         r.expected_outputs,
         r.spooled,
@@ -208,16 +214,18 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, rate: f64, seed: u64
     let env = [("EHAC_KAFKA_BROKERS", brokers.as_str())];
     // Dynamic membership (the default) everywhere but in the static-membership scenario.
     let static_members = scenario == Scenario::StaticMembersKill;
+    // The enricher gets the pepper file, the sink the writer's credentials.
+    let (sink_env, enricher_env) = (crate::services::sink_env(&stack), crate::services::enricher_env(&stack));
     let member = |instance: &'static str| {
-        let mut env = env.to_vec();
+        let mut env = if instance.starts_with("sink") { sink_env.clone() } else { enricher_env.clone() };
         if static_members {
-            env.push(("EHAC_KAFKA_GROUP_INSTANCE_ID", instance));
+            env.push(("EHAC_KAFKA_GROUP_INSTANCE_ID".to_owned(), instance.to_owned()));
         }
         env
     };
     let gateway_port = free_port()?;
     let admin = || -> anyhow::Result<Vec<String>> { Ok(vec!["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?)]) };
-    let sink_args = || -> anyhow::Result<Vec<String>> { Ok([admin()?, vec!["--clickhouse-url".into(), stack.clickhouse_url()]].concat()) };
+    let sink_args = || -> anyhow::Result<Vec<String>> { admin() };
     let gateway_admin = format!("127.0.0.1:{}", free_port()?);
     let clients = crate::services::provision_clients(&dir, &format!("chaos-{}", scenario.name()), 4, rate)?;
     let gateway_args =
@@ -304,7 +312,9 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, rate: f64, seed: u64
     fault?;
 
     let patience = Duration::from_secs(args.drain_deadline_secs);
-    let stored = warehouse_report::wait_for(&http, &stack.clickhouse_url(), load.accepted, poison_count, patience).await?;
+    // Both databases counted: an investigator's read.
+    let investigator = stack.clickhouse_http(ehac_devstack::WarehouseUser::Investigator);
+    let stored = warehouse_report::wait_for(&investigator, &stack.clickhouse_url(), load.accepted, poison_count, patience).await?;
     let metrics_url = format!("http://{gateway_admin}/metrics");
     let spooled = metric_value(&http, &metrics_url, "ehac_gateway_spooled_total").await.unwrap_or(0.0) as u64;
     let spool_left = metric_value(&http, &metrics_url, "ehac_gateway_spool_records").await.unwrap_or(0.0) as u64;
@@ -334,6 +344,7 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, rate: f64, seed: u64
         stuck,
         lost: missing - stuck as i64,
         duplicated: stored.duplicated,
+        unpaired: stored.unpaired,
         raw_messages: counts.raw,
         output_messages: counts.outputs,
         expected_outputs: counts.raw + poison_on_enriched,

@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use ehac_devstack::{free_port, Stack, StackOptions, Tools};
+use ehac_devstack::{free_port, Stack, StackOptions, Tools, WarehouseUser};
 use ehac_stream::config::Topics;
 
 use crate::loadgen;
-use crate::services::{bin_dir, wait_ready, Service};
+use crate::services::{bin_dir, enricher_env, sink_env, wait_ready, Service};
 use crate::warehouse_report;
 
 /// Clients the demo's load is spread over (one API key each).
@@ -86,11 +86,11 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     let mut services = vec![start_service("gateway", "ehac-gateway", &gateway_args)?];
     for i in 0..args.enrichers {
         let enricher_args = ["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?), "--registry-url".into(), registry_url.clone()];
-        services.push(start_service(&format!("enricher-{i}"), "ehac-enricher", &enricher_args)?);
+        services.push(Service::start(&bin, &dir, &format!("enricher-{i}"), "ehac-enricher", &enricher_args, &enricher_env(&stack))?);
     }
     for i in 0..args.sinks {
-        let sink_args = ["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?), "--clickhouse-url".into(), stack.clickhouse_url()];
-        services.push(start_service(&format!("sink-{i}"), "ehac-sink", &sink_args)?);
+        let sink_args = ["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?)];
+        services.push(Service::start(&bin, &dir, &format!("sink-{i}"), "ehac-sink", &sink_args, &sink_env(&stack))?);
     }
     let http = reqwest::Client::new();
     let gateway = format!("http://127.0.0.1:{gateway_port}");
@@ -129,16 +129,25 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
 
     print!("draining the pipeline into ClickHouse...");
     let drain_started = Instant::now();
-    let stored = warehouse_report::wait_for(&http, &stack.clickhouse_url(), load.accepted, 0, Duration::from_secs(60)).await?;
+    // Counting both databases is an investigator's read; the published tables are an analyst's.
+    let investigator = stack.clickhouse_http(WarehouseUser::Investigator);
+    let stored = warehouse_report::wait_for(&investigator, &stack.clickhouse_url(), load.accepted, 0, Duration::from_secs(60)).await?;
     println!(" {:.1}s after the last request", drain_started.elapsed().as_secs_f64());
 
     wait_ready(&http, &format!("{registry_url}/healthz"), Duration::from_secs(10)).await?;
     let reconciled = reconcile(&stack, &registry_url).await?;
     println!("{}", reconciled.line());
 
+    let analyst = stack.clickhouse_http(WarehouseUser::Analyst);
+    let suppress_below = ehac_stream::warehouse::DEFAULT_SUPPRESS_BELOW;
+    println!(
+        "\nanalysts' standard queries, as the `analyst` user; counts of 1-{} are published as NULL (suppressed_cells)",
+        suppress_below - 1
+    );
     for (name, sql) in ehac_stream::warehouse::ANALYST_QUERIES {
         println!("\n-- {name}");
-        print!("{}", warehouse_report::table(&http, &stack.clickhouse_url(), sql).await?);
+        let sql = ehac_stream::warehouse::analyst_query(sql, suppress_below);
+        print!("{}", warehouse_report::table(&analyst, &stack.clickhouse_url(), &sql).await?);
     }
 
     let mut clean = true;
@@ -170,15 +179,15 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
         load.failed
     );
     println!(
-        "SUMMARY accepted={} stored={} rejected={} lost={} duplicated={}",
-        load.accepted, stored.stored, stored.rejected, lost, stored.duplicated
+        "SUMMARY accepted={} stored={} rejected={} lost={} duplicated={} unpaired={}",
+        load.accepted, stored.stored, stored.rejected, lost, stored.duplicated, stored.unpaired
     );
     // Every genuine, unrevoked pass accepted; every planted one refused.
     let gate_ok = load.passes.len() > 7 && gate.verified == load.passes.len() as u64 - 2 && gate.rejected == 7 && gate.degraded == 0;
     if !gate_ok {
         eprintln!("the gates did not give the expected verdicts: {}", gate.line());
     }
-    if lost != 0 || stored.duplicated != 0 || load.failed != 0 || !clean || !gate_ok {
+    if lost != 0 || stored.duplicated != 0 || stored.unpaired != 0 || load.failed != 0 || !clean || !gate_ok {
         bail!("the demo did not end clean");
     }
     Ok(())
@@ -193,6 +202,8 @@ async fn reconcile(stack: &Stack, registry_url: &str) -> anyhow::Result<ehac_reg
         registry_breaker_cooldown_ms: 1_000,
     };
     let verifier = registry.verifier(&ehac_stream::telemetry::registry("demo"))?.expect("a registry URL is set");
-    let warehouse = ehac_stream::warehouse::client(&stack.clickhouse_args()).with_database(ehac_stream::warehouse::DATABASE);
+    // Reconciling reads the pending citizens' NIKs from the identity database and writes answers.
+    let warehouse =
+        ehac_stream::warehouse::client(&stack.clickhouse_as(WarehouseUser::Writer)).with_database(ehac_stream::warehouse::DATABASE);
     ehac_registry::reconcile::run_once(&warehouse, &verifier, 1_000, "ehac demo").await
 }

@@ -82,6 +82,12 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
                 dir.display()
             );
             println!("export EHAC_KAFKA_BROKERS={} EHAC_CLICKHOUSE_URL={}", state.kafka_brokers, state.clickhouse_url);
+            // The secrets stay in their 0600 files; this says where, never what.
+            println!(
+                "ClickHouse users analyst, investigator, writer, migrator: passwords in {}; the enricher's pepper: EHAC_PEPPER_FILE={}",
+                stack.options.dir.join("secrets.json").display(),
+                stack.options.dir.join("pepper").display()
+            );
             Ok(())
         }
         Action::Down { dir } => {

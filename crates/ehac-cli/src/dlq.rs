@@ -1,7 +1,9 @@
 //! `ehac dlq replay`: sends rejected declarations through the pipeline again after a rule or
 //! reference-data fix.
 //!
-//! The original bytes are taken from `ehac.rejections` and produced to the raw topic under the
+//! The rejections are chosen in `ehac.rejections`; their original bytes are in the identity
+//! database (`ehac_pii.rejected_payloads`, same source position), so a replay runs as a user
+//! that may read identity (`investigator`). They are produced to the raw topic under the
 //! declaration id, exactly as the gateway first produced them. They keep their original receive
 //! time, so time-window rules judge them as they were submitted. Declarations already stored
 //! in `ehac.declarations` are never replayed, so a replay cannot duplicate one that landed;
@@ -121,10 +123,16 @@ fn candidates_sql(args: &Filter) -> String {
     if let Some(since) = args.since {
         conditions.push(format!("rejected_at >= toDateTime({})", since.timestamp()));
     }
+    let position = "concat(source_topic, '/', toString(source_partition), '/', toString(source_offset)) AS source_position";
     format!(
-        "SELECT declaration_id, argMax(payload, rejected_at) AS payload FROM ehac.rejections WHERE {} GROUP BY declaration_id ORDER BY min(rejected_at) LIMIT {}",
-        conditions.join(" AND "),
-        args.limit
+        "SELECT declaration_id, argMax(payload, rejected_at) AS payload
+         FROM (SELECT declaration_id, rejected_at, {position} FROM ehac.rejections WHERE {conditions})
+         ANY INNER JOIN
+         (SELECT {position}, payload FROM ehac_pii.rejected_payloads
+          WHERE declaration_id != '' AND declaration_id NOT IN (SELECT declaration_id FROM ehac.declarations)) USING (source_position)
+         GROUP BY declaration_id ORDER BY min(rejected_at) LIMIT {limit}",
+        conditions = conditions.join(" AND "),
+        limit = args.limit
     )
 }
 

@@ -10,6 +10,7 @@ pub mod dlq;
 pub mod footprint;
 pub mod gate;
 pub mod loadgen;
+pub mod lookup;
 pub mod procstat;
 pub mod services;
 pub mod warehouse_report;

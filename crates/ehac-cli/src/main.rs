@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ehac_cli::{bench, chaos, clients, demo, dev, dlq, footprint, loadgen};
+use ehac_cli::{bench, chaos, clients, demo, dev, dlq, footprint, loadgen, lookup};
 use ehac_registry::RegistryArgs;
 use ehac_stream::config::{ClickHouseArgs, KafkaArgs};
 
@@ -67,6 +67,9 @@ enum Command {
     },
     /// The gateway's client registry: API keys per client (add, rotate, revoke, list).
     Clients(clients::ClientsArgs),
+    /// A case investigator's search: one traveller's declarations with identity and contact, by
+    /// NIK or passport (the traveller key is computed here, so no identifier reaches SQL).
+    Lookup(lookup::LookupArgs),
     /// Dead letters: rejected declarations.
     Dlq {
         #[command(subcommand)]
@@ -129,6 +132,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench { bench } => bench::run(bench).await,
         Command::Clients(args) => {
             print!("{}", clients::run(&args)?);
+            Ok(())
+        }
+        Command::Lookup(args) => {
+            for declaration in lookup::lookup(&args).await? {
+                println!("{}", serde_json::to_string(&declaration)?);
+            }
             Ok(())
         }
         Command::Dlq { action: DlqAction::Replay(args) } => {

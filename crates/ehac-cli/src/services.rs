@@ -48,12 +48,15 @@ impl Service {
         name: &str,
         binary: &str,
         args: &[String],
-        env: &[(&str, &str)],
+        env: &[(impl AsRef<str>, impl AsRef<str>)],
     ) -> anyhow::Result<Service> {
         let command = bin_dir.join(binary);
         anyhow::ensure!(command.is_file(), "{} not found (build the workspace's binaries: cargo build --bins)", command.display());
-        let env =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain([("RUST_LOG".into(), "info,rdkafka=warn".into())]).collect();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+            .chain([("RUST_LOG".into(), "info,rdkafka=warn".into())])
+            .collect();
         let launch = Launch { command, args: args.to_vec(), env, log: log_dir.join(format!("{name}.log")) };
         Ok(Service { name: name.to_owned(), child: launch.spawn()?, launch })
     }
@@ -170,6 +173,21 @@ fn parse_metric(text: &str, name: &str) -> Option<f64> {
         value.trim().parse::<f64>().ok()
     });
     values.fold(None, |sum, v| Some(sum.unwrap_or(0.0) + v))
+}
+
+/// The environment of an enricher process on `stack`: brokers and the pepper file (its path,
+/// never the pepper).
+pub fn enricher_env(stack: &ehac_devstack::Stack) -> Vec<(String, String)> {
+    let mut env = vec![("EHAC_KAFKA_BROKERS".to_owned(), stack.kafka_brokers())];
+    env.extend(stack.pepper_env());
+    env
+}
+
+/// The environment of a sink process on `stack`: brokers and the `writer` user's credentials.
+pub fn sink_env(stack: &ehac_devstack::Stack) -> Vec<(String, String)> {
+    let mut env = vec![("EHAC_KAFKA_BROKERS".to_owned(), stack.kafka_brokers())];
+    env.extend(stack.clickhouse_env(ehac_devstack::WarehouseUser::Writer));
+    env
 }
 
 #[cfg(test)]

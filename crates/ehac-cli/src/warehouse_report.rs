@@ -15,9 +15,14 @@ pub struct Stored {
     pub rejected: u64,
     /// Rejections of bytes that could not be decoded (no declaration id), by source position.
     pub undecodable: u64,
-    /// Rows beyond the first for any declaration id in `ehac.declarations`, plus rows beyond
-    /// the first for any source position in `ehac.rejections`.
+    /// Rows beyond the first for any declaration id in `ehac.declarations` and
+    /// `ehac_pii.identities`, plus rows beyond the first for any source position in
+    /// `ehac.rejections` and `ehac_pii.rejected_payloads`: both databases.
     pub duplicated: u64,
+    /// Records with a row in one database and none in the other: declarations without their
+    /// identity row (or the reverse), rejections without their payload row (or the reverse).
+    /// The identity side's "lost".
+    pub unpaired: u64,
 }
 
 /// POSTs `body` (a query, or data for an INSERT named in `url`) to ClickHouse's HTTP interface;
@@ -34,18 +39,25 @@ async fn query(http: &reqwest::Client, url: &str, sql: &str) -> anyhow::Result<S
     Ok(String::from_utf8(post(http, url, sql.to_owned()).await?)?)
 }
 
+/// `http` must be allowed to read both databases (the `investigator` user).
 pub async fn stored(http: &reqwest::Client, url: &str) -> anyhow::Result<Stored> {
-    let sql = "SELECT
+    let position = "concat(source_topic, '/', toString(source_partition), '/', toString(source_offset))";
+    let sql = format!("SELECT
         (SELECT uniqExact(declaration_id) FROM ehac.declarations),
         (SELECT uniqExact(declaration_id) FROM ehac.rejections WHERE declaration_id != '' AND declaration_id NOT IN (SELECT declaration_id FROM ehac.declarations)),
         (SELECT uniqExact(source_topic, source_partition, source_offset) FROM ehac.rejections WHERE declaration_id = ''),
         (SELECT count() - uniqExact(declaration_id) FROM ehac.declarations) + (SELECT count() - uniqExact(source_topic, source_partition, source_offset) FROM ehac.rejections)
-        FORMAT TabSeparated";
-    let text = query(http, url, sql).await?;
+          + (SELECT count() - uniqExact(declaration_id) FROM ehac_pii.identities) + (SELECT count() - uniqExact(source_topic, source_partition, source_offset) FROM ehac_pii.rejected_payloads),
+        (SELECT uniqExact(declaration_id) FROM ehac.declarations WHERE declaration_id NOT IN (SELECT declaration_id FROM ehac_pii.identities))
+          + (SELECT uniqExact(declaration_id) FROM ehac_pii.identities WHERE declaration_id NOT IN (SELECT declaration_id FROM ehac.declarations))
+          + (SELECT uniqExact({position}) FROM ehac.rejections WHERE {position} NOT IN (SELECT {position} FROM ehac_pii.rejected_payloads))
+          + (SELECT uniqExact({position}) FROM ehac_pii.rejected_payloads WHERE {position} NOT IN (SELECT {position} FROM ehac.rejections))
+        FORMAT TabSeparated");
+    let text = query(http, url, &sql).await?;
     let numbers: Vec<u64> =
         text.split_whitespace().map(str::parse).collect::<Result<_, _>>().with_context(|| format!("unexpected answer {text:?}"))?;
-    anyhow::ensure!(numbers.len() == 4, "unexpected answer {text:?}");
-    Ok(Stored { stored: numbers[0], rejected: numbers[1], undecodable: numbers[2], duplicated: numbers[3] })
+    anyhow::ensure!(numbers.len() == 5, "unexpected answer {text:?}");
+    Ok(Stored { stored: numbers[0], rejected: numbers[1], undecodable: numbers[2], duplicated: numbers[3], unpaired: numbers[4] })
 }
 
 /// Polls until ClickHouse holds `expected` declarations (stored + rejected) and
@@ -61,7 +73,7 @@ pub async fn wait_for(
     let mut last_change = tokio::time::Instant::now();
     loop {
         let now = stored(http, url).await?;
-        if now.stored + now.rejected >= expected && now.undecodable >= expected_undecodable {
+        if now.stored + now.rejected >= expected && now.undecodable >= expected_undecodable && now.unpaired == 0 {
             return Ok(now);
         }
         if now != last {

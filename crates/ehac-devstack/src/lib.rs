@@ -8,6 +8,7 @@
 //! Servers started [`Lifetime::Attached`] die with the thread that started them (PR_SET_PDEATHSIG),
 //! so a test run or demo that crashes leaves no stray servers behind.
 
+pub mod access;
 pub mod broker;
 
 use std::net::TcpListener;
@@ -16,8 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use ehac_stream::config::{ClickHouseArgs, Topics};
+use ehac_stream::config::{ClickHouseArgs, PepperArgs, Topics};
 
+pub use access::{StackSecrets, WarehouseUser};
 pub use broker::{kafka_version, BrokerNode};
 
 /// The installer, compiled in so that `ehac dev up` works from any directory.
@@ -148,6 +150,8 @@ impl StackOptions {
 #[derive(Debug)]
 pub struct Stack {
     pub options: StackOptions,
+    /// ClickHouse passwords and the pepper file, made for this stack (see [`access`]).
+    pub secrets: StackSecrets,
     pub pids: Vec<(String, u32)>,
     children: Vec<Child>,
     tools: Tools,
@@ -223,13 +227,6 @@ fn clickhouse_config(dir: &Path, http_port: u16, tcp_port: u16) -> String {
     )
 }
 
-const CLICKHOUSE_USERS: &str = r#"<yandex>
-  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
-  <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
-  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
-</yandex>
-"#;
-
 /// One of the stack's servers, for fault injection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Server {
@@ -250,8 +247,10 @@ impl Stack {
             clickhouse_dir.join("config.xml"),
             clickhouse_config(&clickhouse_dir, options.clickhouse_http_port, options.clickhouse_tcp_port),
         )?;
-        std::fs::write(clickhouse_dir.join("users.xml"), CLICKHOUSE_USERS)?;
         let mut options = options;
+        options.dir = options.dir.canonicalize()?;
+        let secrets = StackSecrets::load_or_create(&options.dir)?;
+        std::fs::write(clickhouse_dir.join("users.xml"), secrets.users_xml())?;
         for node in &mut options.brokers {
             std::fs::create_dir_all(&node.dir)?;
             node.dir = node.dir.canonicalize()?;
@@ -270,7 +269,7 @@ impl Stack {
         for format in formats {
             format.await??;
         }
-        let mut stack = Stack { options, pids: Vec::new(), children: Vec::new(), tools: tools.clone() };
+        let mut stack = Stack { options, secrets, pids: Vec::new(), children: Vec::new(), tools: tools.clone() };
         for i in 0..stack.options.brokers.len() {
             stack.spawn_server(Server::BrokerNode(i))?;
         }
@@ -413,8 +412,40 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.options.clickhouse_http_port)
     }
 
-    pub fn clickhouse_args(&self) -> ClickHouseArgs {
-        ClickHouseArgs { clickhouse_url: self.clickhouse_url(), clickhouse_user: "default".into(), clickhouse_password: String::new() }
+    /// How to connect to ClickHouse as `user`.
+    pub fn clickhouse_as(&self, user: WarehouseUser) -> ClickHouseArgs {
+        access::clickhouse_args(self.clickhouse_url(), &self.secrets, user)
+    }
+
+    /// An HTTP client that speaks to ClickHouse as `user` (X-ClickHouse-User / X-ClickHouse-Key
+    /// headers, which 18.16 reads; the password stays out of URLs and so out of logs).
+    pub fn clickhouse_http(&self, user: WarehouseUser) -> reqwest::Client {
+        access::http_client(&self.secrets, user)
+    }
+
+    /// `EHAC_CLICKHOUSE_*` for a service process that connects as `user`.
+    pub fn clickhouse_env(&self, user: WarehouseUser) -> Vec<(String, String)> {
+        let args = self.clickhouse_as(user);
+        vec![
+            ("EHAC_CLICKHOUSE_URL".into(), args.clickhouse_url),
+            ("EHAC_CLICKHOUSE_USER".into(), args.clickhouse_user),
+            ("EHAC_CLICKHOUSE_PASSWORD".into(), args.clickhouse_password),
+        ]
+    }
+
+    /// The traveller-key pepper of this stack: a 0600 file in its directory, version 1.
+    pub fn pepper(&self) -> PepperArgs {
+        access::pepper_args(&self.options.dir)
+    }
+
+    /// `EHAC_PEPPER_FILE` and `EHAC_PEPPER_VERSION` for an enricher process (the path only,
+    /// never the pepper).
+    pub fn pepper_env(&self) -> Vec<(String, String)> {
+        let pepper = self.pepper();
+        vec![
+            ("EHAC_PEPPER_FILE".into(), pepper.pepper_file.expect("a file").display().to_string()),
+            ("EHAC_PEPPER_VERSION".into(), pepper.pepper_version.to_string()),
+        ]
     }
 
     /// Creates the pipeline's topics and applies the ClickHouse migrations.
@@ -433,7 +464,9 @@ impl Stack {
                 Err(e) => return Err(e.context("creating topics")),
             }
         }
-        ehac_stream::warehouse::migrate(&ehac_stream::warehouse::client(&self.clickhouse_args())).await.context("applying migrations")?;
+        ehac_stream::warehouse::migrate(&ehac_stream::warehouse::client(&self.clickhouse_as(WarehouseUser::Migrator)))
+            .await
+            .context("applying migrations")?;
         Ok(())
     }
 

@@ -76,6 +76,8 @@ pub fn enrich(
         risk_flags,
         warnings: checked.warnings.iter().map(|w| w.as_str().to_owned()).collect(),
         verification_status,
+        traveller_key: String::new(),
+        pepper_version: 0,
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`record`]: the records that travel between services (raw, enriched, rejected).
 //! - [`validate`]: form and reference checks, each failure a stable code plus a field path.
 //! - [`mrz`], [`country`]: passport machine-readable zones and nationality codes.
+//! - [`pseudonym`]: the keyed traveller key analysts count and link trips by.
 //! - [`verification`]: what a population registry said about a citizen's NIK.
 //! - [`enrich`]: the columns analysts and health officers need that the form does not carry.
 //! - [`reference`]: airports and Indonesian region codes, embedded at build time.
@@ -18,6 +19,7 @@ pub mod country;
 pub mod enrich;
 pub mod form;
 pub mod mrz;
+pub mod pseudonym;
 pub mod record;
 pub mod reference;
 pub mod sample;
@@ -27,6 +29,7 @@ pub mod verification;
 
 pub use enrich::{enrich, triage};
 pub use form::DeclarationForm;
+pub use pseudonym::{Pepper, TravellerIdentity};
 pub use record::{EnrichedDeclaration, Enrichment, RawDeclaration, Rejection};
 pub use reference::ReferenceData;
 pub use validate::{check_form, check_references, validate, ErrorCode, FieldError, Policy, Warning};

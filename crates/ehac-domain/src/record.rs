@@ -57,6 +57,13 @@ pub struct Enrichment {
     pub warnings: Vec<String>,
     /// Where the NIK stands with the population registry; `pending` until it answered.
     pub verification_status: VerificationStatus,
+    /// The keyed pseudonym of the traveller (see [`crate::pseudonym`]); set by the enricher,
+    /// which holds the pepper. Empty only in records from before keys existed.
+    #[serde(default)]
+    pub traveller_key: String,
+    /// The pepper version that computed `traveller_key`; 0 when there is none.
+    #[serde(default)]
+    pub pepper_version: i32,
 }
 
 /// A port (airport, seaport, land crossing) as reference data describes it.

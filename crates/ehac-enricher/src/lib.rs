@@ -18,11 +18,11 @@
 use std::time::Duration;
 
 use ehac_domain::verification::judge;
-use ehac_domain::{EnrichedDeclaration, ErrorCode, FieldError, Policy, ReferenceData, Rejection};
+use ehac_domain::{EnrichedDeclaration, ErrorCode, FieldError, Policy, ReferenceData, Rejection, TravellerIdentity};
 use ehac_registry::{PopulationRegistry, RegistryArgs, Verifier};
 use ehac_stream::admin::{self, Readiness};
 use ehac_stream::codec::{self, ENRICHED, RAW, REJECTION};
-use ehac_stream::config::{AdminArgs, KafkaArgs, PolicyArgs};
+use ehac_stream::config::{AdminArgs, KafkaArgs, PepperArgs, PolicyArgs};
 use ehac_stream::kafka;
 use ehac_stream::kafka::{Membership, MembershipArgs};
 use futures::future::join_all;
@@ -49,6 +49,9 @@ pub struct Config {
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// The pepper of the traveller key; the enricher refuses to start without one.
+    #[command(flatten)]
+    pub pepper: PepperArgs,
     /// Consumer group; every enricher instance in one group shares the raw topic's partitions.
     #[arg(long, env = "EHAC_ENRICHER_GROUP", default_value = "ehac-enricher")]
     pub group: String,
@@ -177,6 +180,19 @@ impl Outcome {
     }
 }
 
+/// Gives every accepted declaration its traveller key under `pepper`. The key is HMAC output
+/// only: the pepper itself never reaches a record.
+pub fn pseudonymize(pepper: &ehac_domain::Pepper, outcomes: &mut [Outcome]) {
+    for outcome in outcomes {
+        if let Outcome::Enriched(e, _) = outcome {
+            if let Some(identity) = TravellerIdentity::of(&e.raw.form.traveller, &e.enrichment.nationality) {
+                e.enrichment.traveller_key = pepper.traveller_key(&identity);
+                e.enrichment.pepper_version = pepper.version() as i32;
+            }
+        }
+    }
+}
+
 /// Looks up every citizen in `outcomes` with one registry request and records what the
 /// registry said. When it cannot answer, they keep `pending`: the batch is never held up
 /// longer than the verifier's timeout, and nobody is rejected for it.
@@ -256,13 +272,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let reference = ReferenceData::embedded();
     let policy = config.policy.policy();
     let verifier = config.registry.verifier(&registry)?;
+    let pepper = config.pepper.pepper()?;
 
     let brokers = &config.kafka.kafka_brokers;
     let topics = &config.kafka.topics;
     let Some(mut delivery) = delivery(&config, &readiness, &shutdown).await? else { return Ok(()) };
     let consumer = std::sync::Arc::new(kafka::consumer(brokers, &config.group, &[&topics.raw])?);
     let mut watch = config.membership.watch(&registry, &[&topics.raw])?;
-    tracing::info!(%admin_addr, group = %config.group, from = %topics.raw, transactional = matches!(delivery, Delivery::Transactional(_)), "enricher started");
+    tracing::info!(%admin_addr, group = %config.group, from = %topics.raw, pepper_version = pepper.version(), transactional = matches!(delivery, Delivery::Transactional(_)), "enricher started");
     let linger = Duration::from_millis(config.batch_linger_ms);
 
     while let Some(batch) = kafka::next_batch(&consumer, config.batch_max, linger, &readiness, &shutdown).await {
@@ -285,6 +302,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             .iter()
             .map(|m| classify(m.topic(), m.partition(), m.offset(), m.payload().unwrap_or_default(), reference, &policy, now_ms))
             .collect();
+        pseudonymize(&pepper, &mut outcomes);
         if let Some(verifier) = &verifier {
             // Failures are logged and counted by the verifier; the records stay pending.
             let _ = verify(verifier, &mut outcomes).await;

@@ -48,16 +48,22 @@ struct Pending {
 #[derive(Row, Serialize)]
 struct VerificationRow<'a> {
     declaration_id: &'a str,
-    nik: &'a str,
     status: i8,
     checked_at: u32,
     checked_by: &'a str,
 }
 
-const PENDING: &str = "SELECT declaration_id, assumeNotNull(nik) AS nik, date_of_birth, CAST(sex AS Int8) AS sex
-    FROM ehac.declarations
-    WHERE verification_status = 'pending' AND isNotNull(nik)
-      AND declaration_id NOT IN (SELECT declaration_id FROM ehac.verifications)
+/// The NIK and birth date come from the identity database (`ehac_pii`), the status and sex from
+/// the analyst one: reconciling is a job for a user that may read identity.
+const PENDING: &str = "SELECT declaration_id, assumeNotNull(nik) AS nik, date_of_birth, sex
+    FROM (SELECT declaration_id, nik, date_of_birth FROM ehac_pii.identities WHERE isNotNull(nik))
+    ANY INNER JOIN
+    (
+        SELECT declaration_id, CAST(sex AS Int8) AS sex, received_at
+        FROM ehac.declarations
+        WHERE verification_status = 'pending'
+          AND declaration_id NOT IN (SELECT declaration_id FROM ehac.verifications)
+    ) USING (declaration_id)
     ORDER BY received_at
     LIMIT ?";
 
@@ -101,9 +107,7 @@ pub async fn run_once<R: PopulationRegistry>(
                 VerificationStatus::Mismatch => report.mismatch += 1,
                 VerificationStatus::Pending | VerificationStatus::NotApplicable => continue,
             }
-            insert
-                .write(&VerificationRow { declaration_id: &p.declaration_id, nik: &p.nik, status: status as i8, checked_at, checked_by })
-                .await?;
+            insert.write(&VerificationRow { declaration_id: &p.declaration_id, status: status as i8, checked_at, checked_by }).await?;
             written += 1;
         }
         insert.end().await?;

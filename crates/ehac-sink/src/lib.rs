@@ -16,6 +16,9 @@
 //! - A message that cannot be decoded is stored as a rejection with code `undecodable` (the
 //!   bytes kept for replay) rather than stalling its partition.
 //! - Second net: `ehac.declarations` is a ReplacingMergeTree on the declaration id.
+//! - Personal data apart: each declaration's identity and contact go to
+//!   `ehac_pii.identities`, each rejection's payload to `ehac_pii.rejected_payloads`, with the
+//!   same exactly-once rules (see `partition.rs`). The sink connects as the `writer` user.
 
 mod dedup;
 mod partition;
@@ -36,7 +39,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use rows::{DeclarationRow, RejectionRow};
+pub use rows::{DeclarationRow, IdentityRow, RejectedPayloadRow, RejectionRow};
 
 pub const SERVICE: &str = "ehac-sink";
 
@@ -233,6 +236,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let consumer = Arc::new(consumer);
     let shared = Arc::new(partition::Shared {
         consumer: consumer.clone(),
+        pii_client: client.clone().with_database(warehouse::PII_DATABASE),
         client,
         metrics,
         readiness: readiness.clone(),

@@ -1,5 +1,9 @@
 //! One task per assigned partition: gather a batch, drop what is already stored, insert,
 //! then commit that partition's offset. Never the other way round.
+//!
+//! Each record has two rows, one in the analyst database and one in the identity database
+//! (`ehac_pii`), each stored once under its own identity: a crash between the two inserts
+//! leaves the missing one to be written when the batch is read again, and the other skipped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,13 +20,17 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::dedup::Dedup;
-use crate::rows::{DeclarationRow, RejectionRow};
+use crate::rows::{DeclarationRow, IdentityRow, RejectedPayloadRow, RejectionRow};
 use crate::{Metrics, SinkContext, SERVICE};
 
 /// What a partition task needs, shared by all of them.
 pub(crate) struct Shared {
     pub consumer: Arc<BaseConsumer<SinkContext>>,
+    /// For the analyst database `ehac`.
     pub client: Client,
+    /// The same connection for the identity database `ehac_pii` (the crate quotes table names,
+    /// so a table of another database needs a client of its own).
+    pub pii_client: Client,
     pub metrics: Metrics,
     pub readiness: Readiness,
     pub enriched_topic: String,
@@ -43,30 +51,71 @@ struct StoredIdentity {
     identity: String,
 }
 
-/// Identities already stored from `partition` at offsets from `from` on: declaration ids and
-/// rejection source positions. (Both topics' offsets share the columns; a stray match from
-/// the other topic can only make the window larger, never drop a record wrongly, because
-/// identities of the two kinds cannot collide.)
+/// The identity under which a record's row in the identity database (`ehac_pii`) is stored
+/// once: its analyst-side identity, marked. Kept apart from the analyst-side identity so that a
+/// crash between the two inserts of a batch leaves each table to be completed on its own.
+fn personal_identity(identity: &str) -> String {
+    format!("pii:{identity}")
+}
+
+/// Identities already stored from `partition` at offsets from `from` on, in both databases:
+/// declaration ids and rejection source positions, and the same marked by
+/// [`personal_identity`] for `ehac_pii.identities` and `ehac_pii.rejected_payloads`. (Both
+/// topics' offsets share the columns; a stray match from the other topic can only make the
+/// window larger, never drop a record wrongly, because identities of the kinds cannot collide.)
 async fn stored_identities(client: &Client, partition: i32, from: i64, to: i64) -> clickhouse::error::Result<Vec<String>> {
     let sql = "SELECT declaration_id AS identity FROM ehac.declaration_positions WHERE kafka_partition = ? AND kafka_offset BETWEEN ? AND ?
                UNION ALL
-               SELECT source_position AS identity FROM ehac.rejection_positions WHERE kafka_partition = ? AND kafka_offset BETWEEN ? AND ?";
-    let rows: Vec<StoredIdentity> =
-        client.query(sql).bind(partition).bind(from).bind(to).bind(partition).bind(from).bind(to).fetch_all().await?;
+               SELECT source_position AS identity FROM ehac.rejection_positions WHERE kafka_partition = ? AND kafka_offset BETWEEN ? AND ?
+               UNION ALL
+               SELECT concat('pii:', declaration_id) AS identity FROM ehac_pii.identity_positions WHERE kafka_partition = ? AND kafka_offset BETWEEN ? AND ?
+               UNION ALL
+               SELECT concat('pii:', source_position) AS identity FROM ehac_pii.rejected_payload_positions WHERE kafka_partition = ? AND kafka_offset BETWEEN ? AND ?";
+    let mut query = client.query(sql);
+    for _ in 0..4 {
+        query = query.bind(partition).bind(from).bind(to);
+    }
+    let rows: Vec<StoredIdentity> = query.fetch_all().await?;
     Ok(rows.into_iter().map(|r| r.identity).collect())
+}
+
+/// A record of the batch and which of its two rows (analyst database, identity database) are
+/// still to be written.
+struct Pending<T> {
+    record: T,
+    offset: i64,
+    analyst: bool,
+    personal: bool,
 }
 
 /// A batch, decoded and split by table; each row remembers where it was read.
 #[derive(Default)]
 struct Rows {
-    declarations: Vec<(EnrichedDeclaration, i64)>,
-    rejections: Vec<(Rejection, i64)>,
+    declarations: Vec<Pending<EnrichedDeclaration>>,
+    rejections: Vec<Pending<Rejection>>,
 }
 
 impl Rows {
+    /// Drops the rows whose identity `keep` refuses, and records neither of whose rows is left.
     fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        self.declarations.retain(|(d, _)| keep(&d.raw.declaration_id));
-        self.rejections.retain(|(r, _)| keep(&rejection_identity(r)));
+        fn apply<T>(rows: &mut Vec<Pending<T>>, identity: impl Fn(&T) -> String, keep: &impl Fn(&str) -> bool) {
+            for p in rows.iter_mut() {
+                let id = identity(&p.record);
+                p.analyst &= keep(&id);
+                p.personal &= keep(&personal_identity(&id));
+            }
+            rows.retain(|p| p.analyst || p.personal);
+        }
+        apply(&mut self.declarations, |d| d.raw.declaration_id.clone(), &keep);
+        apply(&mut self.rejections, rejection_identity, &keep);
+    }
+
+    /// Rows to write per table: declarations, identities, rejections, rejected payloads.
+    fn counts(&self) -> [u64; 4] {
+        fn n<T>(rows: &[Pending<T>], analyst: bool) -> u64 {
+            rows.iter().filter(|p| if analyst { p.analyst } else { p.personal }).count() as u64
+        }
+        [n(&self.declarations, true), n(&self.declarations, false), n(&self.rejections, true), n(&self.rejections, false)]
     }
 }
 
@@ -94,18 +143,35 @@ fn decode(message: &OwnedMessage, enriched_topic: &str, now_ms: i64) -> Result<R
     })
 }
 
-async fn insert(client: &Client, partition: i32, rows: &Rows) -> clickhouse::error::Result<()> {
-    if !rows.declarations.is_empty() {
-        let mut insert = client.insert::<DeclarationRow<'_>>("declarations").await?;
-        for (record, offset) in &rows.declarations {
-            insert.write(&DeclarationRow::new(record, partition, *offset)).await?;
+/// Writes the batch's rows, the identity database's first. Each table's rows are one INSERT;
+/// a table whose rows already landed (see `retain`) gets none.
+async fn insert(client: &Client, pii_client: &Client, partition: i32, rows: &Rows) -> clickhouse::error::Result<()> {
+    let [declarations, identities, rejections, payloads] = rows.counts();
+    if identities > 0 {
+        let mut insert = pii_client.insert::<IdentityRow<'_>>("identities").await?;
+        for p in rows.declarations.iter().filter(|p| p.personal) {
+            insert.write(&IdentityRow::new(&p.record, partition, p.offset)).await?;
         }
         insert.end().await?;
     }
-    if !rows.rejections.is_empty() {
+    if declarations > 0 {
+        let mut insert = client.insert::<DeclarationRow<'_>>("declarations").await?;
+        for p in rows.declarations.iter().filter(|p| p.analyst) {
+            insert.write(&DeclarationRow::new(&p.record, partition, p.offset)).await?;
+        }
+        insert.end().await?;
+    }
+    if payloads > 0 {
+        let mut insert = pii_client.insert::<RejectedPayloadRow<'_>>("rejected_payloads").await?;
+        for p in rows.rejections.iter().filter(|p| p.personal) {
+            insert.write(&RejectedPayloadRow::new(&p.record, partition, p.offset)).await?;
+        }
+        insert.end().await?;
+    }
+    if rejections > 0 {
         let mut insert = client.insert::<RejectionRow<'_>>("rejections").await?;
-        for (rejection, offset) in &rows.rejections {
-            insert.write(&RejectionRow::new(rejection, partition, *offset)).await?;
+        for p in rows.rejections.iter().filter(|p| p.analyst) {
+            insert.write(&RejectionRow::new(&p.record, partition, p.offset)).await?;
         }
         insert.end().await?;
     }
@@ -199,10 +265,27 @@ pub(crate) async fn run(
         let mut rows = Rows::default();
         let mut skipped = 0u64;
         for message in &batch {
+            let offset = message.offset();
             match decode(message, &shared.enriched_topic, now_ms) {
-                Ok(Ok(d)) if dedup.admit(&d.raw.declaration_id) => rows.declarations.push((d, message.offset())),
-                Ok(Err(r)) | Err(r) if dedup.admit(&rejection_identity(&r)) => rows.rejections.push((r, message.offset())),
-                _ => skipped += 1,
+                Ok(Ok(d)) => {
+                    let analyst = dedup.admit(&d.raw.declaration_id);
+                    let personal = dedup.admit(&personal_identity(&d.raw.declaration_id));
+                    if analyst || personal {
+                        rows.declarations.push(Pending { record: d, offset, analyst, personal });
+                    } else {
+                        skipped += 1;
+                    }
+                }
+                Ok(Err(r)) | Err(r) => {
+                    let identity = rejection_identity(&r);
+                    let analyst = dedup.admit(&identity);
+                    let personal = dedup.admit(&personal_identity(&identity));
+                    if analyst || personal {
+                        rows.rejections.push(Pending { record: r, offset, analyst, personal });
+                    } else {
+                        skipped += 1;
+                    }
+                }
             }
         }
         shared.metrics.duplicates.inc_by(skipped);
@@ -210,7 +293,7 @@ pub(crate) async fn run(
         let timer = shared.metrics.insert_seconds.start_timer();
         let mut backoff = Duration::from_millis(200);
         loop {
-            match insert(&shared.client, partition, &rows).await {
+            match insert(&shared.client, &shared.pii_client, partition, &rows).await {
                 Ok(()) => {
                     shared.readiness.ready("clickhouse");
                     break;
@@ -239,8 +322,11 @@ pub(crate) async fn run(
             }
         }
         timer.observe_duration();
-        shared.metrics.rows.with_label_values(&["declarations"]).inc_by(rows.declarations.len() as u64);
-        shared.metrics.rows.with_label_values(&["rejections"]).inc_by(rows.rejections.len() as u64);
+        let [declarations, identities, rejections, payloads] = rows.counts();
+        shared.metrics.rows.with_label_values(&["declarations"]).inc_by(declarations);
+        shared.metrics.rows.with_label_values(&["identities"]).inc_by(identities);
+        shared.metrics.rows.with_label_values(&["rejections"]).inc_by(rejections);
+        shared.metrics.rows.with_label_values(&["rejected_payloads"]).inc_by(payloads);
         // Rows are durable in ClickHouse: now, and only now, the offset may move.
         commit(&shared.consumer, &topic, partition, last + 1, CommitMode::Async);
         committed = Some(last + 1);

@@ -1,6 +1,12 @@
 //! ClickHouse rows, borrowed from the decoded records: one field per column of
-//! `ehac.declarations` / `ehac.rejections`, in RowBinary types (DateTime = u32 seconds,
-//! Date = u16 days, Enum8 = i8, Bool = u8).
+//! `ehac.declarations` / `ehac.rejections` (the analyst database) and of
+//! `ehac_pii.identities` / `ehac_pii.rejected_payloads` (the identity database), in RowBinary
+//! types (DateTime = u32 seconds, Date = u16 days, Enum8 = i8, Bool = u8).
+//!
+//! What goes where is decided here: a field of the form that identifies or contacts the
+//! traveller (NIK, passport number, name, exact date of birth, phone, email, street, postal
+//! code, seat) has a column in [`IdentityRow`] only; a rejected record's bytes, JSON and
+//! messages (which may quote values) in [`RejectedPayloadRow`] only.
 
 use clickhouse::Row;
 use ehac_domain::form::{TestKind, TestResult};
@@ -10,22 +16,17 @@ use serde::Serialize;
 #[derive(Row, Serialize)]
 pub struct DeclarationRow<'a> {
     declaration_id: &'a str,
+    traveller_key: &'a str,
+    pepper_version: u32,
     client_id: &'a str,
     channel: i8,
     submitted_at: u32,
     received_at: u32,
-    nik: Option<&'a str>,
-    passport_number: Option<&'a str>,
     nationality: &'a str,
-    full_name: &'a str,
     sex: i8,
-    date_of_birth: &'a str,
-    phone: &'a str,
-    email: Option<&'a str>,
     transport_mode: i8,
     carrier: &'a str,
     flight_number: &'a str,
-    seat: Option<&'a str>,
     departure_port: &'a str,
     departure_port_name: &'a str,
     departure_city: &'a str,
@@ -43,10 +44,8 @@ pub struct DeclarationRow<'a> {
     arrival_date: u16,
     arrival_local_hour: u8,
     domestic: u8,
-    destination_street: &'a str,
     destination_city: &'a str,
     destination_province: &'a str,
-    destination_postal_code: Option<&'a str>,
     fever: u8,
     cough: u8,
     shortness_of_breath: u8,
@@ -89,22 +88,17 @@ impl<'a> DeclarationRow<'a> {
         let test = health.latest_test.as_ref();
         DeclarationRow {
             declaration_id: &raw.declaration_id,
+            traveller_key: &e.traveller_key,
+            pepper_version: e.pepper_version.max(0) as u32,
             client_id: &form.client_id,
             channel: form.channel.map_or(0, |c| c as i8),
             submitted_at: seconds(e.submitted_at_ms),
             received_at: seconds(raw.received_at_ms),
-            nik: t.nik.as_deref(),
-            passport_number: t.passport_number.as_deref(),
             nationality: &e.nationality,
-            full_name: &t.full_name,
             sex: t.sex.map_or(0, |s| s as i8),
-            date_of_birth: &t.date_of_birth,
-            phone: &t.phone,
-            email: t.email.as_deref(),
             transport_mode: trip.transport_mode.map_or(0, |m| m as i8),
             carrier: &trip.carrier,
             flight_number: &trip.flight_number,
-            seat: trip.seat.as_deref(),
             departure_port: &trip.departure_port,
             departure_port_name: &e.departure.name,
             departure_city: &e.departure.city,
@@ -122,10 +116,8 @@ impl<'a> DeclarationRow<'a> {
             arrival_date: e.arrival_date.clamp(0, u16::MAX as i32) as u16,
             arrival_local_hour: e.arrival_local_hour as u8,
             domestic: e.domestic as u8,
-            destination_street: &address.street,
             destination_city: &address.city,
             destination_province: &address.province,
-            destination_postal_code: address.postal_code.as_deref(),
             fever: yes(health.fever),
             cough: yes(health.cough),
             shortness_of_breath: yes(health.shortness_of_breath),
@@ -166,10 +158,6 @@ pub struct RejectionRow<'a> {
     rejected_at: u32,
     error_codes: Vec<&'a str>,
     error_fields: Vec<&'a str>,
-    error_messages: Vec<&'a str>,
-    #[serde(with = "serde_bytes")]
-    payload: &'a [u8],
-    payload_json: &'a str,
     kafka_partition: i32,
     kafka_offset: i64,
 }
@@ -187,6 +175,79 @@ impl<'a> RejectionRow<'a> {
             rejected_at: seconds(r.rejected_at_ms),
             error_codes: r.errors.iter().map(|e| e.code.as_str()).collect(),
             error_fields: r.errors.iter().map(|e| e.field.as_str()).collect(),
+            kafka_partition,
+            kafka_offset,
+        }
+    }
+}
+
+/// Who travelled and how to reach them: `ehac_pii.identities`, one row per stored declaration.
+#[derive(Row, Serialize)]
+pub struct IdentityRow<'a> {
+    declaration_id: &'a str,
+    traveller_key: &'a str,
+    pepper_version: u32,
+    nik: Option<&'a str>,
+    passport_number: Option<&'a str>,
+    nationality: &'a str,
+    full_name: &'a str,
+    date_of_birth: &'a str,
+    phone: &'a str,
+    email: Option<&'a str>,
+    seat: Option<&'a str>,
+    destination_street: &'a str,
+    destination_postal_code: Option<&'a str>,
+    kafka_partition: i32,
+    kafka_offset: i64,
+}
+
+impl<'a> IdentityRow<'a> {
+    pub fn new(record: &'a EnrichedDeclaration, kafka_partition: i32, kafka_offset: i64) -> Self {
+        let form = &record.raw.form;
+        let (t, e) = (&form.traveller, &record.enrichment);
+        IdentityRow {
+            declaration_id: &record.raw.declaration_id,
+            traveller_key: &e.traveller_key,
+            pepper_version: e.pepper_version.max(0) as u32,
+            nik: t.nik.as_deref(),
+            passport_number: t.passport_number.as_deref(),
+            nationality: &e.nationality,
+            full_name: &t.full_name,
+            date_of_birth: &t.date_of_birth,
+            phone: &t.phone,
+            email: t.email.as_deref(),
+            seat: form.trip.seat.as_deref(),
+            destination_street: &form.destination_address.street,
+            destination_postal_code: form.destination_address.postal_code.as_deref(),
+            kafka_partition,
+            kafka_offset,
+        }
+    }
+}
+
+/// What a rejected record said: `ehac_pii.rejected_payloads`, one row per rejection, keyed by
+/// the same source position as its row in `ehac.rejections`.
+#[derive(Row, Serialize)]
+pub struct RejectedPayloadRow<'a> {
+    declaration_id: &'a str,
+    source_topic: &'a str,
+    source_partition: i32,
+    source_offset: i64,
+    error_messages: Vec<&'a str>,
+    #[serde(with = "serde_bytes")]
+    payload: &'a [u8],
+    payload_json: &'a str,
+    kafka_partition: i32,
+    kafka_offset: i64,
+}
+
+impl<'a> RejectedPayloadRow<'a> {
+    pub fn new(r: &'a Rejection, kafka_partition: i32, kafka_offset: i64) -> Self {
+        RejectedPayloadRow {
+            declaration_id: r.declaration_id.as_deref().unwrap_or(""),
+            source_topic: &r.source_topic,
+            source_partition: r.source_partition,
+            source_offset: r.source_offset,
             error_messages: r.errors.iter().map(|e| e.message.as_str()).collect(),
             payload: &r.payload,
             payload_json: &r.payload_json,

@@ -71,6 +71,13 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
         Codec { name, schema, fast, header, writers, _record: PhantomData }
     }
 
+    /// Also reads records written with `schema_json`, an earlier version of this schema.
+    fn with_writer(mut self, schema_json: &str) -> Self {
+        let schema = Schema::parse_str(schema_json).unwrap_or_else(|e| panic!("an earlier {} schema is invalid: {e}", self.name));
+        self.writers.insert(Self::fingerprint_of(&schema), schema);
+        self
+    }
+
     fn fingerprint_of(schema: &Schema) -> u64 {
         let bytes = schema.fingerprint::<Rabin>().bytes;
         u64::from_le_bytes(bytes[..8].try_into().expect("Rabin fingerprints are 8 bytes"))
@@ -118,14 +125,22 @@ pub static RAW: LazyLock<Codec<RawDeclaration>> = LazyLock::new(|| Codec::new("r
 
 /// Enriched declarations. The schema file names the raw record by reference, as schema
 /// registries do; it is inlined here so that the schema stands alone on the wire.
-pub static ENRICHED: LazyLock<Codec<EnrichedDeclaration>> = LazyLock::new(|| {
-    let mut enriched: serde_json::Value = serde_json::from_str(ENRICHED_AVSC).expect("enriched_declaration.avsc is JSON");
+/// Earlier versions (`schemas/avro/history/`) stay readable: records they wrote may still sit in
+/// the topic when a new enricher and sink are deployed.
+pub static ENRICHED: LazyLock<Codec<EnrichedDeclaration>> =
+    LazyLock::new(|| Codec::new("enriched_declaration", &with_raw_inlined(ENRICHED_AVSC)).with_writer(&with_raw_inlined(ENRICHED_V1_AVSC)));
+
+/// Version 1, before the traveller key and pepper version were added.
+const ENRICHED_V1_AVSC: &str = include_str!("../../../schemas/avro/history/enriched_declaration.v1.avsc");
+
+fn with_raw_inlined(enriched_avsc: &str) -> String {
+    let mut enriched: serde_json::Value = serde_json::from_str(enriched_avsc).expect("enriched_declaration.avsc is JSON");
     let raw: serde_json::Value = serde_json::from_str(RAW_AVSC).expect("raw_declaration.avsc is JSON");
     let raw_field =
         enriched["fields"].as_array_mut().and_then(|f| f.iter_mut().find(|f| f["name"] == "raw")).expect("enriched schema has a raw field");
     raw_field["type"] = raw;
-    Codec::new("enriched_declaration", &enriched.to_string())
-});
+    enriched.to_string()
+}
 
 /// The `enrichment` field of the enriched schema as a schema of its own.
 static ENRICHMENT_PART: LazyLock<serde_avro_fast::Schema> = LazyLock::new(|| {
@@ -221,6 +236,8 @@ mod tests {
             let checked = validate(&raw.form, reference, &Policy::default(), received_at).unwrap();
             let mut enrichment = enrich(&raw.form, &checked, reference, &Policy::default(), "0.1.0");
             enrichment.verification_status = [VerificationStatus::Verified, VerificationStatus::NotFound][seed as usize % 2];
+            enrichment.traveller_key = format!("{seed:064x}");
+            enrichment.pepper_version = 1 + seed as i32 % 3;
             let raw_message = RAW.encode(&raw).unwrap();
             let record = EnrichedDeclaration { raw, enrichment };
             let bytes = ENRICHED.encode(&record).unwrap();
@@ -229,6 +246,30 @@ mod tests {
             assert_eq!(reference_decoding(&ENRICHED, &bytes), record);
             assert_eq!(ENRICHED.decode(&bytes).unwrap(), record);
         }
+    }
+
+    #[test]
+    fn enriched_records_written_before_traveller_keys_still_decode() {
+        let reference = ReferenceData::embedded();
+        let raw = raw(7);
+        let received_at = chrono::DateTime::from_timestamp_millis(raw.received_at_ms).unwrap();
+        let checked = validate(&raw.form, reference, &Policy::default(), received_at).unwrap();
+        let record = EnrichedDeclaration { enrichment: enrich(&raw.form, &checked, reference, &Policy::default(), "0.1.0"), raw };
+        // Written by an enricher of the previous version: its schema, its fingerprint.
+        let v1 = Schema::parse_str(&with_raw_inlined(ENRICHED_V1_AVSC)).unwrap();
+        let mut value = apache_avro::to_value(&record).unwrap();
+        if let apache_avro::types::Value::Record(fields) = &mut value {
+            if let Some((_, apache_avro::types::Value::Record(enrichment))) = fields.iter_mut().find(|(name, _)| name == "enrichment") {
+                enrichment.retain(|(name, _)| name != "traveller_key" && name != "pepper_version");
+            }
+        }
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&Codec::<EnrichedDeclaration>::fingerprint_of(&v1).to_le_bytes());
+        bytes.extend(apache_avro::to_avro_datum(&v1, value).unwrap());
+        assert_ne!(bytes[2..HEADER_LEN], ENRICHED.header[2..], "another fingerprint");
+        let decoded = ENRICHED.decode(&bytes).unwrap();
+        assert_eq!(decoded, record);
+        assert_eq!((decoded.enrichment.traveller_key.as_str(), decoded.enrichment.pepper_version), ("", 0));
     }
 
     #[test]

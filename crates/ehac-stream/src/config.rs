@@ -91,3 +91,62 @@ impl PolicyArgs {
         }
     }
 }
+
+/// Where the pepper of the traveller key comes from (see `ehac_domain::pseudonym`). The file is
+/// preferred: an environment variable is visible in `/proc/<pid>/environ` to the same user.
+/// The value is never logged, never printed by `--help` and never written anywhere.
+#[derive(Args, Clone, Default)]
+pub struct PepperArgs {
+    /// A file holding the pepper (at least 32 bytes, e.g. `openssl rand -hex 32`), mode 0600.
+    #[arg(long, env = "EHAC_PEPPER_FILE")]
+    pub pepper_file: Option<std::path::PathBuf>,
+    /// The pepper itself, when no file is given.
+    #[arg(long, env = "EHAC_PEPPER", hide_env_values = true)]
+    pub pepper: Option<String>,
+    /// The version of this pepper, stored beside every key it computes. Rotating the pepper
+    /// means a new secret under a new version; old keys keep theirs.
+    #[arg(long, env = "EHAC_PEPPER_VERSION", default_value_t = 1)]
+    pub pepper_version: u32,
+}
+
+impl std::fmt::Debug for PepperArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PepperArgs")
+            .field("pepper_file", &self.pepper_file)
+            .field("pepper", &self.pepper.as_ref().map(|_| "<redacted>"))
+            .field("pepper_version", &self.pepper_version)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PepperConfigError {
+    #[error("no pepper: give --pepper-file (EHAC_PEPPER_FILE) or EHAC_PEPPER")]
+    Missing,
+    #[error("reading the pepper file {path}: {source}")]
+    Read { path: std::path::PathBuf, source: std::io::Error },
+    #[error("the pepper file {0} can be read by others than its owner: chmod 600 it")]
+    Exposed(std::path::PathBuf),
+    #[error(transparent)]
+    Invalid(#[from] ehac_domain::pseudonym::PepperError),
+}
+
+impl PepperArgs {
+    /// The pepper, from the file if one is given, else from the value.
+    pub fn pepper(&self) -> Result<ehac_domain::Pepper, PepperConfigError> {
+        let secret = match (&self.pepper_file, &self.pepper) {
+            (Some(path), _) => {
+                use std::os::unix::fs::PermissionsExt;
+                let read = |source| PepperConfigError::Read { path: path.clone(), source };
+                let mode = std::fs::metadata(path).map_err(read)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    return Err(PepperConfigError::Exposed(path.clone()));
+                }
+                std::fs::read(path).map_err(read)?
+            }
+            (None, Some(value)) => value.as_bytes().to_vec(),
+            (None, None) => return Err(PepperConfigError::Missing),
+        };
+        Ok(ehac_domain::Pepper::new(self.pepper_version, &secret)?)
+    }
+}

@@ -10,8 +10,12 @@ use sha2::{Digest, Sha256};
 
 use crate::config::ClickHouseArgs;
 
-/// The database every table lives in.
+/// The analyst database: what counting travellers needs, no direct identifier or contact.
 pub const DATABASE: &str = "ehac";
+
+/// The identity database: identity, contact and address per declaration, and rejected payloads.
+/// Analysts cannot open it; investigators can.
+pub const PII_DATABASE: &str = "ehac_pii";
 
 /// A client for the `ehac` database. Validation is off because ClickHouse 18.16 lacks
 /// RowBinaryWithNamesAndTypes, which the crate's schema validation needs.
@@ -33,10 +37,28 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "0001_declarations", sql: include_str!("../../../schemas/clickhouse/migrations/0001_declarations.sql") },
     Migration { version: 2, name: "0002_verification", sql: include_str!("../../../schemas/clickhouse/migrations/0002_verification.sql") },
     Migration { version: 3, name: "0003_exactly_once", sql: include_str!("../../../schemas/clickhouse/migrations/0003_exactly_once.sql") },
+    Migration {
+        version: 4,
+        name: "0004_personal_data",
+        sql: include_str!("../../../schemas/clickhouse/migrations/0004_personal_data.sql"),
+    },
 ];
 
+/// Users and grants for modern ClickHouse (on 18.16 the same users are in users.xml).
+pub const ACCESS_SQL: &str = include_str!("../../../schemas/clickhouse/access.sql");
+
+/// Below how many travellers a published cell is suppressed, unless configured otherwise.
+pub const DEFAULT_SUPPRESS_BELOW: u32 = 11;
+
+/// A standard query ready to run: cells counting 1 to `suppress_below - 1` travellers come out
+/// NULL (and are counted in the row's `suppressed_cells`).
+pub fn analyst_query(sql: &str, suppress_below: u32) -> String {
+    sql.replace("{suppress_below}", &suppress_below.max(1).to_string())
+}
+
 /// The analysts' standard queries, `(name, sql)`; the demo prints them and tests run them on
-/// ClickHouse 18.16 and on a modern engine.
+/// ClickHouse 18.16 and on a modern engine, as the `analyst` user. Those that count travellers
+/// take the suppression threshold: run them through [`analyst_query`].
 pub const ANALYST_QUERIES: &[(&str, &str)] = &[
     ("arrivals_by_port", include_str!("../../../schemas/clickhouse/queries/arrivals_by_port.sql")),
     ("triage_by_port", include_str!("../../../schemas/clickhouse/queries/triage_by_port.sql")),

@@ -33,16 +33,18 @@ MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
 
 # The columns written, in the order of the row tuples below; `inserted_at` is left to its default.
+# The analyst table's only: identity and contact (ehac_pii.identities) are not written by this
+# peer, so it does a little less work per row than the Rust sink, which writes both.
 COLUMNS = [
-    "declaration_id", "client_id", "channel", "submitted_at", "received_at",
-    "nik", "passport_number", "nationality", "full_name", "sex", "date_of_birth", "phone", "email",
-    "transport_mode", "carrier", "flight_number", "seat",
+    "declaration_id", "traveller_key", "pepper_version", "client_id", "channel", "submitted_at", "received_at",
+    "nationality", "sex",
+    "transport_mode", "carrier", "flight_number",
     "departure_port", "departure_port_name", "departure_city", "departure_subdivision",
     "departure_country", "departure_time_zone",
     "arrival_port", "arrival_port_name", "arrival_city", "arrival_subdivision",
     "arrival_country", "arrival_time_zone",
     "departure_at", "arrival_at", "arrival_date", "arrival_local_hour", "domestic",
-    "destination_street", "destination_city", "destination_province", "destination_postal_code",
+    "destination_city", "destination_province",
     "fever", "cough", "shortness_of_breath", "contact_with_case", "vaccination_doses",
     "test_kind", "test_result", "test_taken_on",
     "home_province", "home_regency", "age_years", "age_band", "risk_flags", "triage", "warnings",
@@ -115,22 +117,17 @@ def to_row(record, partition, offset):
     test = health["latest_test"] or {}
     return (
         raw["declaration_id"],
+        e.get("traveller_key", ""),
+        max(e.get("pepper_version", 0), 0),
         form["client_id"],
         CHANNEL.get(form["channel"], 0),
         seconds(e["submitted_at_ms"]),
         seconds(raw["received_at_ms"]),
-        t["nik"],
-        t["passport_number"],
         e["nationality"],
-        t["full_name"],
         SEX.get(t["sex"], 0),
-        t["date_of_birth"],
-        t["phone"],
-        t["email"],
         TRANSPORT_MODE.get(trip["transport_mode"], 0),
         trip["carrier"],
         trip["flight_number"],
-        trip["seat"],
         trip["departure_port"],
         dep["name"],
         dep["city"],
@@ -148,10 +145,8 @@ def to_row(record, partition, offset):
         min(max(e["arrival_date"], 0), 65535),
         e["arrival_local_hour"] & 0xFF,
         int(e["domestic"]),
-        address["street"],
         address["city"],
         address["province"],
-        address["postal_code"],
         int(bool(health["fever"])),
         int(bool(health["cough"])),
         int(bool(health["shortness_of_breath"])),

@@ -152,7 +152,16 @@ pub async fn declarations(http: &reqwest::Client, url: &str) -> anyhow::Result<(
 
 /// Empties the tables a ceiling wrote to, so the next one (and the surge) starts from nothing.
 pub async fn truncate(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
-    for table in ["ehac.declarations", "ehac.rejections", "ehac.`.inner.declaration_positions`", "ehac.`.inner.rejection_positions`"] {
+    for table in [
+        "ehac.declarations",
+        "ehac.rejections",
+        "ehac.`.inner.declaration_positions`",
+        "ehac.`.inner.rejection_positions`",
+        "ehac_pii.identities",
+        "ehac_pii.rejected_payloads",
+        "ehac_pii.`.inner.identity_positions`",
+        "ehac_pii.`.inner.rejected_payload_positions`",
+    ] {
         post(http, url, format!("TRUNCATE TABLE {table}")).await?;
     }
     Ok(())
@@ -239,7 +248,7 @@ pub async fn sink_round(
     expected: u64,
     phase: &Phase,
 ) -> anyhow::Result<SinkRound> {
-    let http = reqwest::Client::new();
+    let http = stack.clickhouse_http(ehac_devstack::WarehouseUser::Migrator);
     let url = stack.clickhouse_url();
     let group = format!("bench-sink-x{instances}");
     let brokers = stack.kafka_brokers();
@@ -247,13 +256,15 @@ pub async fn sink_round(
     for i in 0..instances {
         let admin = format!("127.0.0.1:{}", free_port()?);
         let name = format!("{group}-{i}");
-        let env = [
+        let mut env: Vec<(String, String)> = [
             ("EHAC_KAFKA_BROKERS", brokers.as_str()),
             ("EHAC_TOPIC_ENRICHED", CEILING_TOPIC),
             ("EHAC_TOPIC_REJECTED", CEILING_REJECTED_TOPIC),
             ("EHAC_SINK_GROUP", group.as_str()),
-            ("EHAC_CLICKHOUSE_URL", url.as_str()),
-        ];
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec();
+        env.extend(stack.clickhouse_env(ehac_devstack::WarehouseUser::Writer));
         sinks.push(Service::start(bin, dir, &name, "ehac-sink", &["--admin-listen".into(), admin], &env)?);
     }
     let fill = time_fill(&http, &url, expected, Duration::from_secs(60), phase, || {
@@ -350,7 +361,8 @@ pub async fn peer(stack: &Stack, dir: &Path, expected: u64, phase: &Phase) -> an
             "--group",
             "bench-peer",
             "--clickhouse-url",
-            &stack.clickhouse_url(),
+            // The peer writes as the migrator: it is a benchmark stand-in, not a service.
+            &stack.clickhouse_url().replacen("http://", &format!("http://migrator:{}@", stack.secrets.migrator), 1),
             "--expect",
             &expected.to_string(),
         ])
@@ -363,7 +375,7 @@ pub async fn peer(stack: &Stack, dir: &Path, expected: u64, phase: &Phase) -> an
         stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).with_context(|| format!("glue.py printed no JSON: {stdout}"))?;
     let mut run: PeerRun = serde_json::from_str(line).with_context(|| format!("glue.py printed {line}"))?;
     run.cpu_seconds_per_million = run.cpu_seconds * 1e6 / run.rows.max(1) as f64;
-    let http = reqwest::Client::new();
+    let http = stack.clickhouse_http(ehac_devstack::WarehouseUser::Migrator);
     let (rows, distinct) = declarations(&http, &stack.clickhouse_url()).await?;
     ensure!(rows == expected && distinct == expected, "the peer stored {rows} rows ({distinct} distinct) of {expected}");
     Ok(run)

@@ -290,7 +290,7 @@ pub async fn surge_bench(args: SurgeArgs) -> anyhow::Result<Report> {
         broker.broker_cpu_seconds_per_million_consumed
     ));
 
-    let http = reqwest::Client::new();
+    let http = stack.clickhouse_http(ehac_devstack::WarehouseUser::Migrator);
     let url = stack.clickhouse_url();
     let rowbinary = dir.join("declarations.rowbinary");
     let mut sink_rounds = Vec::new();

@@ -100,19 +100,25 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
     let mut admins = Vec::new();
     for i in 0..args.enrichers {
         let admin = format!("127.0.0.1:{}", free_port()?);
-        services.push(start_service(&format!("enricher-{i}"), "ehac-enricher", &["--admin-listen".into(), admin.clone()])?);
+        let enricher_env = crate::services::enricher_env(stack);
+        services.push(Service::start(
+            bin,
+            dir,
+            &format!("enricher-{i}"),
+            "ehac-enricher",
+            &["--admin-listen".into(), admin.clone()],
+            &enricher_env,
+        )?);
         admins.push(admin);
     }
     for i in 0..args.sinks {
         let admin = format!("127.0.0.1:{}", free_port()?);
-        services.push(start_service(
-            &format!("sink-{i}"),
-            "ehac-sink",
-            &["--admin-listen".into(), admin.clone(), "--clickhouse-url".into(), stack.clickhouse_url()],
-        )?);
+        let sink_env = crate::services::sink_env(stack);
+        services.push(Service::start(bin, dir, &format!("sink-{i}"), "ehac-sink", &["--admin-listen".into(), admin.clone()], &sink_env)?);
         admins.push(admin);
     }
-    let http = reqwest::Client::new();
+    // Counting both databases is an investigator's read (the headers are ignored elsewhere).
+    let http = stack.clickhouse_http(ehac_devstack::WarehouseUser::Investigator);
     wait_ready(&http, &format!("{gateway_admin}/readyz"), Duration::from_secs(60)).await?;
     for admin in &admins {
         wait_ready(&http, &format!("http://{admin}/readyz"), Duration::from_secs(60)).await?;

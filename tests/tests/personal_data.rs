@@ -1,0 +1,431 @@
+//! Personal data apart (issue 14), on the real ClickHouse 18.16 and Apache Kafka of the dev
+//! stack: who can read what (the access matrix), the traveller key, small-count suppression and
+//! a pepper that appears nowhere but in its file.
+//!
+//! Every declaration this binary posts travels on one of two trips (`TRIP_A`, `TRIP_B`), so the
+//! cells of the published tables are known: trip A's port and day hold all but three
+//! travellers, trip B's hold three, which the standard queries must suppress.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use ehac_devstack::WarehouseUser;
+use ehac_domain::sample::Flaw;
+use ehac_domain::{DeclarationForm, Pepper, TravellerIdentity};
+use ehac_stream::warehouse::{analyst_query, ANALYST_QUERIES, DEFAULT_SUPPRESS_BELOW};
+use ehac_tests::{declarations, pipeline, unique_client, Pipeline};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{ClientConfig, Message};
+use tokio::sync::Mutex;
+
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// The tests of this binary share the data; each waits for the ones before it to have landed.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+/// Two trips from the sample generator, arriving at different ports.
+fn trips() -> (DeclarationForm, DeclarationForm) {
+    let forms = declarations(200, "trips", Flaw::None, 41);
+    let a = forms[0].clone();
+    let b = forms.iter().find(|f| f.trip.arrival_port != a.trip.arrival_port).expect("another arrival port").clone();
+    (a, b)
+}
+
+/// `n` sample travellers (seeded) on the trip of `template`, submitted by `client`.
+fn on_trip(template: &DeclarationForm, n: usize, client: &str, seed: u64) -> Vec<DeclarationForm> {
+    declarations(n, client, Flaw::None, seed)
+        .into_iter()
+        .map(|mut form| {
+            form.trip = template.trip.clone();
+            form.submitted_at = template.submitted_at.clone();
+            form
+        })
+        .collect()
+}
+
+async fn post_all(p: &Pipeline, forms: &[DeclarationForm]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for form in forms {
+        let (status, body) = p.post(serde_json::to_vec(form).unwrap()).await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["declaration_id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+/// Waits until every id has its row in both databases.
+async fn wait_stored(p: &Pipeline, ids: &[String]) {
+    let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "SELECT least((SELECT uniqExact(declaration_id) FROM ehac.declarations WHERE declaration_id IN ({list})),
+                      (SELECT uniqExact(declaration_id) FROM ehac_pii.identities WHERE declaration_id IN ({list})))"
+    );
+    assert_eq!(p.wait_for_count(&sql, ids.len() as u64, PATIENCE).await, ids.len() as u64, "stored in both databases");
+}
+
+/// ClickHouse's error code in an answer, e.g. 291 for "Access denied to database".
+fn code(answer: &str) -> Option<u32> {
+    answer.strip_prefix("Code: ")?.split(',').next()?.parse().ok()
+}
+
+async fn refused(p: &Pipeline, user: WarehouseUser, sql: &str, expected_code: u32) {
+    let (ok, answer) = p.sql_as(user, sql).await;
+    assert!(!ok, "{} must be refused: {sql}\n{answer}", user.name());
+    assert_eq!(code(&answer), Some(expected_code), "{} running {sql}: {answer}", user.name());
+}
+
+async fn allowed(p: &Pipeline, user: WarehouseUser, sql: &str) -> String {
+    let (ok, answer) = p.sql_as(user, sql).await;
+    assert!(ok, "{} must be allowed: {sql}\n{answer}", user.name());
+    answer
+}
+
+/// Data on the two trips: 25 travellers on A, 3 on B. Done once, by whichever test comes first.
+async fn seed_data(p: &Pipeline) {
+    static SEEDED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    SEEDED
+        .get_or_init(|| async {
+            let (a, b) = trips();
+            let client = unique_client("pii-seed");
+            let mut ids = post_all(p, &on_trip(&a, 25, &client, 42)).await;
+            ids.extend(post_all(p, &on_trip(&b, 3, &client, 43)).await);
+            wait_stored(p, &ids).await;
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn the_access_matrix_holds_on_clickhouse_18_16() {
+    let p = pipeline();
+    let _serial = SERIAL.lock().await;
+    seed_data(p).await;
+    use WarehouseUser::*;
+
+    // analyst: the analyst database, read-only; nothing of the identity database.
+    refused(p, Analyst, "SELECT nik FROM ehac_pii.identities", 291).await;
+    refused(p, Analyst, "SELECT * FROM ehac_pii.identities", 291).await;
+    refused(p, Analyst, "SELECT * FROM ehac_pii.rejected_payloads", 291).await;
+    refused(p, Analyst, "SELECT count() FROM ehac_pii.identity_positions", 291).await;
+    refused(
+        p,
+        Analyst,
+        "SELECT d.declaration_id FROM ehac.declarations AS d ANY INNER JOIN (SELECT declaration_id FROM ehac_pii.identities) USING (declaration_id)",
+        291,
+    )
+    .await;
+    refused(
+        p,
+        Analyst,
+        "SELECT count() FROM ehac.declarations WHERE declaration_id IN (SELECT declaration_id FROM ehac_pii.identities)",
+        291,
+    )
+    .await;
+    // No identifying column is left in the analyst database (47: unknown identifier).
+    for column in ["nik", "passport_number", "full_name", "date_of_birth", "phone", "email", "seat", "destination_street"] {
+        refused(p, Analyst, &format!("SELECT {column} FROM ehac.declarations"), 47).await;
+    }
+    refused(p, Analyst, "SELECT payload FROM ehac.rejections", 47).await;
+    // Read-only (164): no writes, no SET to lift limits, no table functions around the rules.
+    refused(p, Analyst, "INSERT INTO ehac.verifications (declaration_id) VALUES ('x')", 164).await;
+    refused(p, Analyst, "SET max_result_rows = 0", 164).await;
+    refused(p, Analyst, "CREATE TABLE ehac.copy (a UInt8) ENGINE = Memory", 164).await;
+    let remote = format!("SELECT * FROM remote('127.0.0.1:{}', ehac_pii.identities)", 9000);
+    refused(p, Analyst, &remote, 164).await;
+    // Result limits of the analyst profile (100,000 rows), which SET cannot lift.
+    let (ok, answer) = p.sql_as(Analyst, "SELECT number FROM system.numbers LIMIT 200000").await;
+    assert!(!ok && answer.contains("Limit for result"), "{answer}");
+    // Even the catalogue hides the identity database's tables and columns from the analyst.
+    let listed = allowed(p, Analyst, "SELECT count() FROM system.columns WHERE database = 'ehac_pii'").await;
+    assert_eq!(listed.trim(), "0", "system.columns lists ehac_pii to the analyst");
+    // Every standard query runs as analyst.
+    for (name, sql) in ANALYST_QUERIES {
+        let (ok, answer) = p.sql_as(Analyst, &analyst_query(sql, DEFAULT_SUPPRESS_BELOW)).await;
+        assert!(ok, "{name} as analyst: {answer}");
+    }
+    allowed(p, Analyst, "SELECT uniqExact(traveller_key), count() FROM ehac.declarations").await;
+
+    // investigator: both databases, read-only.
+    let rows = allowed(p, Investigator, "SELECT count() FROM ehac_pii.identities WHERE full_name != '' AND phone != ''").await;
+    assert!(rows.trim().parse::<u64>().unwrap() >= 28, "{rows}");
+    allowed(p, Investigator, "SELECT count() FROM ehac_pii.rejected_payloads").await;
+    allowed(p, Investigator, "SELECT count() FROM ehac.declarations").await;
+    refused(p, Investigator, "INSERT INTO ehac_pii.identities (declaration_id) VALUES ('x')", 164).await;
+    refused(p, Investigator, "DROP TABLE ehac_pii.identities", 164).await;
+
+    // writer: inserts, no DDL (392: "DDL queries are prohibited for the user").
+    refused(p, Writer, "CREATE TABLE ehac.copy (a UInt8) ENGINE = Memory", 392).await;
+    refused(p, Writer, "DROP TABLE ehac_pii.identities", 392).await;
+    refused(p, Writer, "ALTER TABLE ehac.declarations DROP COLUMN triage", 392).await;
+    refused(p, Writer, "CREATE DATABASE elsewhere", 392).await;
+    refused(p, Writer, "SELECT count() FROM default.nothing", 291).await;
+    // What 18.16 cannot express: a user that may INSERT into a database may SELECT from it.
+    // schemas/clickhouse/access.sql grants the writer INSERT only on modern ClickHouse.
+    allowed(p, Writer, "SELECT count() FROM ehac_pii.identities").await;
+
+    // default: not usable without its password (194), nor with a wrong one (193).
+    let response = reqwest::Client::new().post(&p.clickhouse_url).body("SELECT 1").send().await.unwrap();
+    let answer = response.text().await.unwrap();
+    assert_eq!(code(&answer), Some(194), "{answer}");
+    let response = reqwest::Client::new()
+        .post(&p.clickhouse_url)
+        .header("X-ClickHouse-User", "default")
+        .header("X-ClickHouse-Key", "guess")
+        .body("SELECT 1")
+        .send()
+        .await
+        .unwrap();
+    let answer = response.text().await.unwrap();
+    assert_eq!(code(&answer), Some(193), "{answer}");
+    // With it, only its own empty database.
+    refused(p, Default, "SELECT count() FROM ehac_pii.identities", 291).await;
+    refused(p, Default, "SELECT count() FROM ehac.declarations", 291).await;
+
+    // migrator: DDL (ehac migrate ran as it; a second run applies nothing).
+    allowed(p, Migrator, "CREATE TABLE IF NOT EXISTS ehac_pii.migrator_probe (a UInt8) ENGINE = Memory").await;
+    allowed(p, Migrator, "DROP TABLE ehac_pii.migrator_probe").await;
+}
+
+#[tokio::test]
+async fn small_counts_are_suppressed_in_the_published_tables() {
+    let p = pipeline();
+    let _serial = SERIAL.lock().await;
+    seed_data(p).await;
+    let (a, b) = trips();
+    let by_port = ANALYST_QUERIES.iter().find(|(name, _)| *name == "arrivals_by_port").unwrap().1;
+
+    // arrival_port, port_name, arrival_date, travellers, international, suppressed_cells
+    let rows = |answer: String| -> Vec<Vec<String>> { answer.lines().map(|l| l.split('\t').map(str::to_owned).collect()).collect() };
+    let published = rows(allowed(p, WarehouseUser::Analyst, &analyst_query(by_port, DEFAULT_SUPPRESS_BELOW)).await);
+    let small = published.iter().find(|r| r[0] == b.trip.arrival_port).unwrap_or_else(|| panic!("trip B's port in {published:?}"));
+    assert_eq!(small[3], "\\N", "3 travellers are published as NULL: {small:?}");
+    assert!(small[5].parse::<u32>().unwrap() >= 1, "and the row says a cell was suppressed: {small:?}");
+    let big = published.iter().find(|r| r[0] == a.trip.arrival_port).unwrap();
+    assert!(big[3].parse::<u32>().unwrap() >= 25, "a cell of 25 or more is published: {big:?}");
+
+    // Every published count is NULL, 0 or at least the threshold, in every standard query.
+    for (name, sql) in ANALYST_QUERIES.iter().filter(|(name, _)| *name != "rejections_by_code") {
+        let answer = allowed(p, WarehouseUser::Analyst, &analyst_query(sql, DEFAULT_SUPPRESS_BELOW)).await;
+        for row in rows(answer) {
+            let counts = &row[..row.len() - 1];
+            for cell in counts.iter().filter_map(|c| c.parse::<u64>().ok()) {
+                assert!(cell == 0 || cell >= DEFAULT_SUPPRESS_BELOW as u64 || name.contains("province"), "{name}: {row:?}");
+            }
+        }
+    }
+
+    // The threshold is configurable: at 2, trip B's 3 travellers are published.
+    let published = rows(allowed(p, WarehouseUser::Analyst, &analyst_query(by_port, 2)).await);
+    let small = published.iter().find(|r| r[0] == b.trip.arrival_port).unwrap();
+    assert_eq!(small[3], "3", "{small:?}");
+}
+
+#[tokio::test]
+async fn one_traveller_has_one_key_across_trips_and_another_pepper_gives_another_key() {
+    let p = pipeline();
+    let _serial = SERIAL.lock().await;
+    seed_data(p).await;
+    let (a, _) = trips();
+    let client = unique_client("pii-key");
+    let mut forms = on_trip(&a, 40, &client, 44);
+    let citizen = forms.iter().position(|f| f.traveller.nik.is_some()).expect("a citizen");
+    let foreigner = forms.iter().position(|f| f.traveller.passport_number.is_some()).expect("a foreigner");
+    // The same traveller again, on the return leg as far as the key is concerned: another
+    // declaration (another id) staying at another address.
+    let trips_of = |who: usize| {
+        let mut second = forms[who].clone();
+        second.destination_address.street = format!("{} (second trip)", second.destination_address.street);
+        second
+    };
+    let again = [trips_of(citizen), trips_of(foreigner)];
+    forms = vec![forms[citizen].clone(), again[0].clone(), forms[foreigner].clone(), again[1].clone()];
+    let ids = post_all(p, &forms).await;
+    wait_stored(p, &ids).await;
+
+    let key_of = |id: &str| format!("SELECT DISTINCT traveller_key, pepper_version FROM ehac.declarations WHERE declaration_id = '{id}'");
+    let mut keys = Vec::new();
+    for id in &ids {
+        keys.push(allowed(p, WarehouseUser::Analyst, &key_of(id)).await.trim().to_owned());
+    }
+    assert_eq!(keys[0], keys[1], "one citizen on two trips: one key");
+    assert_eq!(keys[2], keys[3], "one foreigner on two trips: one key");
+    assert_ne!(keys[0], keys[2]);
+
+    // The key is HMAC-SHA256 under the stack's pepper, version 1, and the identity row agrees.
+    let pepper = p.pepper.pepper().unwrap();
+    let nik = forms[0].traveller.nik.clone().unwrap();
+    let expected = pepper.traveller_key(&TravellerIdentity::citizen(&nik));
+    assert_eq!(keys[0], format!("{expected}\t1"));
+    let identity_key = allowed(
+        p,
+        WarehouseUser::Investigator,
+        &format!("SELECT traveller_key FROM ehac_pii.identities WHERE declaration_id = '{}'", ids[0]),
+    )
+    .await;
+    assert_eq!(identity_key.trim(), expected);
+    // Another pepper: another key for the same NIK (no link across peppers, nor without one).
+    let other = Pepper::new(2, b"a different pepper of thirty-two bytes or more").unwrap();
+    assert_ne!(other.traveller_key(&TravellerIdentity::citizen(&nik)), expected);
+    // Analysts count travellers, not trips.
+    let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
+    let counted = allowed(
+        p,
+        WarehouseUser::Analyst,
+        &format!("SELECT count(), uniqExact(traveller_key) FROM ehac.declarations WHERE declaration_id IN ({list})"),
+    )
+    .await;
+    assert_eq!(counted.trim(), "4\t2");
+
+    // `ehac lookup` finds the citizen's two trips by NIK, as investigator, and not as analyst.
+    let lookup = |user| ehac_cli::lookup::LookupArgs {
+        clickhouse: p.clickhouse_as(user),
+        pepper: p.pepper.clone(),
+        nik: Some(nik.clone()),
+        passport: None,
+        nationality: None,
+    };
+    let found = ehac_cli::lookup::lookup(&lookup(WarehouseUser::Investigator)).await.unwrap();
+    let found_ids: BTreeSet<&str> = found.iter().map(|d| d.declaration_id.as_str()).collect();
+    assert_eq!(found_ids, BTreeSet::from([ids[0].as_str(), ids[1].as_str()]));
+    assert!(found.iter().all(|d| d.full_name == forms[0].traveller.full_name && d.arrival_port == a.trip.arrival_port), "{found:?}");
+    let denied = ehac_cli::lookup::lookup(&lookup(WarehouseUser::Analyst)).await.unwrap_err();
+    assert!(format!("{denied:#}").contains("Code: 291"), "{denied:#}");
+    // By passport and nationality.
+    let traveller = &forms[2].traveller;
+    let by_passport = ehac_cli::lookup::LookupArgs {
+        nik: None,
+        passport: traveller.passport_number.clone(),
+        nationality: traveller.nationality.clone(),
+        ..lookup(WarehouseUser::Investigator)
+    };
+    let found = ehac_cli::lookup::lookup(&by_passport).await.unwrap();
+    assert_eq!(
+        found.iter().map(|d| d.declaration_id.as_str()).collect::<BTreeSet<_>>(),
+        BTreeSet::from([ids[2].as_str(), ids[3].as_str()])
+    );
+}
+
+/// Every text in ClickHouse's two databases, as the migrator sees it.
+async fn everything_in_clickhouse(p: &Pipeline) -> String {
+    let tables =
+        allowed(p, WarehouseUser::Migrator, "SELECT database, name FROM system.tables WHERE database IN ('ehac', 'ehac_pii') FORMAT TSV")
+            .await;
+    let mut all = String::new();
+    for line in tables.lines() {
+        let (database, table) = line.split_once('\t').unwrap();
+        all.push_str(&allowed(p, WarehouseUser::Migrator, &format!("SELECT * FROM {database}.`{table}` FORMAT TSV")).await);
+    }
+    all
+}
+
+/// Every file under `dir` but the pepper itself and the secrets file, as bytes.
+fn files_under(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>)>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else if !matches!(path.file_name().and_then(|n| n.to_str()), Some("pepper" | "secrets.json")) {
+            if let Ok(bytes) = std::fs::read(&path) {
+                out.push((path, bytes));
+            }
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(haystack, needle).is_some()
+}
+
+#[tokio::test]
+async fn the_pepper_is_nowhere_in_clickhouse_kafka_or_logs() {
+    let p = pipeline();
+    let _serial = SERIAL.lock().await;
+    seed_data(p).await;
+    let pepper_file = p.pepper.pepper_file.clone().unwrap();
+    let pepper = std::fs::read_to_string(&pepper_file).unwrap().trim().to_owned();
+    assert!(pepper.len() >= 32);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&pepper_file).unwrap().permissions().mode() & 0o777, 0o600, "the pepper file is the owner's only");
+
+    // An enricher process with the pepper in its environment (EHAC_PEPPER) and debug logging,
+    // reading the raw topic in a group of its own and writing to topics nobody sinks.
+    let bin_dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    let enricher = bin_dir.join("ehac-enricher");
+    assert!(enricher.is_file(), "service binaries missing in {}: run cargo build --bins first", bin_dir.display());
+    let help = std::process::Command::new(&enricher).arg("--help").env("EHAC_PEPPER", &pepper).output().unwrap();
+    assert!(help.status.success());
+    assert!(!contains(&help.stdout, pepper.as_bytes()), "--help shows the pepper from the environment");
+    let log = p.dir.join("pepper-check-enricher.log");
+    let admin = format!("127.0.0.1:{}", ehac_devstack::free_port().unwrap());
+    let (enriched, rejected) = ("pepper-check.enriched", "pepper-check.rejected");
+    ehac_stream::kafka::ensure_topics(&p.brokers, &[enriched, rejected], 1).await.unwrap();
+    let mut child = ehac_devstack::spawn(
+        {
+            let mut c = std::process::Command::new(&enricher);
+            c.args(["--admin-listen", &admin, "--topic-enriched", enriched, "--topic-rejected", rejected])
+                .env("EHAC_KAFKA_BROKERS", &p.brokers)
+                .env("EHAC_ENRICHER_GROUP", "pepper-check")
+                .env("EHAC_PEPPER", &pepper)
+                .env("EHAC_PEPPER_VERSION", "1")
+                .env("RUST_LOG", "debug");
+            c
+        },
+        &log,
+        ehac_devstack::Lifetime::Attached,
+    )
+    .unwrap();
+
+    // Its output carries keys, computed with that pepper, and never the pepper.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &p.brokers)
+        .set("group.id", unique_client("pepper-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[enriched]).unwrap();
+    let message = tokio::time::timeout(PATIENCE, consumer.recv()).await.expect("the checking enricher writes").unwrap();
+    let record = ehac_stream::codec::ENRICHED.decode(message.payload().unwrap()).unwrap();
+    let identity = TravellerIdentity::of(&record.raw.form.traveller, &record.enrichment.nationality).unwrap();
+    assert_eq!(record.enrichment.traveller_key, p.pepper.pepper().unwrap().traveller_key(&identity));
+    // Not dropped: closing a group consumer here blocked in rd_kafka_destroy (seen); the
+    // process ends with the test binary.
+    std::mem::forget(consumer);
+    ehac_devstack::terminate(child.id(), Duration::from_secs(20));
+    let _ = child.wait();
+    let log_text = std::fs::read(&log).unwrap();
+    assert!(contains(&log_text, b"enricher started"), "the log is there: {}", String::from_utf8_lossy(&log_text));
+    assert!(!contains(&log_text, pepper.as_bytes()), "the enricher's debug log holds the pepper");
+
+    // Kafka: every record of every topic, read from the start.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &p.brokers)
+        .set("group.id", unique_client("pepper-scan"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let topics = [p.topics.raw.as_str(), p.topics.enriched.as_str(), p.topics.rejected.as_str(), enriched, rejected];
+    consumer.subscribe(&topics).unwrap();
+    let mut scanned = 0;
+    while let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await {
+        scanned += 1;
+        assert!(!contains(message.payload().unwrap_or_default(), pepper.as_bytes()), "a Kafka record holds the pepper");
+        assert!(!contains(message.key().unwrap_or_default(), pepper.as_bytes()), "a Kafka key holds the pepper");
+    }
+    assert!(scanned >= 28, "read {scanned} records");
+    std::mem::forget(consumer);
+
+    // ClickHouse: every row of every table in both databases.
+    let stored = everything_in_clickhouse(p).await;
+    assert!(stored.len() > 10_000, "dumped {} bytes", stored.len());
+    assert!(stored.contains(&record.enrichment.traveller_key), "the dump holds the rows (a key the checking enricher computed)");
+    assert!(!stored.contains(&pepper), "ClickHouse holds the pepper");
+
+    // Logs and data files of the servers (Kafka's segments and logs, ClickHouse's logs).
+    let mut files = Vec::new();
+    files_under(&p.dir, &mut files);
+    assert!(files.len() > 20, "{} files", files.len());
+    for (path, bytes) in &files {
+        assert!(!contains(bytes, pepper.as_bytes()), "{} holds the pepper", path.display());
+    }
+}
