@@ -53,7 +53,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{oneshot, watch};
 
-pub use format::MAX_RECORD_BYTES;
+pub use format::{decode_frame, encode_frame, MAX_RECORD_BYTES};
 use format::{Cursor, FrameError};
 use writer::{Append, Writer};
 
