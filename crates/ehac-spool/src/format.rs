@@ -128,13 +128,19 @@ pub(crate) fn segment_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}{SEGMENT_SUFFIX}"))
 }
 
+/// The base of a segment file name. Names past [`MAX_SEQ`] are not segments this spool wrote
+/// (it would take 2^62 records), and sequence arithmetic near `u64::MAX` would overflow
+/// (a `18446744073709551615.seg` crashed the spool_dir fuzz target on open).
 pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    digits.parse().ok().filter(|&base| base <= MAX_SEQ)
 }
+
+/// The highest sequence number a segment name may carry.
+pub(crate) const MAX_SEQ: u64 = 1 << 62;
 
 pub(crate) fn cursor_path(dir: &Path) -> PathBuf {
     dir.join(CURSOR_FILE)
@@ -262,5 +268,7 @@ mod tests {
         assert_eq!(parse_segment_name(b.file_name().unwrap().to_str().unwrap()), Some(10));
         assert_eq!(parse_segment_name("10.seg"), None);
         assert_eq!(parse_segment_name("drained.cursor"), None);
+        assert_eq!(parse_segment_name(&format!("{}.seg", u64::MAX)), None);
+        assert_eq!(parse_segment_name(&format!("{MAX_SEQ:020}.seg")), Some(MAX_SEQ));
     }
 }

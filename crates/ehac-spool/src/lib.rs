@@ -46,6 +46,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
 use std::io;
+use std::ops::Bound;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
@@ -554,7 +555,7 @@ fn resume_point(stored: Option<Cursor>, segments: &BTreeMap<u64, u64>, durable: 
 fn normalize(cursor: Cursor, segments: &BTreeMap<u64, u64>) -> Cursor {
     let mut cursor = cursor;
     while segments.get(&cursor.segment) == Some(&cursor.offset) {
-        match segments.range(cursor.segment + 1..).next() {
+        match segments.range((Bound::Excluded(cursor.segment), Bound::Unbounded)).next() {
             Some((&next, _)) => cursor = Cursor { segment: next, offset: 0, seq: cursor.seq },
             None => break,
         }
