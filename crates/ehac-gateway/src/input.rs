@@ -1,6 +1,9 @@
-//! Checks on the request before the body is read as a declaration.
+//! Checks on the request before the body is read as a declaration, and the strict parse of
+//! the body itself. [`parse_declaration`] is public so that the fuzz target (`fuzz/`) runs the
+//! very path `handle` runs.
 
 use axum::http::{header, HeaderMap};
+use ehac_domain::{DeclarationForm, FieldError};
 
 /// JSON nested deeper than this is refused before parsing. A declaration is 3 levels deep;
 /// serde_json's own limit (128) would stop a deeper document too, but without naming where.
@@ -11,6 +14,44 @@ pub fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
     let essence = value.split(';').next().unwrap_or("").trim();
     essence.eq_ignore_ascii_case("application/json")
+}
+
+/// Why a body is not a declaration: the gateway answers 400 `malformed_json` with
+/// [`ParseError::field_error`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Nested deeper than [`MAX_DEPTH`] at `path`.
+    #[error("JSON nested deeper than {MAX_DEPTH} levels")]
+    TooDeep { path: String },
+    /// Not JSON, bad UTF-8, a wrong type, an unknown field or a duplicate key, at `path`
+    /// (empty for the document itself).
+    #[error("the body is not a valid declaration: {message}")]
+    Malformed { path: String, message: String },
+}
+
+impl ParseError {
+    /// The one entry of the answer's `errors` list.
+    pub fn field_error(&self) -> FieldError {
+        match self {
+            ParseError::TooDeep { path } => FieldError { code: "too_deep".into(), field: path.clone(), message: self.to_string() },
+            ParseError::Malformed { path, message } => {
+                FieldError { code: "malformed_json".into(), field: path.clone(), message: message.clone() }
+            }
+        }
+    }
+}
+
+/// Reads a request body as a declaration form, strictly: the depth check first (so a deep
+/// document is refused with its path and before serde recurses), then serde_json with the
+/// JSON path of the first error. The form's own rules are `ehac_domain::validate`'s.
+pub fn parse_declaration(body: &[u8]) -> Result<DeclarationForm, ParseError> {
+    if let Some(path) = too_deep(body, MAX_DEPTH) {
+        return Err(ParseError::TooDeep { path });
+    }
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)).map_err(|e| {
+        let path = e.path().to_string();
+        ParseError::Malformed { path: if path == "." { String::new() } else { path }, message: e.inner().to_string() }
+    })
 }
 
 /// The path (`a.b[2]`) at which `body` first nests deeper than `max`, if it does. Only

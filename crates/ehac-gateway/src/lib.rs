@@ -26,7 +26,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod clients;
-mod input;
+pub mod input;
 mod limits;
 mod metrics;
 pub mod openapi;
@@ -501,30 +501,9 @@ async fn handle(
         }
         Err(rejection) => return ("malformed", problem(rejection.status(), "unreadable_body", rejection.body_text(), vec![])),
     };
-    if let Some(path) = input::too_deep(&body, input::MAX_DEPTH) {
-        let message = format!("JSON nested deeper than {} levels", input::MAX_DEPTH);
-        let field = FieldError { code: "too_deep".into(), field: path, message: message.clone() };
-        return ("malformed", problem(StatusCode::BAD_REQUEST, "malformed_json", message, vec![field]));
-    }
-    let mut form: DeclarationForm = match serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body)) {
+    let mut form = match input::parse_declaration(&body) {
         Ok(form) => form,
-        Err(e) => {
-            let path = e.path().to_string();
-            let field = FieldError {
-                code: "malformed_json".into(),
-                field: if path == "." { String::new() } else { path },
-                message: e.inner().to_string(),
-            };
-            return (
-                "malformed",
-                problem(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_json",
-                    format!("the body is not a valid declaration: {}", field.message),
-                    vec![field],
-                ),
-            );
-        }
+        Err(e) => return ("malformed", problem(StatusCode::BAD_REQUEST, "malformed_json", e.to_string(), vec![e.field_error()])),
     };
     if let Err(refused) = bind_to_client(&mut form, caller) {
         return refused;

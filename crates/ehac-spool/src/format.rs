@@ -35,7 +35,7 @@ pub(crate) struct Cursor {
 }
 
 /// The whole frame of one record, ready to be appended.
-pub(crate) fn encode_frame(key: &[u8], payload: &[u8]) -> Vec<u8> {
+pub fn encode_frame(key: &[u8], payload: &[u8]) -> Vec<u8> {
     let body_len = 4 + key.len() + payload.len();
     let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + body_len);
     frame.push(FRAME_MAGIC);
@@ -65,37 +65,61 @@ pub(crate) enum FrameError {
 }
 
 /// Reads the frame starting at `offset`, using no byte at or past `end`. Returns the record
-/// and the offset just past its frame.
+/// and the offset just past its frame. The checks are [`check_header`] and [`check_body`],
+/// which [`decode_frame`] shares: the two read the same frames the same way.
 pub(crate) fn read_frame_at(file: &File, offset: u64, end: u64) -> Result<(Record, u64), FrameError> {
     if end.saturating_sub(offset) < FRAME_HEADER_BYTES as u64 {
         return Err(FrameError::Invalid("frame header cut short"));
     }
     let mut header = [0u8; FRAME_HEADER_BYTES];
     file.read_exact_at(&mut header, offset).map_err(FrameError::Io)?;
-    if header[0] != FRAME_MAGIC {
-        return Err(FrameError::Invalid("no frame magic byte"));
-    }
-    let body_len = u32::from_le_bytes(header[1..5].try_into().unwrap()) as usize;
-    if !(4..=4 + MAX_RECORD_BYTES).contains(&body_len) {
-        return Err(FrameError::Invalid("impossible frame length"));
-    }
+    let body_len = check_header(&header).map_err(FrameError::Invalid)?;
     let frame_end = offset + (FRAME_HEADER_BYTES + body_len) as u64;
     if frame_end > end {
         return Err(FrameError::Invalid("frame body cut short"));
     }
     let mut body = vec![0u8; body_len];
     file.read_exact_at(&mut body, offset + FRAME_HEADER_BYTES as u64).map_err(FrameError::Io)?;
+    Ok((check_body(&header, body).map_err(FrameError::Invalid)?, frame_end))
+}
+
+/// Reads the frame at the start of `bytes`: the record and the length of its frame. The same
+/// checks as [`read_frame_at`] on a file holding `bytes`, without the file (the fuzz target's
+/// way in). `Err` says why the bytes are not a whole, intact frame.
+pub fn decode_frame(bytes: &[u8]) -> Result<(Record, usize), &'static str> {
+    let Some(header) = bytes.first_chunk::<FRAME_HEADER_BYTES>() else { return Err("frame header cut short") };
+    let body_len = check_header(header)?;
+    let Some(body) = bytes[FRAME_HEADER_BYTES..].get(..body_len) else { return Err("frame body cut short") };
+    Ok((check_body(header, body.to_vec())?, FRAME_HEADER_BYTES + body_len))
+}
+
+/// The body length a frame header announces, if the header can start a frame. Checked before
+/// the body is read, so a corrupt length never makes the reader allocate more than
+/// [`MAX_RECORD_BYTES`].
+fn check_header(header: &[u8; FRAME_HEADER_BYTES]) -> Result<usize, &'static str> {
+    if header[0] != FRAME_MAGIC {
+        return Err("no frame magic byte");
+    }
+    let body_len = u32::from_le_bytes(header[1..5].try_into().unwrap()) as usize;
+    if !(4..=4 + MAX_RECORD_BYTES).contains(&body_len) {
+        return Err("impossible frame length");
+    }
+    Ok(body_len)
+}
+
+/// The record in a frame's body (of the length its header announced), if the CRC matches.
+fn check_body(header: &[u8; FRAME_HEADER_BYTES], mut body: Vec<u8>) -> Result<Record, &'static str> {
     let crc = u32::from_le_bytes(header[5..9].try_into().unwrap());
     if frame_crc(&header[..5], &body) != crc {
-        return Err(FrameError::Invalid("CRC mismatch"));
+        return Err("CRC mismatch");
     }
     let key_len = u32::from_le_bytes(body[..4].try_into().unwrap()) as usize;
-    if key_len > body_len - 4 {
-        return Err(FrameError::Invalid("key longer than the frame"));
+    if key_len > body.len() - 4 {
+        return Err("key longer than the frame");
     }
     let payload = body.split_off(4 + key_len);
     body.drain(..4);
-    Ok((Record { key: body, payload }, frame_end))
+    Ok(Record { key: body, payload })
 }
 
 /// Segments are named by the sequence number of their first record, zero-padded so that
@@ -104,13 +128,19 @@ pub(crate) fn segment_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}{SEGMENT_SUFFIX}"))
 }
 
+/// The base of a segment file name. Names past [`MAX_SEQ`] are not segments this spool wrote
+/// (it would take 2^62 records), and sequence arithmetic near `u64::MAX` would overflow
+/// (a `18446744073709551615.seg` crashed the spool_dir fuzz target on open).
 pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    digits.parse().ok().filter(|&base| base <= MAX_SEQ)
 }
+
+/// The highest sequence number a segment name may carry.
+pub(crate) const MAX_SEQ: u64 = 1 << 62;
 
 pub(crate) fn cursor_path(dir: &Path) -> PathBuf {
     dir.join(CURSOR_FILE)
@@ -183,6 +213,39 @@ mod tests {
             fs::write(&path, &bad).unwrap();
             let file = File::open(&path).unwrap();
             assert!(matches!(read_frame_at(&file, 0, bad.len() as u64), Err(FrameError::Invalid(_))), "flipped byte {i} not detected");
+            assert!(decode_frame(&bad).is_err(), "flipped byte {i} not detected in a slice");
+        }
+    }
+
+    #[test]
+    fn slice_and_file_readers_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut frames = encode_frame(b"k", b"payload one");
+        frames.extend(encode_frame(b"", b""));
+        frames.extend(encode_frame(b"key-3", &[0xE1; 300]));
+        for end in 0..=frames.len() {
+            let bytes = &frames[..end];
+            fs::write(&path, bytes).unwrap();
+            let file = File::open(&path).unwrap();
+            let (mut from_file, mut from_slice) = (Vec::new(), Vec::new());
+            let mut at = 0;
+            loop {
+                match read_frame_at(&file, at, end as u64) {
+                    Ok((record, next)) => from_file.push(Ok((record, next))),
+                    Err(FrameError::Invalid(reason)) => from_file.push(Err(reason)),
+                    Err(FrameError::Io(e)) => panic!("{e}"),
+                }
+                match decode_frame(&bytes[at as usize..]) {
+                    Ok((record, len)) => from_slice.push(Ok((record, at + len as u64))),
+                    Err(reason) => from_slice.push(Err(reason)),
+                }
+                match from_file.last().unwrap() {
+                    Ok((_, next)) => at = *next,
+                    Err(_) => break,
+                }
+            }
+            assert_eq!(from_file, from_slice, "frames cut at {end}");
         }
     }
 
@@ -205,5 +268,7 @@ mod tests {
         assert_eq!(parse_segment_name(b.file_name().unwrap().to_str().unwrap()), Some(10));
         assert_eq!(parse_segment_name("10.seg"), None);
         assert_eq!(parse_segment_name("drained.cursor"), None);
+        assert_eq!(parse_segment_name(&format!("{}.seg", u64::MAX)), None);
+        assert_eq!(parse_segment_name(&format!("{MAX_SEQ:020}.seg")), Some(MAX_SEQ));
     }
 }

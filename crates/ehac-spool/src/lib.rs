@@ -46,6 +46,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
 use std::io;
+use std::ops::Bound;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
@@ -53,7 +54,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{oneshot, watch};
 
-pub use format::MAX_RECORD_BYTES;
+pub use format::{decode_frame, encode_frame, MAX_RECORD_BYTES};
 use format::{Cursor, FrameError};
 use writer::{Append, Writer};
 
@@ -328,11 +329,27 @@ impl Spool {
         while batch.len() < max && at.seq < end.seq {
             let Some(len) = segment_len(at.segment) else { break };
             if at.offset >= len {
-                let Some(&(next, _)) = sealed.iter().find(|s| s.0 > at.segment) else { break };
+                let Some(&(next, _)) = sealed.iter().find(|s| s.0 > at.segment) else {
+                    // The segment names (which the depth is counted from) promise records that
+                    // are not there: damage. An empty batch would leave the drain task asking
+                    // again at once, forever, with a depth that never falls (found by the
+                    // spool_dir fuzz target).
+                    if batch.is_empty() {
+                        let path = format::segment_path(&self.inner.shared.dir, at.segment);
+                        return Err(SpoolError::Corrupt {
+                            segment: path,
+                            offset: at.offset,
+                            reason: "fewer records than the segment names count",
+                        });
+                    }
+                    break;
+                };
                 if next != at.seq {
                     tracing::warn!(segment = next, expected = at.seq, "spool segment name does not follow the previous segment's records");
                 }
-                at = Cursor { segment: next, offset: 0, seq: at.seq };
+                // Number on from the name when it is ahead, as the depth does: a gap in the
+                // names is then drained past rather than counted as waiting forever.
+                at = Cursor { segment: next, offset: 0, seq: at.seq.max(next) };
                 continue;
             }
             let path = format::segment_path(&self.inner.shared.dir, at.segment);
@@ -538,7 +555,7 @@ fn resume_point(stored: Option<Cursor>, segments: &BTreeMap<u64, u64>, durable: 
 fn normalize(cursor: Cursor, segments: &BTreeMap<u64, u64>) -> Cursor {
     let mut cursor = cursor;
     while segments.get(&cursor.segment) == Some(&cursor.offset) {
-        match segments.range(cursor.segment + 1..).next() {
+        match segments.range((Bound::Excluded(cursor.segment), Bound::Unbounded)).next() {
             Some((&next, _)) => cursor = Cursor { segment: next, offset: 0, seq: cursor.seq },
             None => break,
         }
