@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ehac_domain::sample::Flaw;
 use ehac_gateway::{AccessArgs, Config};
-use ehac_stream::config::{KafkaArgs, PolicyArgs};
+use ehac_stream::config::KafkaArgs;
 use ehac_tests::{declarations, pipeline};
 use tokio_util::sync::CancellationToken;
 
@@ -33,20 +33,13 @@ async fn two_clients_with_the_same_ids_get_two_rows_and_a_retry_gets_the_same_on
     let tokens = ehac_clients::provision_for_tests(&clients_file, &[&a, &b]).unwrap();
     let shutdown = CancellationToken::new();
     let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        access: AccessArgs { clients_file: Some(clients_file), peer_rate_per_second: 0, ..AccessArgs::default() },
-        kafka: KafkaArgs { kafka_brokers: p.brokers.clone(), topics: p.topics.clone() },
-        policy: PolicyArgs::default(),
-        max_body_bytes: 64 * 1024,
         produce_timeout_ms: 5_000,
-        linger_ms: 1,
-        spool_dir: dir.path().join("spool"),
-        spool_max_bytes: 64 << 20,
-        pass_key: None,
-        pass_region: None,
-        pass_valid_hours: 24,
-        print_openapi: false,
+        kafka: KafkaArgs { kafka_brokers: p.brokers.clone(), topics: p.topics.clone() },
+        ..Config::on_loopback(
+            &p.brokers,
+            dir.path().join("spool"),
+            AccessArgs { clients_file: Some(clients_file), peer_rate_per_second: 0, ..AccessArgs::default() },
+        )
     };
     let running = ehac_gateway::start(config, shutdown.clone()).await.unwrap();
     let gateway = format!("http://{}", running.addr);

@@ -138,6 +138,29 @@ pub struct AccessArgs {
     pub tls: tls::TlsArgs,
 }
 
+impl Config {
+    /// A gateway on loopback ports the OS picks (`Running` tells which), with the service's
+    /// defaults otherwise: what tests and in-process tools start.
+    pub fn on_loopback(kafka_brokers: &str, spool_dir: PathBuf, access: AccessArgs) -> Config {
+        Config {
+            listen: "127.0.0.1:0".parse().expect("a socket address"),
+            admin_listen: "127.0.0.1:0".parse().expect("a socket address"),
+            access,
+            kafka: KafkaArgs { kafka_brokers: kafka_brokers.to_owned(), topics: Default::default() },
+            policy: PolicyArgs::default(),
+            max_body_bytes: 64 * 1024,
+            produce_timeout_ms: 1_000,
+            linger_ms: 1,
+            spool_dir,
+            spool_max_bytes: 64 << 20,
+            pass_key: None,
+            pass_region: None,
+            pass_valid_hours: 24,
+            print_openapi: false,
+        }
+    }
+}
+
 impl Default for AccessArgs {
     fn default() -> Self {
         AccessArgs {

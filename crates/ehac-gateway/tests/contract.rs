@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 
 use ehac_gateway::{AccessArgs, Config};
-use ehac_stream::config::{KafkaArgs, PolicyArgs, Topics};
 use tokio_util::sync::CancellationToken;
 
 fn repo_root() -> PathBuf {
@@ -54,20 +53,14 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_contract()
     std::fs::write(&key_file, ehac_pass::IssuingKey::generate("ID-JK").unwrap().to_jwk()).unwrap();
     let shutdown = CancellationToken::new();
     let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        access: AccessArgs { clients_file: Some(clients_file), peer_rate_per_second: 0, ..AccessArgs::default() },
-        kafka: KafkaArgs { kafka_brokers: "127.0.0.1:1".into(), topics: Topics::default() },
-        policy: PolicyArgs::default(),
-        max_body_bytes: 64 * 1024,
         produce_timeout_ms: 50,
-        linger_ms: 1,
-        spool_dir: dir.path().join("spool"),
         spool_max_bytes: 256 << 20,
         pass_key: Some(key_file),
-        pass_region: None,
-        pass_valid_hours: 24,
-        print_openapi: false,
+        ..Config::on_loopback(
+            "127.0.0.1:1",
+            dir.path().join("spool"),
+            AccessArgs { clients_file: Some(clients_file), peer_rate_per_second: 0, ..AccessArgs::default() },
+        )
     };
     let running = ehac_gateway::start(config, shutdown.clone()).await.unwrap();
     let url = format!("http://{}/openapi.json", running.addr);

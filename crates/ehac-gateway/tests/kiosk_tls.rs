@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use ehac_domain::sample::{Flaw, SampleGenerator};
 use ehac_gateway::tls::{TlsArgs, CLIENT_URI_PREFIX};
 use ehac_gateway::{AccessArgs, Config};
-use ehac_stream::config::{KafkaArgs, PolicyArgs, Topics};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair,
     KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
@@ -112,20 +111,12 @@ async fn gateway(ca: &Ca, cert_required: bool) -> Gateway {
     let crl_file = tls.tls_client_crl.clone().unwrap();
     let shutdown = CancellationToken::new();
     let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        access: AccessArgs { clients_file: Some(clients_file), tls, ..AccessArgs::default() },
-        kafka: KafkaArgs { kafka_brokers: "127.0.0.1:1".into(), topics: Topics::default() },
-        policy: PolicyArgs::default(),
-        max_body_bytes: 64 * 1024,
         produce_timeout_ms: 50,
-        linger_ms: 1,
-        spool_dir: dir.path().join("spool"),
-        spool_max_bytes: 64 << 20,
-        pass_key: None,
-        pass_region: None,
-        pass_valid_hours: 24,
-        print_openapi: false,
+        ..Config::on_loopback(
+            "127.0.0.1:1",
+            dir.path().join("spool"),
+            AccessArgs { clients_file: Some(clients_file), tls, ..AccessArgs::default() },
+        )
     };
     let running = ehac_gateway::start(config, shutdown.clone()).await.unwrap();
     Gateway { addr: running.addr, crl_file, api_key, shutdown, _dir: dir }

@@ -7,7 +7,6 @@ use ehac_domain::sample::{Flaw, SampleGenerator};
 use ehac_domain::{Policy, RawDeclaration, ReferenceData};
 use ehac_gateway::{AccessArgs, Config};
 use ehac_pass::{IssuingKey, RootKey, TrustList, TrustedKey, Verdict, VerifiedTrustList};
-use ehac_stream::config::{KafkaArgs, PolicyArgs, Topics};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
@@ -24,21 +23,13 @@ async fn every_202_carries_a_pass_the_gate_accepts_offline_even_with_the_broker_
 
     let shutdown = CancellationToken::new();
     let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        access: AccessArgs { allow_anonymous: true, peer_rate_per_second: 0, ..AccessArgs::default() },
-        // Nothing listens on port 1: the back office is away, every declaration is spooled.
-        kafka: KafkaArgs { kafka_brokers: "127.0.0.1:1".into(), topics: Topics::default() },
-        policy: PolicyArgs::default(),
-        max_body_bytes: 64 * 1024,
         produce_timeout_ms: 50,
-        linger_ms: 1,
-        spool_dir: dir.path().join("spool"),
-        spool_max_bytes: 64 << 20,
         pass_key: Some(key_file),
-        pass_region: None,
-        pass_valid_hours: 24,
-        print_openapi: false,
+        ..Config::on_loopback(
+            "127.0.0.1:1",
+            dir.path().join("spool"),
+            AccessArgs { allow_anonymous: true, peer_rate_per_second: 0, ..AccessArgs::default() },
+        )
     };
     let running = ehac_gateway::start(config, shutdown.clone()).await.unwrap();
     let http = reqwest::Client::new();
