@@ -26,6 +26,13 @@ use serde::Serialize;
 const MAGIC: [u8; 2] = [0xC3, 0x01];
 const HEADER_LEN: usize = 10;
 
+/// The largest message any decoder accepts: Kafka's default `message.max.bytes`, far above our
+/// biggest record (a rejection carries the gateway's at most 64 KiB body). apache-avro's own
+/// cap on one allocation from a length prefix (512 MiB by default, counted in items for arrays)
+/// is set to this too, so a few hundred hostile bytes cannot ask for gigabytes (fuzzing found
+/// a 540-byte message of an earlier schema version that reserved over 512 MB).
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
 const RAW_AVSC: &str = include_str!("../../../schemas/avro/raw_declaration.avsc");
 const ENRICHED_AVSC: &str = include_str!("../../../schemas/avro/enriched_declaration.avsc");
 const REJECTION_AVSC: &str = include_str!("../../../schemas/avro/rejection.avsc");
@@ -34,6 +41,8 @@ const REJECTION_AVSC: &str = include_str!("../../../schemas/avro/rejection.avsc"
 pub enum CodecError {
     #[error("not Avro single-object encoded (missing C3 01 header)")]
     NotSingleObject,
+    #[error("a {0}-byte message is over the {MAX_MESSAGE_BYTES}-byte limit for {1}")]
+    TooLarge(usize, &'static str),
     #[error("unknown writer schema fingerprint {0:016x} for {1}")]
     UnknownSchema(u64, &'static str),
     #[error("Avro body does not match schema {schema}: {source}")]
@@ -61,6 +70,9 @@ pub struct Codec<T> {
 
 impl<T: Serialize + DeserializeOwned> Codec<T> {
     fn new(name: &'static str, schema_json: &str) -> Self {
+        // Process-wide and settable once: before this module's first decode, nobody else has.
+        let cap = apache_avro::util::max_allocation_bytes(MAX_MESSAGE_BYTES);
+        assert!(cap <= MAX_MESSAGE_BYTES, "apache-avro's allocation cap was set to {cap} bytes before the codecs were made");
         let schema = Schema::parse_str(schema_json).unwrap_or_else(|e| panic!("schemas/avro/{name}.avsc is invalid: {e}"));
         let fingerprint = Self::fingerprint_of(&schema);
         let mut header = [0u8; HEADER_LEN];
@@ -102,6 +114,9 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
     pub fn decode(&self, message: &[u8]) -> Result<T, CodecError> {
         if message.len() < HEADER_LEN || message[..2] != MAGIC {
             return Err(CodecError::NotSingleObject);
+        }
+        if message.len() > MAX_MESSAGE_BYTES {
+            return Err(CodecError::TooLarge(message.len(), self.name));
         }
         let fingerprint = u64::from_le_bytes(message[2..HEADER_LEN].try_into().unwrap());
         let writer = self.writers.get(&fingerprint).ok_or(CodecError::UnknownSchema(fingerprint, self.name))?;
@@ -324,5 +339,21 @@ mod tests {
             *byte = !*byte;
         }
         assert!(RAW.decode(&flipped).is_err());
+    }
+
+    /// Fuzzing found this message of the earlier enriched schema (540 bytes) whose sequence
+    /// length made apache-avro reserve over 512 MB before reading a single item.
+    #[test]
+    fn a_hostile_length_prefix_is_refused_before_anything_is_reserved() {
+        let message = include_bytes!("../../../fuzz/regressions/avro_enriched/oom-c2934ddbd4b4b375f55884844e1d2817ab6b054b");
+        let error = ENRICHED.decode(message).expect_err("the message is not a record").to_string();
+        assert!(error.contains("Unable to allocate"), "refused for another reason: {error}");
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_refused_unread() {
+        let mut message = ENRICHED.header.to_vec();
+        message.resize(MAX_MESSAGE_BYTES + 1, 0);
+        assert!(matches!(ENRICHED.decode(&message), Err(CodecError::TooLarge(n, "enriched_declaration")) if n == MAX_MESSAGE_BYTES + 1));
     }
 }
