@@ -144,6 +144,19 @@ enum TrustAction {
         #[arg(long, required = true)]
         root_key: Vec<PathBuf>,
     },
+    /// On a gate: replace the installed list with an offered one (fetched, or from a USB
+    /// stick) only if it verifies against the pinned roots and is newer. An older list is
+    /// refused (exit 1): it is validly signed forever and may still list a removed key.
+    Install {
+        /// The list the gate verifies with (`verify --trust-list`); created if absent.
+        #[arg(long)]
+        trust_list: PathBuf,
+        /// The list offered.
+        #[arg(long)]
+        offered: PathBuf,
+        #[arg(long, required = true)]
+        root_key: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -322,6 +335,7 @@ fn trust_list(action: TrustAction) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&list)?);
             return Ok(ExitCode::SUCCESS);
         }
+        TrustAction::Install { trust_list, offered, root_key } => return install(&trust_list, &offered, &read_roots(&root_key)?),
     };
     let root = RootKey::parse(&read_text(&files.root_key)?)?;
     let mut list =
@@ -333,6 +347,30 @@ fn trust_list(action: TrustAction) -> Result<ExitCode> {
     write(&partial, bytes)?;
     std::fs::rename(&partial, &files.trust_list)?;
     println!("{message}; trust list version {}", list.version);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn install(installed: &Path, offered: &Path, roots: &[RootPublicKey]) -> Result<ExitCode> {
+    let bytes = read(offered)?;
+    let (was, list) = if installed.exists() {
+        let current =
+            ehac_pass::VerifiedTrustList::load(&read(installed)?, roots).context("the installed trust list no longer verifies")?;
+        match current.update(&bytes, roots) {
+            Ok(list) => (Some(current.list().version), list),
+            Err(refused @ (ehac_pass::trust::TrustError::Rollback { .. } | ehac_pass::trust::TrustError::NotNewer(_))) => {
+                println!("kept trust list version {}: {refused}", current.list().version);
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(e) => return Err(e).context("offered trust list refused"),
+        }
+    } else {
+        (None, ehac_pass::VerifiedTrustList::load(&bytes, roots).context("offered trust list refused")?)
+    };
+    let partial = installed.with_extension("partial");
+    write(&partial, &bytes)?;
+    std::fs::rename(&partial, installed)?;
+    let was = was.map_or_else(|| "none".to_owned(), |v| v.to_string());
+    println!("installed trust list version {} (was {was})", list.list().version);
     Ok(ExitCode::SUCCESS)
 }
 

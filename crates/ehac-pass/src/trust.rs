@@ -35,6 +35,10 @@ pub enum TrustError {
     DuplicateKey(String),
     #[error("issuing key {0} is not listed")]
     NoSuchKey(String),
+    #[error("offered trust list version {offered} is older than the installed version {installed}: refused (a rollback could bring back a removed key or an unrevoked pass)")]
+    Rollback { installed: u64, offered: u64 },
+    #[error("offered trust list version {0} is the installed version")]
+    NotNewer(u64),
 }
 
 /// The trust list as signed.
@@ -234,6 +238,20 @@ impl VerifiedTrustList {
 
     pub fn list(&self) -> &TrustList {
         &self.list
+    }
+
+    /// What a gate does with a list it fetched or was handed, with this one installed: only a
+    /// newer version replaces it. Every older list stays validly signed forever, so without
+    /// this a stale mirror or an attacker could bring back an issuing key removed as
+    /// compromised, or un-revoke a pass, simply by offering the old file.
+    pub fn update(&self, offered: &[u8], roots: &[RootPublicKey]) -> Result<VerifiedTrustList, TrustError> {
+        let list = TrustList::open(offered, roots)?;
+        let installed = self.list.version;
+        match list.version.cmp(&installed) {
+            std::cmp::Ordering::Less => Err(TrustError::Rollback { installed, offered: list.version }),
+            std::cmp::Ordering::Equal => Err(TrustError::NotNewer(installed)),
+            std::cmp::Ordering::Greater => VerifiedTrustList::index(list),
+        }
     }
 
     /// Older than its `max_age_secs`: keys added or passes revoked since may be missing.

@@ -468,3 +468,26 @@ fn keys_round_trip_through_pem_and_jwk() {
     assert_eq!(RootPublicKey::parse(&root.public().to_pem()).unwrap(), root.public());
     assert_eq!(RootKey::parse(&root.to_pkcs8_pem()).unwrap().kid(), root.kid());
 }
+
+/// A list signed before a key was removed stays validly signed: a gate holding the newer list
+/// must refuse it, or offering the old file would bring the compromised key back.
+#[test]
+fn an_older_trust_list_cannot_roll_back_a_removed_key() {
+    let mut world = World::new();
+    let pass = world.pass(1);
+    let roots = [world.root.public()];
+    let before_removal = world.list.sign(&world.root, issued());
+    world.list.remove_key(world.issuing.kid()).unwrap();
+    let after_removal = world.list.sign(&world.root, issued() + Duration::minutes(5));
+    let installed = VerifiedTrustList::load(&after_removal, &roots).unwrap();
+    assert!(matches!(installed.update(&before_removal, &roots), Err(TrustError::Rollback { installed: 2, offered: 1 })));
+    assert!(matches!(installed.update(&after_removal, &roots), Err(TrustError::NotNewer(2))));
+    assert_eq!(rejected(&verify(&pass, &installed, "CGK", at_gate())), Some(RejectReason::UnknownKid));
+
+    // Forward is fine, and the newer list is what the gate then judges by.
+    let old = VerifiedTrustList::load(&before_removal, &roots).unwrap();
+    assert!(matches!(verify(&pass, &old, "CGK", at_gate()), Verdict::Accept(_)));
+    let updated = old.update(&after_removal, &roots).unwrap();
+    assert_eq!(updated.list().version, 2);
+    assert_eq!(rejected(&verify(&pass, &updated, "CGK", at_gate())), Some(RejectReason::UnknownKid));
+}
