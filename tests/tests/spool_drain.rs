@@ -79,7 +79,11 @@ async fn spool_declarations_with_broker_away(spool_dir: &std::path::Path) -> BTr
         produce_timeout_ms: 100,
         // The point is a spool left behind: no attempt to drain it on exit.
         spool_drain_on_exit_secs: 0,
-        ..ehac_gateway::Config::on_loopback(&format!("127.0.0.1:{}", ehac_devstack::free_port().unwrap()), spool_dir.into(), anonymous_access())
+        ..ehac_gateway::Config::on_loopback(
+            &format!("127.0.0.1:{}", ehac_devstack::free_port().unwrap()),
+            spool_dir.into(),
+            anonymous_access(),
+        )
     };
     let gateway = ehac_gateway::start(config, shutdown.clone()).await.unwrap();
     let http = reqwest::Client::new();

@@ -41,8 +41,8 @@ pub fn line(dir: &std::path::Path, report: &DrainReport) -> String {
 pub async fn drain(args: &DrainArgs, shutdown: &tokio_util::sync::CancellationToken) -> anyhow::Result<DrainReport> {
     anyhow::ensure!(args.dir.is_dir(), "{} is not a spool directory", args.dir.display());
     // The bound only limits appends, which nothing makes here.
-    let spool = Spool::open(&args.dir, SpoolConfig::default())
-        .map_err(|e| anyhow::anyhow!("opening the spool in {}: {e}", args.dir.display()))?;
+    let spool =
+        Spool::open(&args.dir, SpoolConfig::default()).map_err(|e| anyhow::anyhow!("opening the spool in {}: {e}", args.dir.display()))?;
     let producer = ehac_stream::kafka::producer(&args.kafka_brokers)?;
     let options = DrainToEmpty { batch: args.batch.max(1), give_up_after: Duration::from_secs(args.give_up_after_secs) };
     let report = spool_drain::drain_to_empty(&spool, &producer, &args.topic_raw, options, shutdown).await?;

@@ -659,12 +659,9 @@ async fn drain_spool(gateway: Arc<Gateway>, readiness: Readiness, max_bytes: u64
                 continue;
             }
             Ok(BatchOutcome::Empty) => continue,
-            Ok(BatchOutcome::BrokerAway { failed, records }) => tracing::warn!(
-                failed,
-                records,
-                retry_in_ms = backoff.as_millis() as u64,
-                "broker still away; spooled declarations wait"
-            ),
+            Ok(BatchOutcome::BrokerAway { failed, records }) => {
+                tracing::warn!(failed, records, retry_in_ms = backoff.as_millis() as u64, "broker still away; spooled declarations wait")
+            }
             Err(e @ DrainError::Read(_)) => {
                 tracing::error!(error = %e, "reading the spool failed; draining is stopped until it is fixed");
                 readiness.not_ready("spool", e.to_string());
