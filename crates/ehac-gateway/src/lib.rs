@@ -648,10 +648,9 @@ async fn drain_spool(gateway: Arc<Gateway>, readiness: Readiness, max_bytes: u64
                 _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
             }
         }
-        let sent = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            sent = spool_drain::send_batch(&gateway.spool, &gateway.producer, &gateway.topic, spool_drain::DEFAULT_BATCH) => sent,
-        };
+        // Not abandoned on shutdown: its records would stay queued in the producer and hold up
+        // the exit's flush; each send ends by the producer's message timeout.
+        let sent = spool_drain::send_batch(&gateway.spool, &gateway.producer, &gateway.topic, spool_drain::DEFAULT_BATCH).await;
         match sent {
             Ok(BatchOutcome::Sent { records }) => {
                 gateway.metrics.spool_drained.inc_by(records as u64);
@@ -686,6 +685,16 @@ async fn drain_spool(gateway: Arc<Gateway>, readiness: Readiness, max_bytes: u64
 async fn drain_spool_before_exit(spool: &Spool, producer: &FutureProducer, topic: &str, within: Duration) {
     let waiting = spool.depth().records;
     if waiting == 0 || within.is_zero() {
+        return;
+    }
+    // Only when the broker answers: records handed to a producer whose broker is away would
+    // only wait in librdkafka and hold up the exit's flush.
+    let (probe, probe_topic) = (producer.clone(), topic.to_owned());
+    let reachable = tokio::task::spawn_blocking(move || probe.client().fetch_metadata(Some(&probe_topic), Duration::from_secs(2)).is_ok())
+        .await
+        .unwrap_or(false);
+    if !reachable {
+        tracing::warn!(records = waiting, "broker not reachable: the spool stays on disk for the next start");
         return;
     }
     tracing::info!(records = waiting, within_secs = within.as_secs(), "draining the spool before exit");
