@@ -6,6 +6,7 @@ cd "$(dirname "$0")/../.."
 bash deploy/local/install.sh
 # The chaos matrix test runs the services as processes: build their binaries first.
 cargo build --workspace --bins --locked
+bash deploy/validate.sh  # the Helm chart, k8s, hosts and Prometheus files, offline (seconds once its tools are cached)
 cargo test --workspace --locked --no-fail-fast
 # A short fuzz run of every target (nightly, cargo-fuzz; its build is cached under ~/.cache/ehac).
 bash deploy/local/fuzz.sh --seconds "${EHAC_TEST_FUZZ_SECONDS:-10}"

@@ -13,4 +13,5 @@ pub mod loadgen;
 pub mod lookup;
 pub mod procstat;
 pub mod services;
+pub mod spool;
 pub mod warehouse_report;

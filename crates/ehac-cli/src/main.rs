@@ -1,10 +1,10 @@
 //! `ehac`: run the local stack, create topics, migrate ClickHouse, generate load, play the demo,
-//! re-verify pending NIKs, replay dead letters.
+//! re-verify pending NIKs, replay dead letters, drain an orphaned gateway spool.
 
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ehac_cli::{bench, chaos, clients, demo, dev, dlq, footprint, loadgen, lookup};
+use ehac_cli::{bench, chaos, clients, demo, dev, dlq, footprint, loadgen, lookup, spool};
 use ehac_registry::RegistryArgs;
 use ehac_stream::config::{ClickHouseArgs, KafkaArgs};
 
@@ -75,6 +75,19 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// A gateway's local spool.
+    Spool {
+        #[command(subcommand)]
+        action: SpoolAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SpoolAction {
+    /// Send the declarations in the spool directory of a gateway that is gone (scaled down,
+    /// host replaced) to the raw topic, oldest first, until it is empty; refuses a directory a
+    /// running gateway holds. Prints `SPOOL dir= drained= remaining=`.
+    Drain(spool::DrainArgs),
 }
 
 #[derive(Subcommand)]
@@ -138,6 +151,12 @@ async fn main() -> anyhow::Result<()> {
             for declaration in lookup::lookup(&args).await? {
                 println!("{}", serde_json::to_string(&declaration)?);
             }
+            Ok(())
+        }
+        Command::Spool { action: SpoolAction::Drain(args) } => {
+            let report = spool::drain(&args, &ehac_stream::shutdown::on_signal()).await?;
+            println!("{}", spool::line(&args.dir, &report));
+            anyhow::ensure!(report.remaining == 0, "{} declaration(s) are still in the spool", report.remaining);
             Ok(())
         }
         Command::Dlq { action: DlqAction::Replay(args) } => {

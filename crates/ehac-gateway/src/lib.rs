@@ -53,6 +53,7 @@ use ehac_stream::admin::{self, Readiness};
 use ehac_stream::codec::RAW;
 use ehac_stream::config::{KafkaArgs, PolicyArgs};
 use ehac_stream::kafka;
+use ehac_stream::spool_drain::{self, BatchOutcome, DrainError};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use serde::Serialize;
@@ -107,6 +108,11 @@ pub struct Config {
     /// Bytes the spool may hold before the gateway answers 503.
     #[arg(long, env = "EHAC_GATEWAY_SPOOL_MAX_BYTES", default_value_t = 1 << 30)]
     pub spool_max_bytes: u64,
+    /// After SIGTERM and the last answer, how long to keep sending the spool to the broker
+    /// before exiting (0: leave it for the next start). A supervisor's stop timeout must be
+    /// longer than this plus the in-flight requests' produce timeout and 10 s of producer flush.
+    #[arg(long, env = "EHAC_GATEWAY_SPOOL_DRAIN_ON_EXIT_SECS", default_value_t = 20)]
+    pub spool_drain_on_exit_secs: u64,
 }
 
 /// Who may submit, how fast, and how much a client can hold open.
@@ -153,6 +159,7 @@ impl Config {
             linger_ms: 1,
             spool_dir,
             spool_max_bytes: 64 << 20,
+            spool_drain_on_exit_secs: 20,
             pass_key: None,
             pass_region: None,
             pass_valid_hours: 24,
@@ -261,6 +268,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         passes,
     });
     let drain = tokio::spawn(drain_spool(gateway.clone(), readiness.clone(), config.spool_max_bytes, shutdown.clone()));
+    let (spool, raw_topic) = (gateway.spool.clone(), gateway.topic.clone());
+    let drain_on_exit = Duration::from_secs(config.spool_drain_on_exit_secs);
     tokio::spawn(forget_idle_peers(gateway.clone(), shutdown.clone()));
     let app = Router::new()
         .route("/v1/declarations", post(submit))
@@ -280,8 +289,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     };
     let task = tokio::spawn(async move {
         serve::serve(listener, app, limits, tls, shutdown).await;
-        // What is still spooled stays on disk and is drained by the next start.
         drain.await?;
+        // What is still spooled after this stays on disk for the next start (or `ehac spool drain`).
+        drain_spool_before_exit(&spool, &producer, &raw_topic, drain_on_exit).await;
         // Every in-flight request awaited its own delivery; flush anything librdkafka still holds.
         tokio::task::spawn_blocking(move || producer.flush(Timeout::After(Duration::from_secs(10)))).await??;
         tracing::info!("gateway drained");
@@ -615,7 +625,8 @@ async fn handle(
 }
 
 /// Sends spooled declarations to the raw topic, oldest first, and forgets them only after the
-/// broker acknowledged them. Keeps the spool gauges and the `spool` readiness check current.
+/// broker acknowledged them (`ehac_stream::spool_drain`). Keeps the spool gauges and the
+/// `spool` readiness check current.
 async fn drain_spool(gateway: Arc<Gateway>, readiness: Readiness, max_bytes: u64, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -637,48 +648,63 @@ async fn drain_spool(gateway: Arc<Gateway>, readiness: Readiness, max_bytes: u64
                 _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
             }
         }
-        let spool = gateway.spool.clone();
-        let batch = match tokio::task::spawn_blocking(move || spool.peek_batch(500)).await {
-            Ok(Ok(batch)) => batch,
-            Ok(Err(e)) => {
+        // Not abandoned on shutdown: its records would stay queued in the producer and hold up
+        // the exit's flush; each send ends by the producer's message timeout.
+        let sent = spool_drain::send_batch(&gateway.spool, &gateway.producer, &gateway.topic, spool_drain::DEFAULT_BATCH).await;
+        match sent {
+            Ok(BatchOutcome::Sent { records }) => {
+                gateway.metrics.spool_drained.inc_by(records as u64);
+                backoff = Duration::from_millis(500);
+                continue;
+            }
+            Ok(BatchOutcome::Empty) => continue,
+            Ok(BatchOutcome::BrokerAway { failed, records }) => {
+                tracing::warn!(failed, records, retry_in_ms = backoff.as_millis() as u64, "broker still away; spooled declarations wait")
+            }
+            Err(e @ DrainError::Read(_)) => {
                 tracing::error!(error = %e, "reading the spool failed; draining is stopped until it is fixed");
                 readiness.not_ready("spool", e.to_string());
                 tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(10)) => continue }
             }
-            Err(e) => {
+            Err(e @ DrainError::Acknowledge(_)) => tracing::error!(error = %e, "could not record drained spool records"),
+            Err(e @ DrainError::Panicked(_)) => {
                 tracing::error!(error = %e, "spool reader panicked");
                 return;
             }
-        };
-        let Some((last, _)) = batch.last() else { continue };
-        let last = *last;
-        let sends = batch.iter().map(|(_, r)| {
-            gateway.producer.send(FutureRecord::to(&gateway.topic).key(&r.key).payload(&r.payload), Timeout::After(Duration::from_secs(5)))
-        });
-        let failed = futures::future::join_all(sends).await.into_iter().filter(|r| r.is_err()).count();
-        if failed == 0 {
-            let spool = gateway.spool.clone();
-            match tokio::task::spawn_blocking(move || spool.acknowledge(last)).await {
-                Ok(Ok(())) => {
-                    gateway.metrics.spool_drained.inc_by(batch.len() as u64);
-                    backoff = Duration::from_millis(500);
-                    continue;
-                }
-                Ok(Err(e)) => tracing::error!(error = %e, "could not record drained spool records; they will be sent again"),
-                Err(e) => tracing::error!(error = %e, "spool acknowledge panicked"),
-            }
-        } else {
-            tracing::warn!(
-                failed,
-                records = batch.len(),
-                retry_in_ms = backoff.as_millis() as u64,
-                "broker still away; spooled declarations wait"
-            );
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(10)),
         }
+    }
+}
+
+/// After SIGTERM, once no request is in flight: give what the spool still holds to the broker
+/// for up to `within`, so a gateway that is scaled down leaves an empty spool volume when the
+/// broker is there. What remains stays on disk for the next start or `ehac spool drain`.
+async fn drain_spool_before_exit(spool: &Spool, producer: &FutureProducer, topic: &str, within: Duration) {
+    let waiting = spool.depth().records;
+    if waiting == 0 || within.is_zero() {
+        return;
+    }
+    // Only when the broker answers: records handed to a producer whose broker is away would
+    // only wait in librdkafka and hold up the exit's flush.
+    let (probe, probe_topic) = (producer.clone(), topic.to_owned());
+    let reachable = tokio::task::spawn_blocking(move || probe.client().fetch_metadata(Some(&probe_topic), Duration::from_secs(2)).is_ok())
+        .await
+        .unwrap_or(false);
+    if !reachable {
+        tracing::warn!(records = waiting, "broker not reachable: the spool stays on disk for the next start");
+        return;
+    }
+    tracing::info!(records = waiting, within_secs = within.as_secs(), "draining the spool before exit");
+    let options = spool_drain::DrainToEmpty { batch: spool_drain::DEFAULT_BATCH, give_up_after: within };
+    let never = CancellationToken::new();
+    match tokio::time::timeout(within, spool_drain::drain_to_empty(spool, producer, topic, options, &never)).await {
+        Ok(Ok(report)) if report.remaining == 0 => tracing::info!(drained = report.drained, "spool empty"),
+        Ok(Ok(report)) => tracing::warn!(drained = report.drained, remaining = report.remaining, "spool not empty at exit"),
+        Ok(Err(e)) => tracing::error!(error = %e, remaining = spool.depth().records, "spool not drained at exit"),
+        Err(_) => tracing::warn!(remaining = spool.depth().records, "spool not empty at exit: the broker did not take it in time"),
     }
 }
 

@@ -40,6 +40,8 @@ fn config(dir: &std::path::Path, access: AccessArgs) -> Config {
         linger_ms: 1,
         spool_dir: dir.join("spool"),
         spool_max_bytes: 64 << 20,
+        // Its broker never comes: no drain of the spool on exit.
+        spool_drain_on_exit_secs: 0,
         pass_key: None,
         pass_region: None,
         pass_valid_hours: 24,

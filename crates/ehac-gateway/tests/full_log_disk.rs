@@ -22,6 +22,8 @@ async fn a_gateway_that_cannot_write_its_log_keeps_accepting_declarations() {
     let mut gateway = Command::new(env!("CARGO_BIN_EXE_ehac-gateway"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
         .args(["--allow-anonymous", "--peer-rate-per-second", "0", "--kafka-brokers", "127.0.0.1:1", "--produce-timeout-ms", "50"])
+        // Its broker never comes: try the spool on exit only briefly.
+        .args(["--spool-drain-on-exit-secs", "1"])
         .arg("--spool-dir")
         .arg(dir.path().join("spool"))
         .env("RUST_LOG", "debug")

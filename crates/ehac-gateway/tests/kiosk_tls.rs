@@ -112,6 +112,8 @@ async fn gateway(ca: &Ca, cert_required: bool) -> Gateway {
     let shutdown = CancellationToken::new();
     let config = Config {
         produce_timeout_ms: 50,
+        // Its broker never comes: no drain of the spool on exit.
+        spool_drain_on_exit_secs: 0,
         ..Config::on_loopback(
             "127.0.0.1:1",
             dir.path().join("spool"),

@@ -1,6 +1,7 @@
 //! Plumbing every e-HAC service shares, written once: Kafka clients and topics, the Avro codec,
 //! the ClickHouse client and migrations, logging and metrics, the admin HTTP endpoints
-//! (`/healthz`, `/readyz`, `/metrics`) and graceful shutdown.
+//! (`/healthz`, `/readyz`, `/metrics`), graceful shutdown, and draining a gateway's spool to
+//! Kafka.
 //!
 //! Nothing here knows what a declaration means; that lives in `ehac-domain`.
 
@@ -9,6 +10,7 @@ pub mod codec;
 pub mod config;
 pub mod kafka;
 pub mod shutdown;
+pub mod spool_drain;
 pub mod telemetry;
 pub mod warehouse;
 
