@@ -253,6 +253,7 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, rate: f64, seed: u64
         client_id: format!("chaos-{}", scenario.name()),
         api_keys: clients.api_keys.clone(),
         attempts: if scenario == Scenario::ClientRetries { 3 } else { 1 },
+        batch: 0,
     };
     let load_seconds = args.count as f64 / rate;
     // The fault's moment is drawn, not fixed: 10-60% into the load.

@@ -4,7 +4,8 @@
 //! Requests are scheduled on a clock (open loop) and latency is measured from each request's
 //! scheduled time, so a queue building up in front of the gateway shows in the figures instead
 //! of silently slowing the sender down (coordinated omission). At most `concurrency` requests
-//! are in flight; beyond that, waiting for a slot counts as latency too.
+//! are in flight; beyond that, waiting for a slot counts as latency too. With `--batch N` a
+//! request carries N declarations to the batch endpoint, as an airline's check-in system would.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,6 +59,11 @@ pub struct LoadArgs {
     /// retries although its first request went through: 3 = the request and two retries.
     #[arg(long, default_value_t = 1)]
     pub attempts: u32,
+    /// Send the declarations in batches of N to `POST /v1/declarations/batch`, each batch when
+    /// its last declaration is due (0 or 1: one declaration per request). Latency is then
+    /// counted per declaration, from the batch's scheduled time.
+    #[arg(long, default_value_t = 0)]
+    pub batch: usize,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -170,6 +176,25 @@ enum Outcome {
     Failed,
 }
 
+/// What one request's declarations came to: one for a single request, N for a batch.
+#[derive(Default)]
+struct Counted {
+    accepted: u64,
+    refused: u64,
+    failed: u64,
+    passes: Vec<String>,
+}
+
+impl From<Outcome> for Counted {
+    fn from(outcome: Outcome) -> Counted {
+        match outcome {
+            Outcome::Accepted(pass) => Counted { accepted: 1, passes: pass.into_iter().collect(), ..Counted::default() },
+            Outcome::Refused => Counted { refused: 1, ..Counted::default() },
+            Outcome::Failed => Counted { failed: 1, ..Counted::default() },
+        }
+    }
+}
+
 /// One declaration on its way: where to, as whom, and with which Idempotency-Key.
 struct Request<'a> {
     client: &'a reqwest::Client,
@@ -237,11 +262,99 @@ async fn send(request: &Request<'_>, body: Vec<u8>) -> Outcome {
     Outcome::Failed
 }
 
+/// One batch of `items` declarations sent `attempts` times with the same Idempotency-Key; the
+/// first decisive answer counts. Retried while the gateway is unreachable or answers 503, and
+/// after the wait a 429 asks for (the batch is refused whole then).
+async fn send_batch(request: &Request<'_>, body: Vec<u8>, items: usize, attempts: u32) -> Counted {
+    let mut counted = None;
+    for _ in 0..attempts.max(1) {
+        let again = send_batch_once(request, body.clone(), items).await;
+        if counted.as_ref().is_none_or(|c: &Counted| c.failed == items as u64) {
+            counted = Some(again);
+        }
+    }
+    counted.unwrap_or_default()
+}
+
+async fn send_batch_once(request: &Request<'_>, body: Vec<u8>, items: usize) -> Counted {
+    let failed = Counted { failed: items as u64, ..Counted::default() };
+    let mut backoff = Duration::from_millis(100);
+    for attempt in 0..8 {
+        let mut post = request
+            .client
+            .post(request.url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", request.idempotency_key)
+            .body(body.clone());
+        if let Some(authorization) = request.authorization {
+            post = post.header("authorization", authorization);
+        }
+        let response = post.send().await;
+        let status = response.as_ref().map(|r| r.status().as_u16()).map_err(|_| ());
+        match (status, response) {
+            (Ok(429), Ok(r)) if attempt < 7 => {
+                request.throttled.fetch_add(1, Ordering::Relaxed);
+                let wait = r.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
+                tokio::time::sleep(Duration::from_secs(wait)).await;
+            }
+            (Ok(200 | 207), Ok(r)) => {
+                let Ok(answer) = r.json::<serde_json::Value>().await else { return failed };
+                let Some(results) = answer["results"].as_array() else { return failed };
+                let mut counted = Counted::default();
+                for (i, item) in results.iter().enumerate() {
+                    match item["status"].as_u64() {
+                        Some(202) => {
+                            counted.accepted += 1;
+                            if request.keep_pass && i % PASS_SAMPLE_EVERY == 0 {
+                                counted.passes.extend(item["pass"].as_str().map(str::to_owned));
+                            }
+                        }
+                        Some(422) => counted.refused += 1,
+                        _ => counted.failed += 1,
+                    }
+                }
+                counted.failed += (items as u64).saturating_sub(results.len() as u64);
+                return counted;
+            }
+            (Ok(503), _) | (Err(_), _) if attempt < 7 => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            _ => return failed,
+        }
+    }
+    failed
+}
+
 pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
     let times = schedule(args);
     let bodies = bodies(args);
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).timeout(Duration::from_secs(30)).build()?;
-    let url = format!("{}/v1/declarations", args.gateway.trim_end_matches('/'));
+    let per_request = args.batch.max(1);
+    let path = if per_request > 1 { "/v1/declarations/batch" } else { "/v1/declarations" };
+    let url = format!("{}{path}", args.gateway.trim_end_matches('/'));
+    // A request's declarations: scheduled when its last one is due; a batch's body is their
+    // JSON array, sent with its own Idempotency-Key.
+    let mut requests = Vec::with_capacity(times.len().div_ceil(per_request));
+    let mut bodies = bodies.into_iter();
+    for chunk in times.chunks(per_request) {
+        let (at, in_surge) = *chunk.last().expect("chunks are not empty");
+        let items: Vec<(String, Vec<u8>)> = bodies.by_ref().take(chunk.len()).collect();
+        let request = if per_request == 1 {
+            items.into_iter().next().expect("one body per declaration")
+        } else {
+            let mut body = b"[".to_vec();
+            for (i, (_, item)) in items.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(item);
+            }
+            body.push(b']');
+            (uuid::Uuid::now_v7().to_string(), body)
+        };
+        requests.push(((at, in_surge, chunk.len()), request));
+    }
     let slots = Arc::new(Semaphore::new(args.concurrency));
     let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(args.count as usize)));
@@ -261,7 +374,11 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let attempts = args.attempts.max(1);
-    for (i, ((at, in_surge), (key, body))) in times.into_iter().zip(bodies).enumerate() {
+    let mut first_declaration = 0;
+    for (i, ((at, in_surge, items), (key, body))) in requests.into_iter().enumerate() {
+        // The pass sample: every PASS_SAMPLE_EVERYth declaration, by its number in the run.
+        let keep_pass = if per_request == 1 { i % PASS_SAMPLE_EVERY == 0 } else { first_declaration % PASS_SAMPLE_EVERY < items };
+        first_declaration += items;
         let scheduled = start + Duration::from_secs_f64(at);
         tokio::time::sleep_until(scheduled).await;
         let permit = match slots.clone().try_acquire_owned() {
@@ -281,22 +398,24 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
                 url: &url,
                 authorization: (!authorizations.is_empty()).then(|| authorizations[i % authorizations.len()].as_str()),
                 idempotency_key: &key,
-                keep_pass: i % PASS_SAMPLE_EVERY == 0,
+                keep_pass,
                 throttled: &throttled,
             };
-            let outcome = send_all(&request, body, attempts).await;
-            drop(permit);
-            let slot = match outcome {
-                Outcome::Accepted(pass) => {
-                    latencies.lock().unwrap().push(scheduled.elapsed().as_micros() as u64);
-                    passes.lock().unwrap().extend(pass);
-                    0
-                }
-                Outcome::Refused => 1,
-                Outcome::Failed => 2,
+            let counted = if items == 1 && per_request == 1 {
+                send_all(&request, body, attempts).await.into()
+            } else {
+                send_batch(&request, body, items, attempts).await
             };
-            counts[slot].fetch_add(1, Ordering::Relaxed);
-            task_bar.inc(1);
+            drop(permit);
+            if counted.accepted > 0 {
+                let latency = scheduled.elapsed().as_micros() as u64;
+                latencies.lock().unwrap().extend(std::iter::repeat_n(latency, counted.accepted as usize));
+            }
+            passes.lock().unwrap().extend(counted.passes);
+            for (slot, n) in [counted.accepted, counted.refused, counted.failed].into_iter().enumerate() {
+                counts[slot].fetch_add(n, Ordering::Relaxed);
+            }
+            task_bar.inc(items as u64);
             task_bar.set_message(format!(
                 "accepted {} refused {} failed {}",
                 counts[0].load(Ordering::Relaxed),
@@ -305,8 +424,8 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
             ));
         });
         while tasks.try_join_next().is_some() {}
-        if bar.is_hidden() && (i as u64 + 1).is_multiple_of(plain_every) {
-            eprintln!("loadgen: scheduled {}/{} after {:.1}s", i + 1, args.count, start.elapsed().as_secs_f64());
+        if bar.is_hidden() && (first_declaration as u64 / plain_every) > ((first_declaration - items) as u64 / plain_every) {
+            eprintln!("loadgen: scheduled {}/{} after {:.1}s", first_declaration, args.count, start.elapsed().as_secs_f64());
         }
     }
     while tasks.join_next().await.is_some() {}

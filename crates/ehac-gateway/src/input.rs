@@ -16,6 +16,14 @@ pub fn is_json(headers: &HeaderMap) -> bool {
     essence.eq_ignore_ascii_case("application/json")
 }
 
+/// Whether a batch request says its body is newline-delimited JSON (`application/x-ndjson`):
+/// one declaration per line.
+pub fn is_ndjson(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/x-ndjson")
+}
+
 /// Why a body is not a declaration: the gateway answers 400 `malformed_json` with
 /// [`ParseError::field_error`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +60,41 @@ pub fn parse_declaration(body: &[u8]) -> Result<DeclarationForm, ParseError> {
         let path = e.path().to_string();
         ParseError::Malformed { path: if path == "." { String::new() } else { path }, message: e.inner().to_string() }
     })
+}
+
+/// Reads a batch body: a JSON array of declaration forms, or with `ndjson` one form per line
+/// (blank lines are skipped). As strict as [`parse_declaration`], and a form that does not
+/// parse makes the whole body malformed: the error's path starts with the item's index
+/// (`[3].trip.seat`). Forms that parse but break a rule are the batch's per-item rejections.
+pub fn parse_batch(body: &[u8], ndjson: bool) -> Result<Vec<DeclarationForm>, ParseError> {
+    if ndjson {
+        let lines = body.split(|&b| b == b'\n').filter(|line| !line.iter().all(u8::is_ascii_whitespace));
+        return lines
+            .enumerate()
+            .map(|(i, line)| {
+                parse_declaration(line).map_err(|e| match e {
+                    ParseError::TooDeep { path } => ParseError::TooDeep { path: item_path(i, &path) },
+                    ParseError::Malformed { path, message } => ParseError::Malformed { path: item_path(i, &path), message },
+                })
+            })
+            .collect();
+    }
+    // The array is one level more than a declaration.
+    if let Some(path) = too_deep(body, MAX_DEPTH + 1) {
+        return Err(ParseError::TooDeep { path });
+    }
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)).map_err(|e| {
+        let path = e.path().to_string();
+        ParseError::Malformed { path: if path == "." { String::new() } else { path }, message: e.inner().to_string() }
+    })
+}
+
+fn item_path(index: usize, path: &str) -> String {
+    if path.is_empty() {
+        format!("[{index}]")
+    } else {
+        format!("[{index}].{path}")
+    }
 }
 
 /// The path (`a.b[2]`) at which `body` first nests deeper than `max`, if it does. Only
@@ -132,6 +175,28 @@ mod tests {
             assert_eq!(is_json(&headers), json, "{value}");
         }
         assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn a_batch_is_an_array_or_lines_and_a_bad_item_is_located() {
+        let form = serde_json::to_string(&ehac_domain::sample::SampleGenerator::new(1).declaration(
+            chrono::Utc::now(),
+            "c",
+            ehac_domain::sample::Flaw::None,
+        ))
+        .unwrap();
+        let array = format!("[{form},{form}]");
+        assert_eq!(parse_batch(array.as_bytes(), false).unwrap().len(), 2);
+        let lines = format!("{form}\n\n{form}\r\n{form}\n");
+        assert_eq!(parse_batch(lines.as_bytes(), true).unwrap().len(), 3);
+        let bad = form.replacen("\"seat\"", "\"sear\"", 1);
+        assert_ne!(bad, form);
+        let Err(ParseError::Malformed { path, .. }) = parse_batch(format!("[{form},{bad}]").as_bytes(), false) else { panic!() };
+        assert_eq!(path, "[1].trip.sear");
+        let Err(ParseError::Malformed { path, .. }) = parse_batch(format!("{form}\n{bad}").as_bytes(), true) else { panic!() };
+        assert_eq!(path, "[1].trip.sear");
+        assert!(parse_batch(form.as_bytes(), false).is_err(), "a single object is not a batch");
+        assert_eq!(parse_batch(b"[]", false).unwrap().len(), 0);
     }
 
     #[test]

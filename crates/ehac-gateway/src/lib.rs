@@ -18,13 +18,15 @@
 //! authenticated client is the declaration's `client_id`, its declaration ids are its own
 //! (scoped by client), and it is held to its rate quota ([`limits`]).
 //!
-//! Routes: `POST /v1/declarations` and its contract `GET /openapi.json` ([`openapi`]) on `--listen`; `/healthz`, `/readyz`, `/metrics` on
-//! `--admin-listen` only, so the public port serves nothing but the API.
+//! Routes: `POST /v1/declarations`, `POST /v1/declarations/batch` (a flight's manifest at once,
+//! [`batch`]) and their contract `GET /openapi.json` ([`openapi`]) on `--listen`; `/healthz`,
+//! `/readyz`, `/metrics` on `--admin-listen` only, so the public port serves nothing but the API.
 
 // A refusal is an axum Response (128 bytes) returned as an Err on the cold path; boxing it
 // would only add an allocation.
 #![allow(clippy::result_large_err)]
 
+mod batch;
 pub mod clients;
 pub mod input;
 mod limits;
@@ -84,6 +86,13 @@ pub struct Config {
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, env = "EHAC_GATEWAY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
+    /// Most declarations in one `POST /v1/declarations/batch`; more get 413.
+    #[arg(long, env = "EHAC_GATEWAY_MAX_BATCH_ITEMS", default_value_t = 500)]
+    pub max_batch_items: usize,
+    /// Largest batch request body; larger ones get 413. 4 MiB holds 500 declarations of 8 KiB,
+    /// several times a real one.
+    #[arg(long, env = "EHAC_GATEWAY_MAX_BATCH_BODY_BYTES", default_value_t = 4 << 20)]
+    pub max_batch_body_bytes: usize,
     /// How long to wait for the broker to acknowledge a declaration before it goes to the local
     /// spool instead.
     #[arg(long, env = "EHAC_GATEWAY_PRODUCE_TIMEOUT_MS", default_value_t = 1_000)]
@@ -155,6 +164,8 @@ impl Config {
             kafka: KafkaArgs { kafka_brokers: kafka_brokers.to_owned(), topics: Default::default() },
             policy: PolicyArgs::default(),
             max_body_bytes: 64 * 1024,
+            max_batch_items: 500,
+            max_batch_body_bytes: 4 << 20,
             produce_timeout_ms: 1_000,
             linger_ms: 1,
             spool_dir,
@@ -197,6 +208,21 @@ struct Gateway {
     metrics: GatewayMetrics,
     spool: Spool,
     passes: Option<pass::PassIssuer>,
+    max_batch_items: usize,
+    /// The spool's fsync count last copied to `metrics.spool_fsyncs`.
+    spool_fsyncs_seen: std::sync::Mutex<u64>,
+}
+
+impl Gateway {
+    /// Brings `gateway_spool_fsyncs_total` up to the spool's own count.
+    fn note_spool_fsyncs(&self) {
+        let fsyncs = self.spool.stats().fsyncs;
+        let mut seen = self.spool_fsyncs_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if fsyncs > *seen {
+            self.metrics.spool_fsyncs.inc_by(fsyncs - *seen);
+            *seen = fsyncs;
+        }
+    }
 }
 
 /// A started gateway: where it listens, and the task serving it.
@@ -266,14 +292,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         metrics,
         spool,
         passes,
+        max_batch_items: config.max_batch_items,
+        spool_fsyncs_seen: std::sync::Mutex::new(0),
     });
     let drain = tokio::spawn(drain_spool(gateway.clone(), readiness.clone(), config.spool_max_bytes, shutdown.clone()));
     let (spool, raw_topic) = (gateway.spool.clone(), gateway.topic.clone());
     let drain_on_exit = Duration::from_secs(config.spool_drain_on_exit_secs);
     tokio::spawn(forget_idle_peers(gateway.clone(), shutdown.clone()));
     let app = Router::new()
-        .route("/v1/declarations", post(submit))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .route("/v1/declarations", post(submit).layer(DefaultBodyLimit::max(config.max_body_bytes)))
+        .route("/v1/declarations/batch", post(batch::submit_batch).layer(DefaultBodyLimit::max(config.max_batch_body_bytes)))
         .with_state(gateway)
         .route("/openapi.json", get(contract))
         .fallback(not_found);
@@ -314,7 +342,7 @@ fn problem(status: StatusCode, error: &'static str, message: impl Into<String>, 
     (status, Json(Problem { error, message: message.into(), errors })).into_response()
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, Clone, utoipa::ToSchema)]
 struct Accepted {
     /// The declaration's id, scoped by the client (see Idempotency-Key).
     #[schema(format = "uuid")]
@@ -351,6 +379,7 @@ pub fn client_declaration_id(client_id: &str, own_id: &str) -> String {
 }
 
 /// Who sent a request, as far as the gateway trusts it.
+#[derive(Clone)]
 enum Caller {
     /// A valid key of this client, with the client's registry entry.
     Client { client_id: String, client: ehac_clients::Client },
@@ -366,7 +395,7 @@ async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let (outcome, response) = match admit(&gateway, peer, certified.as_ref().map(|c| &c.0), &headers) {
+    let (outcome, response) = match admit(&gateway, peer, certified.as_ref().map(|c| &c.0), &headers, Route::Single) {
         Ok(caller) => match idempotency_key(&headers) {
             Ok(key) => handle(&gateway, &caller, key.as_deref(), body).await,
             Err(problem) => ("malformed", problem),
@@ -380,13 +409,24 @@ async fn submit(
     response
 }
 
+/// Which endpoint a request came to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// `POST /v1/declarations`: one declaration, one unit of the client's rate.
+    Single,
+    /// `POST /v1/declarations/batch`: JSON or NDJSON; the client's rate is charged per item
+    /// once the body is read ([`batch`]).
+    Batch,
+}
+
 /// Everything decided from the headers alone, cheapest first: the peer's rate, the key, the
-/// media type, the client's rate. Nothing here reads the body.
+/// media type, the client's rate (for a single declaration). Nothing here reads the body.
 fn admit(
     gateway: &Gateway,
     peer: SocketAddr,
     certified: Option<&tls::CertifiedClient>,
     headers: &HeaderMap,
+    route: Route,
 ) -> Result<Caller, (&'static str, Response)> {
     gateway.peer_limits.check(peer.ip()).map_err(|wait| ("rate_limited", too_many_requests(wait, "from this address")))?;
     let caller = match (&gateway.clients, certified) {
@@ -415,11 +455,18 @@ fn admit(
             }
         }
     };
-    if !input::is_json(headers) {
-        let message = "declarations are sent as Content-Type: application/json";
+    let media_type_ok = match route {
+        Route::Single => input::is_json(headers),
+        Route::Batch => input::is_json(headers) || input::is_ndjson(headers),
+    };
+    if !media_type_ok {
+        let message = match route {
+            Route::Single => "declarations are sent as Content-Type: application/json",
+            Route::Batch => "a batch is sent as Content-Type: application/json (an array) or application/x-ndjson (one per line)",
+        };
         return Err(("unsupported_media_type", problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message, vec![])));
     }
-    if let Caller::Client { client_id, client } = &caller {
+    if let (Caller::Client { client_id, client }, Route::Single) = (&caller, route) {
         let quota = limits::quota(client.rate_per_second, client.burst);
         gateway.client_limits.check(client_id, quota).map_err(|wait| ("rate_limited", too_many_requests(wait, "for this client")))?;
     }
@@ -451,7 +498,7 @@ fn certified_caller(gateway: &Gateway, certified: &tls::CertifiedClient, headers
             presented.and_then(|t| registry.authenticate(t, chrono::Utc::now()).ok()).is_some_and(|a| a.client_id == certified.client_id);
         if !same {
             let message = format!("the API key is not a valid key of {}, whose certificate this connection presented", certified.client_id);
-            return Err(forbidden("Authorization", message));
+            return Err(forbidden("Authorization", message).answer());
         }
     }
     Ok(Caller::Client { client_id: certified.client_id.clone(), client: client.clone() })
@@ -474,14 +521,14 @@ fn too_many_requests(wait_secs: u64, whose: &str) -> Response {
     response
 }
 
-fn forbidden(field: &str, message: String) -> (&'static str, Response) {
+fn forbidden(field: &str, message: String) -> Refusal {
     let error = FieldError { code: "forbidden".into(), field: field.into(), message: message.clone() };
-    ("forbidden", problem(StatusCode::FORBIDDEN, "forbidden", message, vec![error]))
+    Refusal { outcome: "forbidden", status: StatusCode::FORBIDDEN, problem: Problem { error: "forbidden", message, errors: vec![error] } }
 }
 
 /// The authenticated client is the declaration's client: an empty `client_id` is filled in,
 /// another one is refused, and so are a channel or departure port the client may not use.
-fn bind_to_client(form: &mut DeclarationForm, caller: &Caller) -> Result<(), (&'static str, Response)> {
+fn bind_to_client(form: &mut DeclarationForm, caller: &Caller) -> Result<(), Refusal> {
     let Caller::Client { client_id, client } = caller else { return Ok(()) };
     if form.client_id.is_empty() {
         form.client_id = client_id.clone();
@@ -534,13 +581,82 @@ async fn handle(
         }
         Err(rejection) => return ("malformed", problem(rejection.status(), "unreadable_body", rejection.body_text(), vec![])),
     };
-    let mut form = match input::parse_declaration(&body) {
+    let form = match input::parse_declaration(&body) {
         Ok(form) => form,
         Err(e) => return ("malformed", problem(StatusCode::BAD_REQUEST, "malformed_json", e.to_string(), vec![e.field_error()])),
     };
-    if let Err(refused) = bind_to_client(&mut form, caller) {
-        return refused;
+    let prepared = match prepare(gateway, caller, form, |client_id, form| declaration_id(client_id, form, idempotency_key)) {
+        Ok(prepared) => prepared,
+        Err(refusal) => return refusal.answer(),
+    };
+    let accepted = || ("accepted", (StatusCode::ACCEPTED, Json(prepared.accepted.clone())).into_response());
+    let declaration_id = &prepared.accepted.declaration_id;
+    // While the spool holds anything the broker is known to be away: do not wait for it again.
+    if gateway.spool.depth().records == 0 {
+        let record = FutureRecord::to(&gateway.topic).key(declaration_id).payload(&prepared.payload);
+        match tokio::time::timeout(gateway.produce_timeout, gateway.producer.send(record, Timeout::After(gateway.produce_timeout))).await {
+            Ok(Ok(_)) => return accepted(),
+            Ok(Err((e, _))) => tracing::warn!(error = %e, %declaration_id, "broker refused; spooling"),
+            // librdkafka may still deliver it later; the spooled copy then is a duplicate with
+            // the same id and key, which the sink drops.
+            Err(_) => tracing::warn!(%declaration_id, "broker did not acknowledge in time; spooling"),
+        }
     }
+    let appended = gateway.spool.append(declaration_id.as_bytes(), &prepared.payload).await;
+    gateway.note_spool_fsyncs();
+    match appended {
+        Ok(()) => {
+            gateway.metrics.spooled.inc();
+            accepted()
+        }
+        Err(e) => {
+            if matches!(e, SpoolError::Full { .. }) {
+                tracing::error!(error = %e, "spool full: refusing declarations");
+            } else {
+                tracing::error!(error = %e, "spool append failed");
+            }
+            ("unavailable", not_stored("the declaration"))
+        }
+    }
+}
+
+/// 503: what was sent could not be made durable.
+fn not_stored(what: &str) -> Response {
+    let message = format!("{what} could not be stored; retry with the same Idempotency-Key");
+    problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message, vec![])
+}
+
+/// A declaration refused before it is an HTTP answer: the single endpoint answers it as it is,
+/// a batch reports it as the item's result.
+struct Refusal {
+    /// The `gateway_requests_total` outcome.
+    outcome: &'static str,
+    status: StatusCode,
+    problem: Problem,
+}
+
+impl Refusal {
+    fn answer(self) -> (&'static str, Response) {
+        (self.outcome, (self.status, Json(self.problem)).into_response())
+    }
+}
+
+/// A declaration checked, given its id and pass, and encoded: ready to be made durable.
+struct Prepared {
+    accepted: Accepted,
+    payload: Vec<u8>,
+}
+
+/// Everything between a parsed form and a durable one, the same for a single declaration and
+/// each item of a batch: bound to the caller's client, checked with the domain rules, given its
+/// id (`id_for`, from the client and the bound form) and its signed pass, and encoded.
+fn prepare(
+    gateway: &Gateway,
+    caller: &Caller,
+    mut form: DeclarationForm,
+    id_for: impl FnOnce(&str, &DeclarationForm) -> String,
+) -> Result<Prepared, Refusal> {
+    bind_to_client(&mut form, caller)?;
     let received_at = chrono::Utc::now();
     let checked = match ehac_domain::validate(&form, ReferenceData::embedded(), &gateway.policy, received_at) {
         Ok(checked) => checked,
@@ -548,14 +664,16 @@ async fn handle(
             for e in &errors {
                 gateway.metrics.field_errors.with_label_values(&[&e.code]).inc();
             }
-            return (
-                "invalid",
-                problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_declaration", format!("{} field(s) need fixing", errors.len()), errors),
-            );
+            let message = format!("{} field(s) need fixing", errors.len());
+            return Err(Refusal {
+                outcome: "invalid",
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                problem: Problem { error: "invalid_declaration", message, errors },
+            });
         }
     };
 
-    let declaration_id = declaration_id(&form.client_id, &form, idempotency_key);
+    let declaration_id = id_for(&form.client_id, &form);
     // Signed before the declaration is made durable, so the answer needs nothing more after.
     let pass = gateway.passes.as_ref().and_then(|p| {
         let signing = Instant::now();
@@ -574,54 +692,14 @@ async fn handle(
         Ok(payload) => payload,
         Err(e) => {
             tracing::error!(error = %e, "a checked form failed to encode");
-            return ("internal", problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the declaration could not be encoded", vec![]));
+            return Err(Refusal {
+                outcome: "internal",
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                problem: Problem { error: "internal", message: "the declaration could not be encoded".into(), errors: vec![] },
+            });
         }
     };
-    let accepted = || {
-        let body = Accepted { declaration_id: raw.declaration_id.clone(), received_at: received_at.to_rfc3339(), pass: pass.clone() };
-        ("accepted", (StatusCode::ACCEPTED, Json(body)).into_response())
-    };
-    // While the spool holds anything the broker is known to be away: do not wait for it again.
-    if gateway.spool.depth().records == 0 {
-        let record = FutureRecord::to(&gateway.topic).key(&raw.declaration_id).payload(&payload);
-        match tokio::time::timeout(gateway.produce_timeout, gateway.producer.send(record, Timeout::After(gateway.produce_timeout))).await {
-            Ok(Ok(_)) => return accepted(),
-            Ok(Err((e, _))) => tracing::warn!(error = %e, declaration_id = %raw.declaration_id, "broker refused; spooling"),
-            // librdkafka may still deliver it later; the spooled copy then is a duplicate with
-            // the same id and key, which the sink drops.
-            Err(_) => tracing::warn!(declaration_id = %raw.declaration_id, "broker did not acknowledge in time; spooling"),
-        }
-    }
-    match gateway.spool.append(raw.declaration_id.as_bytes(), &payload).await {
-        Ok(()) => {
-            gateway.metrics.spooled.inc();
-            accepted()
-        }
-        Err(e @ SpoolError::Full { .. }) => {
-            tracing::error!(error = %e, "spool full: refusing declarations");
-            (
-                "unavailable",
-                problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the declaration could not be stored; retry with the same Idempotency-Key",
-                    vec![],
-                ),
-            )
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "spool append failed");
-            (
-                "unavailable",
-                problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the declaration could not be stored; retry with the same Idempotency-Key",
-                    vec![],
-                ),
-            )
-        }
-    }
+    Ok(Prepared { accepted: Accepted { declaration_id: raw.declaration_id, received_at: received_at.to_rfc3339(), pass }, payload })
 }
 
 /// Sends spooled declarations to the raw topic, oldest first, and forgets them only after the
@@ -727,7 +805,10 @@ async fn not_found(method: Method, uri: Uri) -> Response {
     problem(
         StatusCode::NOT_FOUND,
         "not_found",
-        format!("no route for {method} {}; declarations are submitted with POST /v1/declarations", uri.path()),
+        format!(
+            "no route for {method} {}; declarations are submitted with POST /v1/declarations or POST /v1/declarations/batch",
+            uri.path()
+        ),
         vec![],
     )
 }

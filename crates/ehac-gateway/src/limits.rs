@@ -31,6 +31,14 @@ pub struct ClientLimits {
 impl ClientLimits {
     /// `Err(seconds to wait)` when the client is over its quota.
     pub fn check(&self, client_id: &str, quota: Option<Quota>) -> Result<(), u64> {
+        self.check_n(client_id, quota, NonZeroU32::MIN).map_err(|refused| match refused {
+            Refused::Wait(secs) => secs,
+            Refused::OverBurst => unreachable!("every quota allows one"),
+        })
+    }
+
+    /// Charges `n` units at once, all or nothing: a batch of `n` declarations.
+    pub fn check_n(&self, client_id: &str, quota: Option<Quota>, n: NonZeroU32) -> Result<(), Refused> {
         let Some(quota) = quota else { return Ok(()) };
         let existing = self.limiters.read().expect("limiter lock").get(client_id).filter(|(q, _)| *q == quota).map(|(_, l)| l.clone());
         let limiter = existing.unwrap_or_else(|| {
@@ -38,8 +46,21 @@ impl ClientLimits {
             self.limiters.write().expect("limiter lock").insert(client_id.to_owned(), (quota, limiter.clone()));
             limiter
         });
-        limiter.check().map_err(|not_until| retry_after_secs(not_until.wait_time_from(DefaultClock::default().now())))
+        match limiter.check_n(n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(Refused::Wait(retry_after_secs(not_until.wait_time_from(DefaultClock::default().now())))),
+            Err(_) => Err(Refused::OverBurst),
+        }
     }
+}
+
+/// Why [`ClientLimits::check_n`] charged nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Over the quota now: whole seconds until it covers the request.
+    Wait(u64),
+    /// More units than the client's burst: no wait makes room for them at once.
+    OverBurst,
 }
 
 /// Per peer address; `None` when disabled.
@@ -88,5 +109,18 @@ mod tests {
         assert!(limits.check("a", quota).unwrap_err() >= 1);
         assert_eq!(limits.check("b", quota), Ok(()));
         assert_eq!(limits.check("a", None), Ok(()), "no quota, no limit");
+    }
+
+    #[test]
+    fn a_batch_is_charged_whole_or_not_at_all() {
+        let limits = ClientLimits::default();
+        let quota = quota(1, 10);
+        let n = |n| NonZeroU32::new(n).unwrap();
+        assert_eq!(limits.check_n("a", quota, n(11)), Err(Refused::OverBurst));
+        assert_eq!(limits.check_n("a", quota, n(7)), Ok(()));
+        assert!(matches!(limits.check_n("a", quota, n(4)), Err(Refused::Wait(secs)) if secs >= 1));
+        // The refused 4 took nothing: the 3 left still fit, and then nothing does.
+        assert_eq!(limits.check_n("a", quota, n(3)), Ok(()));
+        assert!(limits.check("a", quota).is_err());
     }
 }

@@ -16,6 +16,14 @@ pub struct GatewayMetrics {
     pub spool_drained: IntCounter,
     /// Time to sign one pass (wall time on the request's thread, close to its CPU time).
     pub pass_seconds: Histogram,
+    /// fdatasync calls of the spool: a batch spooled whole adds one.
+    pub spool_fsyncs: IntCounter,
+    /// Batch requests by outcome: accepted (every item), partial (some items rejected),
+    /// rejected (every item), malformed, too_large, rate_limited, unavailable.
+    pub batch_requests: IntCounterVec,
+    /// Items of batch requests that were read, by outcome: accepted, or the refusal (invalid,
+    /// forbidden, internal), or unavailable when the batch could not be made durable.
+    pub batch_items: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -38,6 +46,13 @@ impl GatewayMetrics {
             HistogramOpts::new("gateway_pass_sign_seconds", "Time to build and sign one e-HAC pass")
                 .buckets(vec![0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005]),
         )?;
+        let spool_fsyncs = IntCounter::new("gateway_spool_fsyncs_total", "fdatasync calls of the local spool (one per group commit)")?;
+        let batch_requests = IntCounterVec::new(Opts::new("gateway_batch_requests_total", "Batch submissions by outcome"), &["outcome"])?;
+        let batch_items =
+            IntCounterVec::new(Opts::new("gateway_batch_items_total", "Declarations in batch submissions, by outcome"), &["outcome"])?;
+        registry.register(Box::new(spool_fsyncs.clone()))?;
+        registry.register(Box::new(batch_requests.clone()))?;
+        registry.register(Box::new(batch_items.clone()))?;
         registry.register(Box::new(pass_seconds.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(ack_seconds.clone()))?;
@@ -46,6 +61,18 @@ impl GatewayMetrics {
         registry.register(Box::new(spool_bytes.clone()))?;
         registry.register(Box::new(spooled.clone()))?;
         registry.register(Box::new(spool_drained.clone()))?;
-        Ok(GatewayMetrics { requests, ack_seconds, field_errors, spool_records, spool_bytes, spooled, spool_drained, pass_seconds })
+        Ok(GatewayMetrics {
+            requests,
+            ack_seconds,
+            field_errors,
+            spool_records,
+            spool_bytes,
+            spooled,
+            spool_drained,
+            pass_seconds,
+            spool_fsyncs,
+            batch_requests,
+            batch_items,
+        })
     }
 }

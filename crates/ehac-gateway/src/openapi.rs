@@ -9,6 +9,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::batch::{AcceptedItem, BatchAnswer, BatchItem, RejectedItem};
 use crate::{Accepted, Problem};
 use ehac_domain::form::{Address, Channel, Health, LatestTest, Sex, TestKind, TestResult, TransportMode, Traveller, Trip};
 use ehac_domain::{DeclarationForm, FieldError};
@@ -22,10 +23,10 @@ use ehac_domain::{DeclarationForm, FieldError};
                        traveller's signed pass when the gateway has an issuing key.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    paths(submit_declaration),
+    paths(submit_declaration, submit_batch),
     components(schemas(
         DeclarationForm, Traveller, Trip, Address, Health, LatestTest, Channel, Sex, TransportMode, TestKind, TestResult,
-        Accepted, Problem, FieldError
+        Accepted, Problem, FieldError, BatchAnswer, BatchItem, AcceptedItem, RejectedItem
     )),
     modifiers(&ApiKey),
     security(("api_key" = [])),
@@ -83,12 +84,65 @@ impl Modify for ApiKey {
 #[allow(dead_code)] // Only its attribute is used: the handler is `crate::submit`.
 fn submit_declaration() {}
 
+/// Submit many declarations at once: a flight's manifest.
+///
+/// A JSON array of declarations (or, with `Content-Type: application/x-ndjson`, one declaration
+/// per line), at most 500 by default (`--max-batch-items`). Every item is read with the same
+/// rules as a single declaration and gets its own result, in order: accepted (durable, with its
+/// id and pass) or rejected (403 or 422, with every field error). The accepted ones are made
+/// durable together, in Kafka or in the gateway's spool, before the answer. Each item counts
+/// against the client's rate quota; a batch the quota cannot cover now is refused whole (429).
+/// Idempotency is per item: an item's own `declaration_id`, else the batch's `Idempotency-Key`
+/// with the item's index, so a retry of the same batch in the same order gets the same ids.
+#[utoipa::path(
+    post,
+    path = "/v1/declarations/batch",
+    operation_id = "submitDeclarationBatch",
+    request_body(content = Vec<DeclarationForm>, content_type = "application/json",
+                 description = "1 to 500 declarations. NDJSON (application/x-ndjson) is read too."),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[!-~]{1,128}$",
+         description = "Printable ASCII, e.g. a UUID: item i of a retry with the same key gets the same declaration id \
+                        (items with their own declaration_id keep theirs)."),
+    ),
+    responses(
+        (status = 200, description = "Every item accepted and durable.", body = BatchAnswer),
+        (status = 207, description = "Read; some or all items rejected, each with its errors; the accepted ones are \
+                                      durable.", body = BatchAnswer),
+        (status = 400, description = "Malformed: not a JSON array of declarations (`errors[].field` starts with the \
+                                      item's index, `[3].trip.seat`), an empty batch, or a bad Idempotency-Key. \
+                                      Nothing was accepted.", body = Problem),
+        (status = 401, description = "No API key, a malformed one, or one that is not valid now.", body = Problem,
+         headers(("WWW-Authenticate" = String, description = "Bearer realm=\"ehac\""))),
+        (status = 403, description = "The API key and the connection's client certificate name different clients.",
+         body = Problem),
+        (status = 413, description = "Larger than the gateway accepts (4 MiB), more items than --max-batch-items, or \
+                                      more than the client's burst. Nothing was accepted.", body = Problem),
+        (status = 415, description = "Not sent as application/json or application/x-ndjson.", body = Problem),
+        (status = 429, description = "The client's quota does not cover every item now, or the address's limit; \
+                                      nothing was accepted. Retry the whole batch after Retry-After seconds with the \
+                                      same Idempotency-Key.", body = Problem,
+         headers(("Retry-After" = u64, description = "Whole seconds, at least 1."))),
+        (status = 503, description = "The batch could not be made durable (spool full); nothing was accepted. Retry \
+                                      with the same Idempotency-Key.", body = Problem),
+    ),
+)]
+#[allow(dead_code)] // Only its attribute is used: the handler is `crate::batch::submit_batch`.
+fn submit_batch() {}
+
+/// The batch size the contract states: the gateway's default `--max-batch-items`.
+const DEFAULT_MAX_BATCH_ITEMS: usize = 500;
+
 /// The contract as pretty JSON, as served and committed.
 pub fn json() -> String {
     let mut openapi = Contract::openapi();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let mut contract = serde_json::to_value(&openapi).expect("the contract serialises");
     headers_are_never_null(&mut contract);
+    // utoipa has no attribute for the bounds of an array request body.
+    let batch = &mut contract["paths"]["/v1/declarations/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    batch["minItems"] = 1.into();
+    batch["maxItems"] = DEFAULT_MAX_BATCH_ITEMS.into();
     let mut text = serde_json::to_string_pretty(&contract).expect("JSON serialises");
     text.push('\n');
     text

@@ -36,6 +36,8 @@ fn config(dir: &std::path::Path, access: AccessArgs) -> Config {
         kafka: KafkaArgs { kafka_brokers: "127.0.0.1:1".into(), topics: Topics::default() },
         policy: PolicyArgs::default(),
         max_body_bytes: 64 * 1024,
+        max_batch_items: 500,
+        max_batch_body_bytes: 4 << 20,
         produce_timeout_ms: 50,
         linger_ms: 1,
         spool_dir: dir.join("spool"),

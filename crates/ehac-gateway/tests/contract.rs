@@ -28,6 +28,15 @@ fn the_committed_contract_is_the_one_the_code_derives() {
         assert!(content.is_string(), "answer {status} is described with its body: {:#}", answers[status]);
     }
     assert!(answers["429"]["headers"]["Retry-After"].is_object() && answers["401"]["headers"]["WWW-Authenticate"].is_object());
+    let batch = &contract["paths"]["/v1/declarations/batch"]["post"];
+    for status in ["200", "207", "400", "401", "413", "415", "429", "503"] {
+        assert!(
+            batch["responses"][status]["content"]["application/json"]["schema"]["$ref"].is_string(),
+            "batch answer {status}: {batch:#}"
+        );
+    }
+    let items = &batch["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!((&items["type"], &items["minItems"], &items["maxItems"]), (&"array".into(), &1.into(), &500.into()), "{items:#}");
 }
 
 /// schemathesis from `EHAC_SCHEMATHESIS`, or the virtualenv deploy/local/install.sh makes.

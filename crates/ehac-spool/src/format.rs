@@ -36,17 +36,25 @@ pub(crate) struct Cursor {
 
 /// The whole frame of one record, ready to be appended.
 pub fn encode_frame(key: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + 4 + key.len() + payload.len());
+    append_frame(&mut frame, key, payload);
+    frame
+}
+
+/// Appends the frame of one record to `out`, which may hold earlier frames (a batch).
+pub(crate) fn append_frame(out: &mut Vec<u8>, key: &[u8], payload: &[u8]) {
     let body_len = 4 + key.len() + payload.len();
-    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + body_len);
-    frame.push(FRAME_MAGIC);
-    frame.extend_from_slice(&(body_len as u32).to_le_bytes());
-    frame.extend_from_slice(&[0; 4]);
-    frame.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    frame.extend_from_slice(key);
-    frame.extend_from_slice(payload);
+    let start = out.len();
+    out.reserve(FRAME_HEADER_BYTES + body_len);
+    out.push(FRAME_MAGIC);
+    out.extend_from_slice(&(body_len as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(payload);
+    let frame = &mut out[start..];
     let crc = frame_crc(&frame[..5], &frame[FRAME_HEADER_BYTES..]);
     frame[5..9].copy_from_slice(&crc.to_le_bytes());
-    frame
 }
 
 fn frame_crc(magic_and_length: &[u8], body: &[u8]) -> u32 {

@@ -17,9 +17,12 @@ use crate::{lock, Shared, SpoolError};
 /// A batch stops growing at this many bytes, so one huge backlog is not one huge write.
 const MAX_BATCH_BYTES: usize = 8 << 20;
 
-/// One record waiting to be made durable.
+/// One append waiting to be made durable: the frames of one record, or of a batch that is
+/// written and fsynced as one.
 pub(crate) struct Append {
-    pub frame: Vec<u8>,
+    pub frames: Vec<u8>,
+    /// Records in `frames`.
+    pub records: u64,
     pub done: oneshot::Sender<Result<(), SpoolError>>,
 }
 
@@ -42,12 +45,12 @@ impl Writer {
         while let Ok(first) = requests.recv() {
             #[cfg(test)]
             let gate = lock(&self.shared.test_gate);
-            let mut bytes = first.frame.len();
+            let mut bytes = first.frames.len();
             batch.push(first);
             while bytes < MAX_BATCH_BYTES {
                 match requests.try_recv() {
                     Ok(append) => {
-                        bytes += append.frame.len();
+                        bytes += append.frames.len();
                         batch.push(append);
                     }
                     Err(_) => break,
@@ -63,7 +66,7 @@ impl Writer {
     fn commit(&mut self, batch: &mut Vec<Append>, buf: &mut Vec<u8>) {
         buf.clear();
         for append in batch.iter() {
-            buf.extend_from_slice(&append.frame);
+            buf.extend_from_slice(&append.frames);
         }
         let bytes = buf.len() as u64;
         let poisoned = lock(&self.shared.state).failed.clone();
@@ -80,15 +83,16 @@ impl Writer {
         }
         match self.file.write_all_at(buf, self.len).and_then(|()| self.file.sync_data()) {
             Ok(()) => {
+                let records: u64 = batch.iter().map(|append| append.records).sum();
                 self.len += bytes;
-                self.next_seq += batch.len() as u64;
+                self.next_seq += records;
                 {
                     let mut state = lock(&self.shared.state);
                     state.segments.insert(self.base, self.len);
                     state.durable = Cursor { segment: self.base, offset: self.len, seq: self.next_seq };
                     state.depth_bytes += bytes;
                     state.reserved_bytes -= bytes;
-                    state.stats.appends += batch.len() as u64;
+                    state.stats.appends += records;
                     state.stats.fsyncs += 1;
                     state.stats.bytes += bytes;
                 }
@@ -105,7 +109,8 @@ impl Writer {
                     .err()
                     .map(|rollback| format!("could not cut a failed write off {}: {rollback} (after: {error})", segment.display()));
                 self.release(bytes, failed);
-                let context = format!("appending {} records to {}", batch.len(), segment.display());
+                let records: u64 = batch.iter().map(|append| append.records).sum();
+                let context = format!("appending {records} records to {}", segment.display());
                 answer(batch, || Err(io_copy(&context, &error)));
             }
         }

@@ -78,6 +78,7 @@ pub async fn sweep(
             client_id: "bench-front-door".into(),
             api_keys: clients.api_keys.clone(),
             attempts: 1,
+            batch: 0,
         };
         // One unmeasured second at the step's rate first: new connections, the producer's
         // first metadata request and the broker's first write to a partition are start-up
@@ -217,6 +218,7 @@ pub async fn access_cost(stack: &Stack, bin: &Path, dir: &Path, rate: f64, secon
                 client_id: "bench-cost".into(),
                 api_keys: if variant == ANONYMOUS { vec![] } else { clients.api_keys.clone() },
                 attempts: 1,
+                batch: 0,
             };
             // As in the sweep: one unmeasured second first.
             loadgen::run(&LoadArgs { count: rate.round() as u64, seed: 4000 + round as u64, ..load.clone() }).await?;
@@ -255,4 +257,112 @@ pub async fn access_cost(stack: &Stack, bin: &Path, dir: &Path, rate: f64, secon
         api_keys_and_pass_cpu_us: mean(API_KEYS_AND_PASS),
         runs,
     })
+}
+
+/// `ehac bench batch`: the same declarations sent one per request and in batches, to one
+/// gateway process with API keys on a fresh broker, in alternating rounds.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BatchCostArgs {
+    /// Where the run's servers keep data and the gateway its log (wiped first).
+    #[arg(long, default_value = ".ehac/bench-batch")]
+    pub dir: std::path::PathBuf,
+    /// Declarations per batch request.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Offered declarations per second, for both ways (open loop: above what single requests
+    /// keep up with, so declarations/s shows the ceiling of each).
+    #[arg(long, default_value_t = 4_000.0)]
+    pub rate: f64,
+    /// Seconds of load per way and round.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Rounds (single, then batch, in each).
+    #[arg(long, default_value_t = 2)]
+    pub rounds: usize,
+    /// Requests in flight from the load generator.
+    #[arg(long, default_value_t = 128)]
+    pub concurrency: usize,
+}
+
+/// One way of sending, one round.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchRun {
+    /// 1: one declaration per request.
+    pub batch: usize,
+    pub round: usize,
+    pub accepted: u64,
+    pub refused: u64,
+    pub failed: u64,
+    /// Accepted declarations per second of the run.
+    pub declarations_per_s: f64,
+    /// Gateway CPU (user + system, all threads) per declaration sent.
+    pub gateway_cpu_us_per_declaration: f64,
+    pub ack_p99_ms: f64,
+}
+
+pub async fn batch_cost(args: &BatchCostArgs) -> anyhow::Result<Vec<BatchRun>> {
+    let _ = std::fs::remove_dir_all(&args.dir);
+    std::fs::create_dir_all(&args.dir)?;
+    let dir = args.dir.canonicalize()?;
+    let bin = crate::services::bin_dir()?;
+    let phase = Phase::start("servers");
+    let tools = ehac_devstack::Tools::find_or_install()?;
+    let stack = Stack::start(&tools, ehac_devstack::StackOptions::ephemeral(dir.join("stack"))?).await?;
+    ehac_stream::kafka::ensure_topics(&stack.kafka_brokers(), &[SWEEP_TOPIC], 12).await?;
+    phase.done(format!("kafka {}", stack.kafka_brokers()));
+    let clients = provision_clients(&dir, "batch-client", super::surge::BENCH_CLIENTS, args.rate)?;
+    // A client must be able to send one batch at once: its burst covers it.
+    let mut registry = ehac_clients::file::load(&clients.file)?;
+    for client in registry.clients.values_mut() {
+        client.burst = client.burst.max(2 * args.batch as u32);
+    }
+    ehac_clients::file::save(&clients.file, &registry)?;
+    let mut door = FrontDoor::start(&stack, &bin, &dir, "batch-gateway", &clients.access(), &[]).await?;
+    let pid = door.gateway.child.id();
+    let mut runs = Vec::new();
+    for round in 0..args.rounds.max(1) {
+        for batch in [1, args.batch] {
+            let phase = Phase::start(&format!("{} per request, round {}", batch, round + 1));
+            let load = LoadArgs {
+                gateway: door.url.clone(),
+                count: (args.rate * args.seconds).round() as u64,
+                baseline_rate: args.rate,
+                surge_factor: 1.0,
+                surge_share: 0.0,
+                invalid_form_percent: 1.5,
+                invalid_reference_percent: 1.5,
+                concurrency: args.concurrency,
+                seed: 5000 + round as u64 * 10 + u64::from(batch > 1),
+                client_id: "bench-batch".into(),
+                api_keys: clients.api_keys.clone(),
+                attempts: 1,
+                batch,
+            };
+            // One unmeasured second first, as in the sweep.
+            loadgen::run(&LoadArgs { count: args.rate.round() as u64, seed: load.seed + 100, ..load.clone() }).await?;
+            let before = proc_stats(pid)?.cpu_seconds;
+            let result = loadgen::run(&load).await?;
+            let used = proc_stats(pid)?.cpu_seconds - before;
+            let run = BatchRun {
+                batch,
+                round,
+                accepted: result.accepted,
+                refused: result.refused,
+                failed: result.failed,
+                declarations_per_s: result.accepted as f64 / result.elapsed.as_secs_f64(),
+                gateway_cpu_us_per_declaration: used * 1e6 / result.sent.max(1) as f64,
+                ack_p99_ms: result.percentile_ms(0.99),
+            };
+            phase.done(format!(
+                "{:.0} declarations/s, {:.1} gateway CPU-µs per declaration, ack p99 {:.1} ms, failed {}",
+                run.declarations_per_s, run.gateway_cpu_us_per_declaration, run.ack_p99_ms, run.failed
+            ));
+            runs.push(run);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    let status = door.gateway.stop()?;
+    anyhow::ensure!(status.success(), "the gateway exited with {status}");
+    drop(stack);
+    Ok(runs)
 }

@@ -36,6 +36,9 @@ pub enum BenchCommand {
     Surge(Box<SurgeArgs>),
     /// What one signed pass costs to issue (gateway) and to verify (gate), in CPU time; no servers.
     Pass(pass::PassArgs),
+    /// Declarations per second and gateway CPU per declaration, sent one per request and in
+    /// batches (`POST /v1/declarations/batch`), on a fresh broker.
+    Batch(front_door::BatchCostArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -244,6 +247,22 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             if let Some(out) = &args.out {
                 std::fs::write(out, serde_json::to_vec_pretty(&report)?)?;
             }
+        }
+        BenchCommand::Batch(args) => {
+            let runs = front_door::batch_cost(&args).await?;
+            let mean = |batch: usize, value: fn(&front_door::BatchRun) -> f64| {
+                let values: Vec<f64> = runs.iter().filter(|r| r.batch == batch).map(value).collect();
+                values.iter().sum::<f64>() / values.len().max(1) as f64
+            };
+            let (single_rate, batch_rate) = (mean(1, |r| r.declarations_per_s), mean(args.batch, |r| r.declarations_per_s));
+            let (single_cpu, batch_cpu) =
+                (mean(1, |r| r.gateway_cpu_us_per_declaration), mean(args.batch, |r| r.gateway_cpu_us_per_declaration));
+            println!(
+                "BATCH single: {single_rate:.0} declarations/s {single_cpu:.1} CPU-us/declaration; batch {}: {batch_rate:.0} declarations/s {batch_cpu:.1} CPU-us/declaration; CPU ratio single/batch {:.2}",
+                args.batch,
+                single_cpu / batch_cpu.max(1e-9)
+            );
+            anyhow::ensure!(runs.iter().all(|r| r.failed == 0), "declarations failed: {runs:?}");
         }
     }
     Ok(())

@@ -167,6 +167,7 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
         client_id: "bench".into(),
         api_keys: clients.api_keys.clone(),
         attempts: 1,
+        batch: 0,
     };
     println!(
         "surge: {count} declarations: {:.0}/s for {:.0} s, {:.0}/s for {:.0} s, {:.0}/s for {:.0} s",
