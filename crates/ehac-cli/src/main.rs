@@ -104,7 +104,9 @@ async fn main() -> anyhow::Result<()> {
             ehac_stream::kafka::ensure_topics(&kafka.kafka_brokers, &kafka.topics.all(), partitions).await
         }
         Command::Migrate { clickhouse } => {
-            let applied = ehac_stream::warehouse::migrate(&ehac_stream::warehouse::client(&clickhouse)).await?;
+            let applied =
+                ehac_stream::warehouse::migrate(&ehac_stream::warehouse::client(&clickhouse), clickhouse.clickhouse_cluster.as_deref())
+                    .await?;
             println!(
                 "{} migration(s) applied{}",
                 applied.len(),
