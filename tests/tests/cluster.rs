@@ -292,3 +292,54 @@ async fn a_batch_sent_twice_seconds_apart_is_stored_once_on_both_replicas() {
     restamped.insert(&warehouse, 2).await.unwrap();
     assert_eq!(c.wait_for(1, &stored, "50/25\t50/25").await, "50/25\t50/25", "a differing retry is not deduplicated");
 }
+
+#[tokio::test]
+async fn reconciliation_writes_replica_one_and_every_replica_sees_the_answers() {
+    let c = cluster();
+    let client_id = "kiosk-cluster-reconcile";
+    let warehouse = ehac_sink::Warehouse::new(&c.writer);
+    let mut batch = ehac_sink::Batch::stamped_now();
+    let citizens: Vec<EnrichedDeclaration> =
+        enriched(60, client_id, 31, chrono::Utc::now()).into_iter().filter(|d| d.raw.form.traveller.nik.is_some()).collect();
+    assert!(citizens.len() >= 10, "the sample has citizens");
+    let n = citizens.len();
+    for (offset, record) in citizens.into_iter().enumerate() {
+        batch.push_declaration(record, 5_000 + offset as i64);
+    }
+    batch.insert(&warehouse, 3).await.unwrap();
+
+    let port = ehac_devstack::free_port().unwrap();
+    let mut simulator = std::process::Command::new(env!("CARGO_BIN_EXE_registry-sim"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("registry simulator starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "registry simulator did not listen on {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let registry = ehac_registry::RegistryArgs {
+        registry_url: Some(format!("http://127.0.0.1:{port}")),
+        registry_timeout_ms: 5_000,
+        registry_breaker_failures: 3,
+        registry_breaker_cooldown_ms: 1_000,
+    };
+    let verifier = registry.verifier(&prometheus::Registry::new()).unwrap().unwrap();
+    let report = ehac_registry::reconcile::run_once(&c.writer, &verifier, 250, "test").await;
+    let _ = simulator.kill();
+    let _ = simulator.wait();
+    let report = report.unwrap();
+    assert!(report.stopped.is_none(), "{}", report.line());
+
+    // The answers were written to replica 1's local table and replicated; the view reads them
+    // through the Distributed tables on replica 2.
+    let answered = format!(
+        "SELECT count() FROM ehac.verifications_local WHERE declaration_id IN (SELECT declaration_id FROM ehac.declarations_local WHERE client_id = '{client_id}')"
+    );
+    assert_eq!(c.wait_for(1, &answered, &n.to_string()).await, n.to_string(), "replica 2 has every answer");
+    let still_pending = format!(
+        "SELECT count() FROM ehac.declaration_verification WHERE status = 'pending' AND declaration_id IN (SELECT declaration_id FROM ehac.declarations WHERE client_id = '{client_id}')"
+    );
+    assert_eq!(c.sql(1, &still_pending).await, "0\n");
+}
