@@ -126,7 +126,7 @@ pub enum MigrationError {
     Bookkeeping(#[from] clickhouse::error::Error),
     #[error("migration {version} ({name}) has no cluster form: add schemas/clickhouse/cluster/{name}.sql")]
     NoClusterForm { version: u32, name: &'static str },
-    #[error("cluster name {0:?}: letters, digits, '_' and '-' only")]
+    #[error("cluster name {0:?}: letters, digits and '_' only")]
     ClusterName(String),
     #[error("the cluster baseline, statement {statement}: {source}")]
     Baseline { statement: usize, source: clickhouse::error::Error },
@@ -160,7 +160,7 @@ pub async fn migrate(client: &Client, cluster: Option<&str>) -> Result<Vec<&'sta
 /// [`migrate`] with a list of migrations of one's own (tests add one after the baseline).
 pub async fn migrate_these(client: &Client, cluster: Option<&str>, migrations: &[Migration]) -> Result<Vec<&'static str>, MigrationError> {
     if let Some(name) = cluster {
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(MigrationError::ClusterName(name.to_owned()));
         }
     }
@@ -189,12 +189,17 @@ pub async fn migrate_these(client: &Client, cluster: Option<&str>, migrations: &
     let mut applied: Vec<Applied> = client.query("SELECT version, checksum FROM ehac.schema_migrations").fetch_all().await?;
     let mut done = Vec::new();
     if let Some(cluster) = cluster {
-        if !applied.iter().any(|a| a.version <= CLUSTER_BASELINE_VERSION) {
-            // Every statement is IF NOT EXISTS: a baseline cut short is completed by the next run.
+        let missing: Vec<&Migration> = migrations
+            .iter()
+            .filter(|m| m.version <= CLUSTER_BASELINE_VERSION && !applied.iter().any(|a| a.version == m.version))
+            .collect();
+        if !missing.is_empty() {
+            // Every statement is IF NOT EXISTS: a baseline cut short (or recorded in part) is
+            // completed by the next run.
             for (i, statement) in statements(&on_cluster(CLUSTER_BASELINE, cluster)).into_iter().enumerate() {
                 client.query(statement).execute().await.map_err(|source| MigrationError::Baseline { statement: i + 1, source })?;
             }
-            for m in migrations.iter().filter(|m| m.version <= CLUSTER_BASELINE_VERSION) {
+            for m in missing {
                 record(client, m).await?;
                 applied.push(Applied { version: m.version, checksum: checksum(m.sql) });
                 done.push(m.name);
