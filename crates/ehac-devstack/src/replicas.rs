@@ -53,11 +53,11 @@ impl ClickHouseCluster {
     /// `config.d/cluster.xml` of replica `index`.
     pub fn config_d(&self, index: usize, secrets: &StackSecrets) -> String {
         let own = &self.replicas[index];
-        // Distributed reads that cannot be served by the local replica connect to the others
-        // as this user: it must read both databases and must not be readonly (a readonly
-        // user refuses the settings the initiator passes on). The writer is the stack's only
-        // such user without DDL; a deployment gives the cluster a user of its own.
-        let user = WarehouseUser::Writer;
+        // Distributed reads that the local replica does not serve connect to the others as
+        // this user: the investigator reads both databases and nothing else (readonly, no
+        // DDL). tests/tests/cluster.rs reads through it with prefer_localhost_replica=0. A
+        // deployment gives the cluster a user of its own.
+        let user = WarehouseUser::Investigator;
         let replicas: String = self
             .replicas
             .iter()
