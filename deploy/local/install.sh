@@ -4,6 +4,7 @@
 #   Apache Kafka (the broker's jars from Maven Central, resolved by mvn from
 #   deploy/local/kafka/pom.xml into $EHAC_TOOLS_DIR/kafka-<version>/libs; about a minute, once),
 #   chdb-core (PyPI), the in-process modern ClickHouse the schema tests check against.
+#   ZooKeeper (Debian's zookeeper, its jar run by the dev stack) for the replicated ClickHouse.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")" && pwd)"
 TOOLS="${EHAC_TOOLS_DIR:-$HOME/.cache/ehac/tools}"
@@ -14,6 +15,7 @@ command -v clickhouse-server >/dev/null || apt_needed+=(clickhouse-server clickh
 command -v prometheus >/dev/null || apt_needed+=(prometheus)
 command -v java >/dev/null || apt_needed+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || apt_needed+=(maven)
+[ -f /usr/share/java/zookeeper.jar ] || apt_needed+=(zookeeper)
 if [ ${#apt_needed[@]} -gt 0 ]; then
   echo "install.sh: apt-get install ${apt_needed[*]}" >&2
   $sudo apt-get update -qq

@@ -172,7 +172,7 @@ pub fn anonymous_access() -> ehac_gateway::AccessArgs {
 
 /// The sink as the tests run it: batches of at most 2,000 that linger 100 ms (the service's
 /// defaults are 20,000 and 5 s, made for throughput, not for tests waiting on rows).
-fn sink_config(kafka: KafkaArgs, clickhouse: ClickHouseArgs, admin: AdminArgs) -> ehac_sink::Config {
+pub fn sink_config(kafka: KafkaArgs, clickhouse: ClickHouseArgs, admin: AdminArgs) -> ehac_sink::Config {
     ehac_sink::Config {
         kafka,
         clickhouse,

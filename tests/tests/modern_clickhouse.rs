@@ -13,3 +13,20 @@ fn migrations_and_analyst_queries_run_on_modern_clickhouse() {
     assert!(output.status.success(), "chdb check failed (pip install chdb-core if it is missing):\n{stdout}\n{stderr}");
     assert!(stdout.contains("checked 4 migration(s), 18 grant(s) and 5 query(ies) on ClickHouse 2"), "{stdout}");
 }
+
+/// The cluster baseline is the schema of migrations 0001-0004 on modern ClickHouse too (chdb has
+/// no ZooKeeper: the script swaps the replicated and Distributed engines for plain and Merge
+/// ones and says so).
+#[test]
+fn the_cluster_baseline_equals_the_migrated_schema_on_modern_clickhouse() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/chdb_cluster_check.py");
+    let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/clickhouse");
+    let output = Command::new("python3").arg(script).arg(schemas).output().expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "chdb cluster check failed (pip install chdb-core if it is missing):\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("checked the cluster baseline: 19 table(s) equal to migrations 0001-0004, 5 query(ies) on ClickHouse 2"),
+        "{stdout}"
+    );
+}

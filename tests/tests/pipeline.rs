@@ -270,7 +270,7 @@ async fn a_poison_message_is_rejected_without_stalling_its_partition() {
 async fn migrations_are_recorded_once_and_rerunning_them_changes_nothing() {
     let p = pipeline();
     let client = ehac_stream::warehouse::client(&p.clickhouse_as(ehac_devstack::WarehouseUser::Migrator));
-    let applied = ehac_stream::warehouse::migrate(&client).await.unwrap();
+    let applied = ehac_stream::warehouse::migrate(&client, None).await.unwrap();
     assert!(applied.is_empty(), "already applied: {applied:?}");
     let recorded = p.sql("SELECT version, count() FROM ehac.schema_migrations GROUP BY version ORDER BY version").await;
     let expected: String = ehac_stream::warehouse::MIGRATIONS.iter().map(|m| format!("{}\t1\n", m.version)).collect();

@@ -67,6 +67,7 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
                 brokers: vec![BrokerNode { node_id: 1, port: kafka_port, controller_port, dir: node_dir }],
                 clickhouse_http_port,
                 clickhouse_tcp_port,
+                clickhouse_cluster: None,
                 lifetime: Lifetime::Detached,
             };
             let stack = Stack::start(&tools, options).await?;

@@ -117,7 +117,9 @@ async fn main() -> anyhow::Result<()> {
             ehac_stream::kafka::ensure_topics(&kafka.kafka_brokers, &kafka.topics.all(), partitions).await
         }
         Command::Migrate { clickhouse } => {
-            let applied = ehac_stream::warehouse::migrate(&ehac_stream::warehouse::client(&clickhouse)).await?;
+            let applied =
+                ehac_stream::warehouse::migrate(&ehac_stream::warehouse::client(&clickhouse), clickhouse.clickhouse_cluster.as_deref())
+                    .await?;
             println!(
                 "{} migration(s) applied{}",
                 applied.len(),
@@ -171,11 +173,10 @@ async fn reconcile(clickhouse: ClickHouseArgs, registry: RegistryArgs, batch: u6
     anyhow::ensure!(registry.registry_url.is_some(), "--registry-url (or EHAC_REGISTRY_URL) is required to reconcile");
     let metrics = ehac_stream::telemetry::registry("reconcile");
     let verifier = registry.verifier(&metrics)?.expect("registry URL checked above");
-    let warehouse = ehac_stream::warehouse::client(&clickhouse).with_database(ehac_stream::warehouse::DATABASE);
     let shutdown = ehac_stream::shutdown::on_signal();
     let checked_by = format!("ehac-reconcile {}", ehac_stream::VERSION);
     loop {
-        let report = ehac_registry::reconcile::run_once(&warehouse, &verifier, batch, &checked_by).await?;
+        let report = ehac_registry::reconcile::run_once(&clickhouse, &verifier, batch, &checked_by).await?;
         println!("{}", report.line());
         let Some(every) = every_secs else { return Ok(()) };
         tokio::select! {

@@ -170,7 +170,12 @@ pub fn pepper_args(dir: &Path) -> PepperArgs {
 
 /// Connection settings for `user`.
 pub fn clickhouse_args(url: String, secrets: &StackSecrets, user: WarehouseUser) -> ClickHouseArgs {
-    ClickHouseArgs { clickhouse_url: url, clickhouse_user: user.name().to_owned(), clickhouse_password: secrets.password(user).to_owned() }
+    ClickHouseArgs {
+        clickhouse_url: url,
+        clickhouse_user: user.name().to_owned(),
+        clickhouse_password: secrets.password(user).to_owned(),
+        clickhouse_cluster: None,
+    }
 }
 
 /// An HTTP client whose every request is authenticated as `user`.

@@ -2,7 +2,9 @@
 //! resolved from Maven Central) and ClickHouse, on loopback ports, with all their data under one
 //! directory. Used by `ehac dev up`, `ehac demo`, `ehac chaos`, `ehac bench` and the integration
 //! tests. The broker is one combined broker + controller node, or (for the cluster tests) three
-//! nodes with RF 3 and min.insync.replicas 2. [`Prometheus`] starts a Prometheus server the same
+//! nodes with RF 3 and min.insync.replicas 2. ClickHouse is one server, or (with
+//! [`StackOptions::with_clickhouse_replicas`]) ZooKeeper and replicas of one shard
+//! (`replicas.rs`). [`Prometheus`] starts a Prometheus server the same
 //! way, for the alerting tests.
 //!
 //! Servers started [`Lifetime::Attached`] die with the thread that started them (PR_SET_PDEATHSIG),
@@ -10,6 +12,7 @@
 
 pub mod access;
 pub mod broker;
+pub mod replicas;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,7 @@ use ehac_stream::config::{ClickHouseArgs, PepperArgs, Topics};
 
 pub use access::{StackSecrets, WarehouseUser};
 pub use broker::{kafka_version, BrokerNode};
+pub use replicas::{ClickHouseCluster, ClickHouseReplica};
 
 /// The installer, compiled in so that `ehac dev up` works from any directory.
 pub const INSTALL_SCRIPT: &str = include_str!("../../../deploy/local/install.sh");
@@ -31,6 +35,8 @@ pub struct Tools {
     /// The Apache Kafka broker's jars.
     pub kafka_libs: PathBuf,
     pub clickhouse_server: PathBuf,
+    /// ZooKeeper's jar, needed only by a replicated ClickHouse (Debian's `zookeeper`).
+    pub zookeeper_jar: Option<PathBuf>,
 }
 
 fn on_path(name: &str) -> Option<PathBuf> {
@@ -57,7 +63,10 @@ impl Tools {
         let clickhouse_server =
             on_path("clickhouse-server").or_else(|| Some(PathBuf::from("/usr/bin/clickhouse-server")).filter(|p| p.is_file()));
         match (kafka, java, clickhouse_server) {
-            (Some(kafka_libs), Some(_), Some(clickhouse_server)) => Ok(Tools { kafka_libs, clickhouse_server }),
+            (Some(kafka_libs), Some(_), Some(clickhouse_server)) => {
+                let zookeeper_jar = Some(PathBuf::from(replicas::ZOOKEEPER_JAR)).filter(|p| p.is_file());
+                Ok(Tools { kafka_libs, clickhouse_server, zookeeper_jar })
+            }
             (kafka, java, clickhouse) => {
                 let mut missing = Vec::new();
                 if kafka.is_none() {
@@ -110,8 +119,11 @@ pub struct StackOptions {
     pub dir: PathBuf,
     /// One node, or three for a cluster.
     pub brokers: Vec<BrokerNode>,
+    /// ClickHouse's ports (replica 1's, when replicated).
     pub clickhouse_http_port: u16,
     pub clickhouse_tcp_port: u16,
+    /// ZooKeeper and ClickHouse replicas instead of one server; off unless asked for.
+    pub clickhouse_cluster: Option<ClickHouseCluster>,
     pub lifetime: Lifetime,
 }
 
@@ -134,8 +146,18 @@ impl StackOptions {
             brokers,
             clickhouse_http_port: free_port()?,
             clickhouse_tcp_port: free_port()?,
+            clickhouse_cluster: None,
             lifetime: Lifetime::Attached,
         })
+    }
+
+    /// ZooKeeper and `replicas` ClickHouse replicas of one shard (cluster
+    /// [`replicas::CLUSTER_NAME`]) on free ports, replica 1 on this stack's ClickHouse ports.
+    /// [`Stack::provision`] then migrates `ON CLUSTER`, and [`Stack::clickhouse_as`] names the
+    /// cluster, so a sink configured from it writes the replicated local tables.
+    pub fn with_clickhouse_replicas(mut self, replicas: usize) -> anyhow::Result<Self> {
+        self.clickhouse_cluster = Some(ClickHouseCluster::ephemeral(replicas, self.clickhouse_http_port, self.clickhouse_tcp_port)?);
+        Ok(self)
     }
 
     /// One broker node with its broker port fixed (e.g. 9092 for `ehac dev up`).
@@ -234,23 +256,48 @@ pub enum Server {
     Broker,
     /// One broker node of a cluster, by its index in [`StackOptions::brokers`].
     BrokerNode(usize),
+    /// Every ClickHouse server (the only one, unless replicated).
     ClickHouse,
+    /// One ClickHouse replica, by its index in [`ClickHouseCluster::replicas`].
+    ClickHouseReplica(usize),
+    /// The replicated ClickHouse's ZooKeeper.
+    ZooKeeper,
 }
 
 impl Stack {
     /// Starts Kafka and ClickHouse and waits until both answer (Kafka: a metadata request that
     /// lists every node).
     pub async fn start(tools: &Tools, options: StackOptions) -> anyhow::Result<Stack> {
-        std::fs::create_dir_all(options.dir.join("clickhouse"))?;
-        let clickhouse_dir = options.dir.join("clickhouse").canonicalize()?;
-        std::fs::write(
-            clickhouse_dir.join("config.xml"),
-            clickhouse_config(&clickhouse_dir, options.clickhouse_http_port, options.clickhouse_tcp_port),
-        )?;
         let mut options = options;
+        std::fs::create_dir_all(&options.dir)?;
         options.dir = options.dir.canonicalize()?;
         let secrets = StackSecrets::load_or_create(&options.dir)?;
-        std::fs::write(clickhouse_dir.join("users.xml"), secrets.users_xml())?;
+        let replicas = options.clickhouse_cluster.as_ref().map_or(1, |c| c.replicas.len());
+        for index in 0..replicas {
+            let clickhouse_dir = replicas::replica_dir(&options.dir, index);
+            std::fs::create_dir_all(clickhouse_dir.join("config.d"))?;
+            let (http_port, tcp_port) = match &options.clickhouse_cluster {
+                Some(cluster) => (cluster.replicas[index].http_port, cluster.replicas[index].tcp_port),
+                None => (options.clickhouse_http_port, options.clickhouse_tcp_port),
+            };
+            std::fs::write(clickhouse_dir.join("config.xml"), clickhouse_config(&clickhouse_dir, http_port, tcp_port))?;
+            std::fs::write(clickhouse_dir.join("users.xml"), secrets.users_xml())?;
+            let cluster_xml = clickhouse_dir.join("config.d/cluster.xml");
+            match &options.clickhouse_cluster {
+                Some(cluster) => access::write_private(&cluster_xml, cluster.config_d(index, &secrets).as_bytes())?,
+                None => {
+                    let _ = std::fs::remove_file(&cluster_xml);
+                }
+            }
+        }
+        if let Some(cluster) = &options.clickhouse_cluster {
+            if tools.zookeeper_jar.is_none() {
+                bail!("a replicated ClickHouse needs ZooKeeper: apt-get install zookeeper (or run `bash deploy/local/install.sh`)");
+            }
+            let zookeeper_dir = options.dir.join("zookeeper");
+            std::fs::create_dir_all(zookeeper_dir.join("data"))?;
+            std::fs::write(zookeeper_dir.join("zoo.cfg"), replicas::zoo_cfg(&zookeeper_dir, cluster.zookeeper_port))?;
+        }
         for node in &mut options.brokers {
             std::fs::create_dir_all(&node.dir)?;
             node.dir = node.dir.canonicalize()?;
@@ -273,6 +320,9 @@ impl Stack {
         for i in 0..stack.options.brokers.len() {
             stack.spawn_server(Server::BrokerNode(i))?;
         }
+        if stack.options.clickhouse_cluster.is_some() {
+            stack.spawn_server(Server::ZooKeeper)?;
+        }
         stack.spawn_server(Server::ClickHouse)?;
         if let Err(e) = stack.wait_until_up(Duration::from_secs(90)).await {
             stack.stop();
@@ -285,12 +335,21 @@ impl Stack {
         self.options.brokers.len() > 1
     }
 
+    /// How many ClickHouse servers the stack runs.
+    fn clickhouse_servers(&self) -> usize {
+        self.options.clickhouse_cluster.as_ref().map_or(1, |c| c.replicas.len())
+    }
+
     /// The pid-list names a server goes by.
     fn names(&self, server: Server) -> Vec<String> {
         match server {
             Server::Broker => self.options.brokers.iter().map(|n| n.process_name(self.cluster())).collect(),
             Server::BrokerNode(i) => vec![self.options.brokers[i].process_name(self.cluster())],
-            Server::ClickHouse => vec!["clickhouse-server".to_owned()],
+            Server::ClickHouse => (0..self.clickhouse_servers()).flat_map(|i| self.names(Server::ClickHouseReplica(i))).collect(),
+            // Replica 1 keeps the single server's name.
+            Server::ClickHouseReplica(0) => vec!["clickhouse-server".to_owned()],
+            Server::ClickHouseReplica(i) => vec![format!("clickhouse-server-{}", i + 1)],
+            Server::ZooKeeper => vec!["zookeeper".to_owned()],
         }
     }
 
@@ -301,19 +360,30 @@ impl Stack {
             }
             return Ok(());
         }
+        if server == Server::ClickHouse {
+            for i in 0..self.clickhouse_servers() {
+                self.spawn_server(Server::ClickHouseReplica(i))?;
+            }
+            return Ok(());
+        }
         let child = match server {
             Server::BrokerNode(i) => {
                 let node = &self.options.brokers[i];
                 // Appended, not truncated: a restarted broker keeps the earlier output.
                 spawn_appending(broker::server_command(&self.tools.kafka_libs, node), &node.dir.join("stdout.log"), self.options.lifetime)?
             }
-            Server::ClickHouse => {
-                let clickhouse_dir = self.options.dir.join("clickhouse").canonicalize()?;
+            Server::ClickHouseReplica(i) => {
+                let clickhouse_dir = replicas::replica_dir(&self.options.dir, i).canonicalize()?;
                 let mut clickhouse = Command::new(&self.tools.clickhouse_server);
                 clickhouse.current_dir(&clickhouse_dir).arg(format!("--config-file={}", clickhouse_dir.join("config.xml").display()));
                 spawn_appending(clickhouse, &clickhouse_dir.join("stdout.log"), self.options.lifetime)?
             }
-            Server::Broker => unreachable!("handled above"),
+            Server::ZooKeeper => {
+                let jar = self.tools.zookeeper_jar.as_ref().context("no ZooKeeper jar (apt-get install zookeeper)")?;
+                let dir = self.options.dir.join("zookeeper");
+                spawn_appending(replicas::zookeeper_command(jar, &dir), &dir.join("zookeeper.log"), self.options.lifetime)?
+            }
+            Server::Broker | Server::ClickHouse => unreachable!("handled above"),
         };
         let name = self.names(server).remove(0);
         self.pids.retain(|(n, _)| *n != name);
@@ -363,7 +433,6 @@ impl Stack {
     async fn wait_until_up(&mut self, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
         let http = reqwest::Client::new();
-        let ping = format!("{}/ping", self.clickhouse_url());
         loop {
             for child in &mut self.children {
                 if let Some(status) = child.try_wait()? {
@@ -374,12 +443,25 @@ impl Stack {
             let brokers = self.kafka_brokers_running(&running);
             let expected = running.iter().filter(|r| **r).count();
             let broker_up = tokio::task::spawn_blocking(move || metadata_lists(&brokers, expected)).await.unwrap_or(false);
-            let clickhouse_up = matches!(http.get(&ping).send().await, Ok(r) if r.status().is_success());
-            if broker_up && clickhouse_up {
+            let mut clickhouse_up = true;
+            for i in (0..self.clickhouse_servers()).filter(|i| self.pid(Server::ClickHouseReplica(*i)).is_some()) {
+                let ping = format!("{}/ping", self.clickhouse_replica_url(i));
+                clickhouse_up &= matches!(http.get(&ping).send().await, Ok(r) if r.status().is_success());
+            }
+            let zookeeper =
+                self.options.clickhouse_cluster.as_ref().filter(|_| self.pid(Server::ZooKeeper).is_some()).map(|c| c.zookeeper_port);
+            let zookeeper_up = match zookeeper {
+                Some(port) => tokio::task::spawn_blocking(move || replicas::zookeeper_ok(port)).await.unwrap_or(false),
+                None => true,
+            };
+            if broker_up && clickhouse_up && zookeeper_up {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("servers not up after {within:?} (kafka: {broker_up}, clickhouse: {clickhouse_up})\n{}", self.failure_report());
+                bail!(
+                    "servers not up after {within:?} (kafka: {broker_up}, clickhouse: {clickhouse_up}, zookeeper: {zookeeper_up})\n{}",
+                    self.failure_report()
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -393,8 +475,14 @@ impl Stack {
                 report.push_str(&format!("--- last lines of {}:\n{}\n", log.display(), broker::tail(&log, 15)));
             }
         }
-        let clickhouse = self.options.dir.join("clickhouse/err.log");
-        report.push_str(&format!("--- last lines of {}:\n{}\n", clickhouse.display(), broker::tail(&clickhouse, 10)));
+        for i in 0..self.clickhouse_servers() {
+            let clickhouse = replicas::replica_dir(&self.options.dir, i).join("err.log");
+            report.push_str(&format!("--- last lines of {}:\n{}\n", clickhouse.display(), broker::tail(&clickhouse, 10)));
+        }
+        if self.options.clickhouse_cluster.is_some() {
+            let zookeeper = self.options.dir.join("zookeeper/zookeeper.log");
+            report.push_str(&format!("--- last lines of {}:\n{}\n", zookeeper.display(), broker::tail(&zookeeper, 10)));
+        }
         report
     }
 
@@ -408,13 +496,35 @@ impl Stack {
         self.options.brokers.iter().map(BrokerNode::address).collect::<Vec<_>>().join(",")
     }
 
+    /// ClickHouse (replica 1, when replicated).
     pub fn clickhouse_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.options.clickhouse_http_port)
     }
 
-    /// How to connect to ClickHouse as `user`.
+    /// Replica `index` of a replicated ClickHouse (0 is [`Stack::clickhouse_url`]).
+    pub fn clickhouse_replica_url(&self, index: usize) -> String {
+        match &self.options.clickhouse_cluster {
+            Some(cluster) => format!("http://127.0.0.1:{}", cluster.replicas[index].http_port),
+            None => self.clickhouse_url(),
+        }
+    }
+
+    /// The cluster's name, when ClickHouse is replicated.
+    pub fn clickhouse_cluster(&self) -> Option<&str> {
+        self.options.clickhouse_cluster.as_ref().map(|c| c.name.as_str())
+    }
+
+    /// How to connect to ClickHouse as `user` (replica 1, naming the cluster when replicated).
     pub fn clickhouse_as(&self, user: WarehouseUser) -> ClickHouseArgs {
-        access::clickhouse_args(self.clickhouse_url(), &self.secrets, user)
+        self.clickhouse_replica_as(0, user)
+    }
+
+    /// How to connect to replica `index` as `user`.
+    pub fn clickhouse_replica_as(&self, index: usize, user: WarehouseUser) -> ClickHouseArgs {
+        ClickHouseArgs {
+            clickhouse_cluster: self.clickhouse_cluster().map(str::to_owned),
+            ..access::clickhouse_args(self.clickhouse_replica_url(index), &self.secrets, user)
+        }
     }
 
     /// An HTTP client that speaks to ClickHouse as `user` (X-ClickHouse-User / X-ClickHouse-Key
@@ -426,11 +536,13 @@ impl Stack {
     /// `EHAC_CLICKHOUSE_*` for a service process that connects as `user`.
     pub fn clickhouse_env(&self, user: WarehouseUser) -> Vec<(String, String)> {
         let args = self.clickhouse_as(user);
-        vec![
+        let mut env = vec![
             ("EHAC_CLICKHOUSE_URL".into(), args.clickhouse_url),
             ("EHAC_CLICKHOUSE_USER".into(), args.clickhouse_user),
             ("EHAC_CLICKHOUSE_PASSWORD".into(), args.clickhouse_password),
-        ]
+        ];
+        env.extend(args.clickhouse_cluster.map(|cluster| ("EHAC_CLICKHOUSE_CLUSTER".into(), cluster)));
+        env
     }
 
     /// The traveller-key pepper of this stack: a 0600 file in its directory, version 1.
@@ -464,9 +576,12 @@ impl Stack {
                 Err(e) => return Err(e.context("creating topics")),
             }
         }
-        ehac_stream::warehouse::migrate(&ehac_stream::warehouse::client(&self.clickhouse_as(WarehouseUser::Migrator)))
-            .await
-            .context("applying migrations")?;
+        ehac_stream::warehouse::migrate(
+            &ehac_stream::warehouse::client(&self.clickhouse_as(WarehouseUser::Migrator)),
+            self.clickhouse_cluster(),
+        )
+        .await
+        .context("applying migrations")?;
         Ok(())
     }
 

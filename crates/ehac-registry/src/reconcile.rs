@@ -6,9 +6,11 @@
 //! Idempotent: a declaration with a row in `ehac.verifications` is not asked again, and the
 //! table is a ReplacingMergeTree on declaration_id, so overlapping runs leave one answer each.
 
-use clickhouse::{Client, Row};
+use clickhouse::Row;
 use ehac_domain::form::Sex;
 use ehac_domain::verification::{judge, VerificationStatus};
+use ehac_stream::config::ClickHouseArgs;
+use ehac_stream::warehouse;
 use serde::{Deserialize, Serialize};
 
 use crate::client::PopulationRegistry;
@@ -68,17 +70,20 @@ const PENDING: &str = "SELECT declaration_id, assumeNotNull(nik) AS nik, date_of
     LIMIT ?";
 
 /// Verifies pending declarations, `batch` per registry request, until none are left or the
-/// registry stops answering.
-/// `warehouse` must be a client for the `ehac` database.
+/// registry stops answering. Connects as `clickhouse` says (a user that reads identity); on a
+/// cluster it writes the replicated `verifications_local` of that server, not the
+/// Distributed table (whose insert answers before the rows reach a replica).
 pub async fn run_once<R: PopulationRegistry>(
-    warehouse: &Client,
+    clickhouse: &ClickHouseArgs,
     verifier: &Verifier<R>,
     batch: u64,
     checked_by: &str,
 ) -> anyhow::Result<Report> {
+    let client = &warehouse::client(clickhouse).with_database(warehouse::DATABASE);
+    let verifications = warehouse::write_table(clickhouse.clickhouse_cluster.as_deref(), "verifications");
     let mut report = Report::default();
     loop {
-        let pending: Vec<Pending> = warehouse.query(PENDING).bind(batch).fetch_all().await?;
+        let pending: Vec<Pending> = client.query(PENDING).bind(batch).fetch_all().await?;
         if pending.is_empty() {
             return Ok(report);
         }
@@ -91,7 +96,7 @@ pub async fn run_once<R: PopulationRegistry>(
             }
         };
         let checked_at = chrono::Utc::now().timestamp() as u32;
-        let mut insert = warehouse.insert::<VerificationRow>("verifications").await?;
+        let mut insert = client.insert::<VerificationRow>(&verifications).await?;
         let mut written = 0;
         for p in &pending {
             let Some(answer) = answers.get(&p.nik) else { continue };

@@ -19,7 +19,12 @@
 //! - Personal data apart: each declaration's identity and contact go to
 //!   `ehac_pii.identities`, each rejection's payload to `ehac_pii.rejected_payloads`, with the
 //!   same exactly-once rules (see `partition.rs`). The sink connects as the `writer` user.
+//! - On a ClickHouse cluster (`--clickhouse-cluster`) it writes the replicated `*_local` tables
+//!   of the server it connects to, so an insert's answer means the rows are in a replica; each
+//!   batch carries its own `inserted_at`, so a retried insert is byte-identical and the
+//!   replicas' block deduplication drops it (`batch.rs`).
 
+mod batch;
 mod dedup;
 mod partition;
 mod rows;
@@ -30,7 +35,7 @@ use std::time::Duration;
 
 use ehac_stream::admin::{self, Readiness};
 use ehac_stream::config::{AdminArgs, ClickHouseArgs, KafkaArgs};
-use ehac_stream::{kafka, warehouse};
+use ehac_stream::kafka;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::OwnedMessage;
@@ -39,6 +44,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use batch::{Batch, Warehouse};
 pub use rows::{DeclarationRow, IdentityRow, RejectedPayloadRow, RejectionRow};
 
 pub const SERVICE: &str = "ehac-sink";
@@ -216,8 +222,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     readiness.check("kafka", "not consuming yet");
     readiness.check("clickhouse", "no insert yet");
     let admin_addr = admin::serve(config.admin.admin_listen, registry.clone(), readiness.clone(), shutdown.clone()).await?;
-    let client = warehouse::client(&config.clickhouse).with_database(warehouse::DATABASE);
-    match client.query("SELECT 1").execute().await {
+    let warehouse = batch::Warehouse::new(&config.clickhouse);
+    match warehouse.client.query("SELECT 1").execute().await {
         Ok(()) => readiness.ready("clickhouse"),
         Err(e) => readiness.not_ready("clickhouse", e.to_string()),
     }
@@ -236,8 +242,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let consumer = Arc::new(consumer);
     let shared = Arc::new(partition::Shared {
         consumer: consumer.clone(),
-        pii_client: client.clone().with_database(warehouse::PII_DATABASE),
-        client,
+        warehouse,
         metrics,
         readiness: readiness.clone(),
         enriched_topic: topics.enriched.clone(),

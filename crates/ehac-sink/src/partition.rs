@@ -19,18 +19,15 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::batch::{personal_identity, rejection_identity, Batch, Pending, Warehouse};
 use crate::dedup::Dedup;
-use crate::rows::{DeclarationRow, IdentityRow, RejectedPayloadRow, RejectionRow};
 use crate::{Metrics, SinkContext, SERVICE};
 
 /// What a partition task needs, shared by all of them.
 pub(crate) struct Shared {
     pub consumer: Arc<BaseConsumer<SinkContext>>,
-    /// For the analyst database `ehac`.
-    pub client: Client,
-    /// The same connection for the identity database `ehac_pii` (the crate quotes table names,
-    /// so a table of another database needs a client of its own).
-    pub pii_client: Client,
+    /// The clients and the tables rows go to.
+    pub warehouse: Warehouse,
     pub metrics: Metrics,
     pub readiness: Readiness,
     pub enriched_topic: String,
@@ -40,22 +37,9 @@ pub(crate) struct Shared {
     pub partition_buffer: usize,
 }
 
-/// The identity under which a rejection is stored once: where the rejected record was read.
-/// A declaration rejected again after a replay was read from another offset, so it counts anew.
-fn rejection_identity(r: &Rejection) -> String {
-    format!("{}/{}/{}", r.source_topic, r.source_partition, r.source_offset)
-}
-
 #[derive(Row, Deserialize)]
 struct StoredIdentity {
     identity: String,
-}
-
-/// The identity under which a record's row in the identity database (`ehac_pii`) is stored
-/// once: its analyst-side identity, marked. Kept apart from the analyst-side identity so that a
-/// crash between the two inserts of a batch leaves each table to be completed on its own.
-fn personal_identity(identity: &str) -> String {
-    format!("pii:{identity}")
 }
 
 /// Identities already stored from `partition` at offsets from `from` on, in both databases:
@@ -77,46 +61,6 @@ async fn stored_identities(client: &Client, partition: i32, from: i64, to: i64) 
     }
     let rows: Vec<StoredIdentity> = query.fetch_all().await?;
     Ok(rows.into_iter().map(|r| r.identity).collect())
-}
-
-/// A record of the batch and which of its two rows (analyst database, identity database) are
-/// still to be written.
-struct Pending<T> {
-    record: T,
-    offset: i64,
-    analyst: bool,
-    personal: bool,
-}
-
-/// A batch, decoded and split by table; each row remembers where it was read.
-#[derive(Default)]
-struct Rows {
-    declarations: Vec<Pending<EnrichedDeclaration>>,
-    rejections: Vec<Pending<Rejection>>,
-}
-
-impl Rows {
-    /// Drops the rows whose identity `keep` refuses, and records neither of whose rows is left.
-    fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        fn apply<T>(rows: &mut Vec<Pending<T>>, identity: impl Fn(&T) -> String, keep: &impl Fn(&str) -> bool) {
-            for p in rows.iter_mut() {
-                let id = identity(&p.record);
-                p.analyst &= keep(&id);
-                p.personal &= keep(&personal_identity(&id));
-            }
-            rows.retain(|p| p.analyst || p.personal);
-        }
-        apply(&mut self.declarations, |d| d.raw.declaration_id.clone(), &keep);
-        apply(&mut self.rejections, rejection_identity, &keep);
-    }
-
-    /// Rows to write per table: declarations, identities, rejections, rejected payloads.
-    fn counts(&self) -> [u64; 4] {
-        fn n<T>(rows: &[Pending<T>], analyst: bool) -> u64 {
-            rows.iter().filter(|p| if analyst { p.analyst } else { p.personal }).count() as u64
-        }
-        [n(&self.declarations, true), n(&self.declarations, false), n(&self.rejections, true), n(&self.rejections, false)]
-    }
 }
 
 // Both sides are records on their way into a table; the outer error is the rejection an
@@ -141,41 +85,6 @@ fn decode(message: &OwnedMessage, enriched_topic: &str, now_ms: i64) -> Result<R
             payload_json: String::new(),
         }
     })
-}
-
-/// Writes the batch's rows, the identity database's first. Each table's rows are one INSERT;
-/// a table whose rows already landed (see `retain`) gets none.
-async fn insert(client: &Client, pii_client: &Client, partition: i32, rows: &Rows) -> clickhouse::error::Result<()> {
-    let [declarations, identities, rejections, payloads] = rows.counts();
-    if identities > 0 {
-        let mut insert = pii_client.insert::<IdentityRow<'_>>("identities").await?;
-        for p in rows.declarations.iter().filter(|p| p.personal) {
-            insert.write(&IdentityRow::new(&p.record, partition, p.offset)).await?;
-        }
-        insert.end().await?;
-    }
-    if declarations > 0 {
-        let mut insert = client.insert::<DeclarationRow<'_>>("declarations").await?;
-        for p in rows.declarations.iter().filter(|p| p.analyst) {
-            insert.write(&DeclarationRow::new(&p.record, partition, p.offset)).await?;
-        }
-        insert.end().await?;
-    }
-    if payloads > 0 {
-        let mut insert = pii_client.insert::<RejectedPayloadRow<'_>>("rejected_payloads").await?;
-        for p in rows.rejections.iter().filter(|p| p.personal) {
-            insert.write(&RejectedPayloadRow::new(&p.record, partition, p.offset)).await?;
-        }
-        insert.end().await?;
-    }
-    if rejections > 0 {
-        let mut insert = client.insert::<RejectionRow<'_>>("rejections").await?;
-        for p in rows.rejections.iter().filter(|p| p.analyst) {
-            insert.write(&RejectionRow::new(&p.record, partition, p.offset)).await?;
-        }
-        insert.end().await?;
-    }
-    Ok(())
 }
 
 /// Waits for one message, then takes more until `max` or `linger`. Empty once the channel is
@@ -250,7 +159,7 @@ pub(crate) async fn run(
         // Warm the window once, from where this task starts reading.
         if dedup.is_none() {
             let from = first - shared.dedup_window;
-            let client = &shared.client;
+            let client = &shared.warehouse.client;
             let Some(stored) =
                 retry(&shared, &abandon, "reading stored identities", || stored_identities(client, partition, from, i64::MAX)).await
             else {
@@ -262,7 +171,8 @@ pub(crate) async fn run(
         let dedup = dedup.as_mut().expect("warmed above");
 
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let mut rows = Rows::default();
+        // Stamped once: every attempt below writes the same inserted_at.
+        let mut rows = Batch::stamped_now();
         let mut skipped = 0u64;
         for message in &batch {
             let offset = message.offset();
@@ -293,7 +203,7 @@ pub(crate) async fn run(
         let timer = shared.metrics.insert_seconds.start_timer();
         let mut backoff = Duration::from_millis(200);
         loop {
-            match insert(&shared.client, &shared.pii_client, partition, &rows).await {
+            match rows.insert(&shared.warehouse, partition).await {
                 Ok(()) => {
                     shared.readiness.ready("clickhouse");
                     break;
@@ -310,7 +220,7 @@ pub(crate) async fn run(
                         _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(10)),
                     }
                     // A failed insert may still have written some parts: drop what landed.
-                    let client = &shared.client;
+                    let client = &shared.warehouse.client;
                     let Some(landed) =
                         retry(&shared, &abandon, "reading stored identities", || stored_identities(client, partition, first, last)).await
                     else {

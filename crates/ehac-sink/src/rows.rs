@@ -3,6 +3,10 @@
 //! `ehac_pii.identities` / `ehac_pii.rejected_payloads` (the identity database), in RowBinary
 //! types (DateTime = u32 seconds, Date = u16 days, Enum8 = i8, Bool = u8).
 //!
+//! Every row carries `inserted_at`, the batch's own time (see `batch.rs`), rather than leaving
+//! the column to its `DEFAULT now()`: a retried insert is then byte-identical, and a replicated
+//! table drops the second copy of the block.
+//!
 //! What goes where is decided here: a field of the form that identifies or contacts the
 //! traveller (NIK, passport number, name, exact date of birth, phone, email, street, postal
 //! code, seat) has a column in [`IdentityRow`] only; a rejected record's bytes, JSON and
@@ -66,6 +70,7 @@ pub struct DeclarationRow<'a> {
     enricher_version: &'a str,
     kafka_partition: i32,
     kafka_offset: i64,
+    inserted_at: u32,
 }
 
 fn seconds(ms: i64) -> u32 {
@@ -80,7 +85,7 @@ fn days(date: &str) -> Option<u16> {
 impl<'a> DeclarationRow<'a> {
     /// `record` passed every check, so the enums and answers it carries are present; a missing
     /// one (from a record written by a future, looser enricher) maps to the column's zero value.
-    pub fn new(record: &'a EnrichedDeclaration, kafka_partition: i32, kafka_offset: i64) -> Self {
+    pub fn new(record: &'a EnrichedDeclaration, kafka_partition: i32, kafka_offset: i64, inserted_at: u32) -> Self {
         let raw = &record.raw;
         let form = &raw.form;
         let (t, trip, address, health, e) = (&form.traveller, &form.trip, &form.destination_address, &form.health, &record.enrichment);
@@ -142,6 +147,7 @@ impl<'a> DeclarationRow<'a> {
             enricher_version: &e.enricher_version,
             kafka_partition,
             kafka_offset,
+            inserted_at,
         }
     }
 }
@@ -160,10 +166,11 @@ pub struct RejectionRow<'a> {
     error_fields: Vec<&'a str>,
     kafka_partition: i32,
     kafka_offset: i64,
+    inserted_at: u32,
 }
 
 impl<'a> RejectionRow<'a> {
-    pub fn new(r: &'a Rejection, kafka_partition: i32, kafka_offset: i64) -> Self {
+    pub fn new(r: &'a Rejection, kafka_partition: i32, kafka_offset: i64, inserted_at: u32) -> Self {
         RejectionRow {
             declaration_id: r.declaration_id.as_deref().unwrap_or(""),
             client_id: &r.client_id,
@@ -177,6 +184,7 @@ impl<'a> RejectionRow<'a> {
             error_fields: r.errors.iter().map(|e| e.field.as_str()).collect(),
             kafka_partition,
             kafka_offset,
+            inserted_at,
         }
     }
 }
@@ -199,10 +207,11 @@ pub struct IdentityRow<'a> {
     destination_postal_code: Option<&'a str>,
     kafka_partition: i32,
     kafka_offset: i64,
+    inserted_at: u32,
 }
 
 impl<'a> IdentityRow<'a> {
-    pub fn new(record: &'a EnrichedDeclaration, kafka_partition: i32, kafka_offset: i64) -> Self {
+    pub fn new(record: &'a EnrichedDeclaration, kafka_partition: i32, kafka_offset: i64, inserted_at: u32) -> Self {
         let form = &record.raw.form;
         let (t, e) = (&form.traveller, &record.enrichment);
         IdentityRow {
@@ -221,6 +230,7 @@ impl<'a> IdentityRow<'a> {
             destination_postal_code: form.destination_address.postal_code.as_deref(),
             kafka_partition,
             kafka_offset,
+            inserted_at,
         }
     }
 }
@@ -239,10 +249,11 @@ pub struct RejectedPayloadRow<'a> {
     payload_json: &'a str,
     kafka_partition: i32,
     kafka_offset: i64,
+    inserted_at: u32,
 }
 
 impl<'a> RejectedPayloadRow<'a> {
-    pub fn new(r: &'a Rejection, kafka_partition: i32, kafka_offset: i64) -> Self {
+    pub fn new(r: &'a Rejection, kafka_partition: i32, kafka_offset: i64, inserted_at: u32) -> Self {
         RejectedPayloadRow {
             declaration_id: r.declaration_id.as_deref().unwrap_or(""),
             source_topic: &r.source_topic,
@@ -253,6 +264,7 @@ impl<'a> RejectedPayloadRow<'a> {
             payload_json: &r.payload_json,
             kafka_partition,
             kafka_offset,
+            inserted_at,
         }
     }
 }

@@ -52,6 +52,12 @@ pub struct ClickHouseArgs {
     pub clickhouse_user: String,
     #[arg(long, env = "EHAC_CLICKHOUSE_PASSWORD", default_value = "", hide_env_values = true)]
     pub clickhouse_password: String,
+    /// The ClickHouse cluster (its name in `remote_servers`) the schema is replicated on; unset
+    /// for a single server. `ehac migrate` then runs its DDL `ON CLUSTER`, and writers insert
+    /// into the replicated `*_local` table of the shard they connect to, never through the
+    /// Distributed table analysts read (see schemas/clickhouse/cluster/).
+    #[arg(long, env = "EHAC_CLICKHOUSE_CLUSTER")]
+    pub clickhouse_cluster: Option<String>,
 }
 
 /// Where a consumer service serves `/healthz`, `/readyz` and `/metrics`.

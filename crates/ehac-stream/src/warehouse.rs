@@ -3,6 +3,13 @@
 //! Migrations are the `.sql` files in `schemas/clickhouse/migrations/`, compiled in, applied in
 //! order, each recorded in `ehac.schema_migrations` with a checksum. Applying them again does
 //! nothing; an applied migration whose file changed since is an error, never silently re-run.
+//!
+//! On a cluster (`--clickhouse-cluster NAME`) the same runner runs its DDL `ON CLUSTER`. A fresh
+//! cluster starts from `schemas/clickhouse/cluster/baseline.sql`, the schema after the last
+//! migration it holds ([`CLUSTER_BASELINE_VERSION`]), recorded as those versions with their
+//! files' checksums; every later migration carries its cluster form beside it. Tables writers
+//! fill are `<name>_local` (replicated) there, read through Distributed tables named as on a
+//! single server: [`write_table`] says which one to insert into.
 
 use clickhouse::{Client, Row};
 use serde::Deserialize;
@@ -31,18 +38,60 @@ pub struct Migration {
     pub version: u32,
     pub name: &'static str,
     pub sql: &'static str,
+    /// The same change on a cluster (`schemas/clickhouse/cluster/NNNN_name.sql`: `ON CLUSTER
+    /// ${CLUSTER}`, replicated engines, `_local` and Distributed tables altered alike). None for
+    /// the migrations the cluster baseline holds.
+    pub cluster_sql: Option<&'static str>,
 }
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "0001_declarations", sql: include_str!("../../../schemas/clickhouse/migrations/0001_declarations.sql") },
-    Migration { version: 2, name: "0002_verification", sql: include_str!("../../../schemas/clickhouse/migrations/0002_verification.sql") },
-    Migration { version: 3, name: "0003_exactly_once", sql: include_str!("../../../schemas/clickhouse/migrations/0003_exactly_once.sql") },
+    Migration {
+        version: 1,
+        name: "0001_declarations",
+        sql: include_str!("../../../schemas/clickhouse/migrations/0001_declarations.sql"),
+        cluster_sql: None,
+    },
+    Migration {
+        version: 2,
+        name: "0002_verification",
+        sql: include_str!("../../../schemas/clickhouse/migrations/0002_verification.sql"),
+        cluster_sql: None,
+    },
+    Migration {
+        version: 3,
+        name: "0003_exactly_once",
+        sql: include_str!("../../../schemas/clickhouse/migrations/0003_exactly_once.sql"),
+        cluster_sql: None,
+    },
     Migration {
         version: 4,
         name: "0004_personal_data",
         sql: include_str!("../../../schemas/clickhouse/migrations/0004_personal_data.sql"),
+        cluster_sql: None,
     },
 ];
+
+/// A fresh cluster's schema: migrations 1 to [`CLUSTER_BASELINE_VERSION`] as they end, created
+/// at once (their copy steps have nothing to copy on a fresh cluster).
+pub const CLUSTER_BASELINE: &str = include_str!("../../../schemas/clickhouse/cluster/baseline.sql");
+
+/// The last migration [`CLUSTER_BASELINE`] holds.
+pub const CLUSTER_BASELINE_VERSION: u32 = 4;
+
+/// The table a writer inserts into: `table` itself on a single server; on a cluster its
+/// replicated `table_local` on the server the writer connects to. Never the Distributed
+/// table: its insert answers before the rows are even sent to their shard.
+pub fn write_table(cluster: Option<&str>, table: &str) -> String {
+    match cluster {
+        None => table.to_owned(),
+        Some(_) => format!("{table}_local"),
+    }
+}
+
+/// A cluster form of a migration (or the baseline) with the cluster's name filled in.
+pub fn on_cluster(sql: &str, cluster: &str) -> String {
+    sql.replace("${CLUSTER}", cluster)
+}
 
 /// Users and grants for modern ClickHouse (on 18.16 the same users are in users.xml).
 pub const ACCESS_SQL: &str = include_str!("../../../schemas/clickhouse/access.sql");
@@ -75,6 +124,12 @@ pub enum MigrationError {
     Statement { version: u32, name: &'static str, statement: usize, source: clickhouse::error::Error },
     #[error("migrations table: {0}")]
     Bookkeeping(#[from] clickhouse::error::Error),
+    #[error("migration {version} ({name}) has no cluster form: add schemas/clickhouse/cluster/{name}.sql")]
+    NoClusterForm { version: u32, name: &'static str },
+    #[error("cluster name {0:?}: letters, digits and '_' only")]
+    ClusterName(String),
+    #[error("the cluster baseline, statement {statement}: {source}")]
+    Baseline { statement: usize, source: clickhouse::error::Error },
 }
 
 #[derive(Row, Deserialize)]
@@ -96,16 +151,63 @@ fn checksum(sql: &str) -> String {
     format!("{:x}", Sha256::digest(sql.as_bytes()))
 }
 
-/// Applies every migration not yet applied. Returns the names of those it applied.
-pub async fn migrate(client: &Client) -> Result<Vec<&'static str>, MigrationError> {
-    client.query("CREATE DATABASE IF NOT EXISTS ehac").execute().await?;
-    client
-        .query("CREATE TABLE IF NOT EXISTS ehac.schema_migrations (version UInt32, name String, checksum String, applied_at DateTime('UTC') DEFAULT now()) ENGINE = MergeTree ORDER BY version")
-        .execute()
-        .await?;
-    let applied: Vec<Applied> = client.query("SELECT version, checksum FROM ehac.schema_migrations").fetch_all().await?;
+/// Applies every migration not yet applied, on one server (`cluster` None) or `ON CLUSTER`.
+/// Returns the names of those it applied.
+pub async fn migrate(client: &Client, cluster: Option<&str>) -> Result<Vec<&'static str>, MigrationError> {
+    migrate_these(client, cluster, MIGRATIONS).await
+}
+
+/// [`migrate`] with a list of migrations of one's own (tests add one after the baseline).
+pub async fn migrate_these(client: &Client, cluster: Option<&str>, migrations: &[Migration]) -> Result<Vec<&'static str>, MigrationError> {
+    if let Some(name) = cluster {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(MigrationError::ClusterName(name.to_owned()));
+        }
+    }
+    // ON CLUSTER answers with a row per host as each finishes; a host's failure can come after
+    // the first rows, which only a buffered answer turns into an HTTP error.
+    let client = client.clone().with_setting("wait_end_of_query", "1");
+    let client = &client;
+    match cluster {
+        None => {
+            client.query("CREATE DATABASE IF NOT EXISTS ehac").execute().await?;
+            client
+                .query("CREATE TABLE IF NOT EXISTS ehac.schema_migrations (version UInt32, name String, checksum String, applied_at DateTime('UTC') DEFAULT now()) ENGINE = MergeTree ORDER BY version")
+                .execute()
+                .await?;
+        }
+        Some(cluster) => {
+            client.query(&format!("CREATE DATABASE IF NOT EXISTS ehac ON CLUSTER {cluster}")).execute().await?;
+            // One replica per server of every shard, under one ZooKeeper path: whichever server
+            // a runner asks knows what was applied.
+            client
+                .query(&format!("CREATE TABLE IF NOT EXISTS ehac.schema_migrations ON CLUSTER {cluster} (version UInt32, name String, checksum String, applied_at DateTime('UTC') DEFAULT now()) ENGINE = ReplicatedMergeTree('/clickhouse/tables/all/{{database}}/{{table}}', '{{shard}}-{{replica}}') ORDER BY version"))
+                .execute()
+                .await?;
+        }
+    }
+    let mut applied: Vec<Applied> = client.query("SELECT version, checksum FROM ehac.schema_migrations").fetch_all().await?;
     let mut done = Vec::new();
-    for m in MIGRATIONS {
+    if let Some(cluster) = cluster {
+        let missing: Vec<&Migration> = migrations
+            .iter()
+            .filter(|m| m.version <= CLUSTER_BASELINE_VERSION && !applied.iter().any(|a| a.version == m.version))
+            .collect();
+        if !missing.is_empty() {
+            // Every statement is IF NOT EXISTS: a baseline cut short (or recorded in part) is
+            // completed by the next run.
+            for (i, statement) in statements(&on_cluster(CLUSTER_BASELINE, cluster)).into_iter().enumerate() {
+                client.query(statement).execute().await.map_err(|source| MigrationError::Baseline { statement: i + 1, source })?;
+            }
+            for m in missing {
+                record(client, m).await?;
+                applied.push(Applied { version: m.version, checksum: checksum(m.sql) });
+                done.push(m.name);
+            }
+            tracing::info!(cluster, through_version = CLUSTER_BASELINE_VERSION, "cluster baseline applied");
+        }
+    }
+    for m in migrations {
         let current = checksum(m.sql);
         if let Some(a) = applied.iter().find(|a| a.version == m.version) {
             if a.checksum != current {
@@ -113,7 +215,11 @@ pub async fn migrate(client: &Client) -> Result<Vec<&'static str>, MigrationErro
             }
             continue;
         }
-        for (i, statement) in statements(m.sql).into_iter().enumerate() {
+        let sql = match cluster {
+            None => m.sql.to_owned(),
+            Some(cluster) => on_cluster(m.cluster_sql.ok_or(MigrationError::NoClusterForm { version: m.version, name: m.name })?, cluster),
+        };
+        for (i, statement) in statements(&sql).into_iter().enumerate() {
             client.query(statement).execute().await.map_err(|source| MigrationError::Statement {
                 version: m.version,
                 name: m.name,
@@ -121,17 +227,24 @@ pub async fn migrate(client: &Client) -> Result<Vec<&'static str>, MigrationErro
                 source,
             })?;
         }
-        client
-            .query("INSERT INTO ehac.schema_migrations (version, name, checksum) VALUES (?, ?, ?)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(&current)
-            .execute()
-            .await?;
+        record(client, m).await?;
         tracing::info!(version = m.version, name = m.name, "migration applied");
         done.push(m.name);
     }
     Ok(done)
+}
+
+/// Records `m` as applied, with the checksum of its single-server file (the cluster baseline
+/// stands for those files, so an edit of one is still caught on a cluster).
+async fn record(client: &Client, m: &Migration) -> Result<(), MigrationError> {
+    client
+        .query("INSERT INTO ehac.schema_migrations (version, name, checksum) VALUES (?, ?, ?)")
+        .bind(m.version)
+        .bind(m.name)
+        .bind(checksum(m.sql))
+        .execute()
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -146,5 +259,34 @@ mod tests {
             vec!["-- header\nCREATE DATABASE x", "-- a comment; with a semicolon\nCREATE TABLE x.t (a String COMMENT 'a;b') ENGINE = Log"]
         );
         assert_eq!(statements(MIGRATIONS[0].sql).len(), 3);
+    }
+
+    #[test]
+    fn the_cluster_baseline_runs_every_statement_on_the_cluster_and_replicates_every_table_it_fills() {
+        let baseline = statements(CLUSTER_BASELINE);
+        assert!(baseline.len() >= 20, "{} statements", baseline.len());
+        for statement in &baseline {
+            assert!(statement.contains("ON CLUSTER ${CLUSTER}"), "not on the cluster: {statement}");
+            let local = statement.contains("_local ON CLUSTER");
+            let engine = statement.split("ENGINE = ").nth(1).unwrap_or("");
+            if local {
+                assert!(engine.starts_with("Replicated"), "a table writers fill that is not replicated: {statement}");
+            } else if statement.starts_with("CREATE TABLE") || statement.contains("\nCREATE TABLE") {
+                assert!(engine.starts_with("Distributed(${CLUSTER}, "), "a table analysts read that is not Distributed: {statement}");
+            }
+        }
+        assert!(MIGRATIONS.iter().filter(|m| m.version <= CLUSTER_BASELINE_VERSION).all(|m| m.cluster_sql.is_none()));
+        assert!(
+            MIGRATIONS.iter().filter(|m| m.version > CLUSTER_BASELINE_VERSION).all(|m| m.cluster_sql.is_some()),
+            "every later migration needs its cluster form"
+        );
+        assert_eq!(
+            on_cluster("ALTER TABLE t ON CLUSTER ${CLUSTER} ADD COLUMN x UInt8", "national"),
+            "ALTER TABLE t ON CLUSTER national ADD COLUMN x UInt8"
+        );
+        assert_eq!(
+            (write_table(None, "declarations"), write_table(Some("national"), "declarations")),
+            ("declarations".to_owned(), "declarations_local".to_owned())
+        );
     }
 }
