@@ -56,6 +56,11 @@ app.kubernetes.io/component: {{ .component }}
     secretKeyRef:
       name: {{ .root.Values.clickhouse.passwordsSecret | quote }}
       key: {{ .user | quote }}
+{{- with .root.Values.clickhouse.cluster }}
+# A replicated ClickHouse: DDL ON CLUSTER, and writers insert into the <table>_local tables.
+- name: EHAC_CLICKHOUSE_CLUSTER
+  value: {{ . | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* The pod's own name: the consumer's static group.instance.id (and the enricher's transactional id). */}}
