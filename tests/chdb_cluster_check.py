@@ -1,8 +1,9 @@
 """Checks the cluster baseline (schemas/clickhouse/cluster/baseline.sql) on modern ClickHouse
 through chdb, as far as chdb allows: it has no ZooKeeper and no clusters, so `ON CLUSTER` is
 dropped, each Replicated*MergeTree becomes its plain engine and each Distributed table a Merge
-table over its `_local` table. The result must equal the schema migrations 0001-0004 give a
-single server, table by table and column by column (name, type, default), and the analysts'
+table over its `_local` table. With the cluster forms of
+the later migrations (cluster/NNNN_*.sql, 0005 on) applied the same way, the result must equal
+the schema every migration gives a single server, table by table and column by column (name, type, default), and the analysts'
 queries must run through the Distributed names on rows inserted into the `_local` tables, as
 the sink writes them. Exits non-zero on any difference or error."""
 import glob
@@ -43,8 +44,7 @@ def schema():
 
 
 for path in sorted(glob.glob(os.path.join(schemas, "migrations", "*.sql"))):
-    if int(os.path.basename(path)[:4]) <= 4:
-        run(open(path).read())
+    run(open(path).read())
 single = schema()
 s.query("DROP DATABASE ehac")
 s.query("DROP DATABASE ehac_pii")
@@ -52,13 +52,19 @@ s.query("DROP DATABASE ehac_pii")
 baseline = open(os.path.join(schemas, "cluster", "baseline.sql")).read()
 if baseline.count("ON CLUSTER ${CLUSTER}") < 20:
     sys.exit("the baseline does not run its statements ON CLUSTER")
-standalone = baseline.replace(" ON CLUSTER ${CLUSTER}", "")
-standalone = re.sub(r"Replicated(\w*MergeTree)\('[^']*',\s*'[^']*'(?:,\s*)?", r"\1(", standalone)
-standalone = re.sub(r"ENGINE = Distributed\(\$\{CLUSTER\}, (\w+), (\w+)[^;\n]*", r"ENGINE = Merge(\1, '^\2$')", standalone)
-code = "\n".join(l for l in standalone.splitlines() if not l.strip().startswith("--"))
-if "Replicated" in code or "${CLUSTER}" in code or "Distributed" in code:
-    sys.exit("the substitution left cluster-only parts in the baseline")
-run(standalone)
+later = sorted(p for p in glob.glob(os.path.join(schemas, "cluster", "*.sql")) if os.path.basename(p)[:4].isdigit())
+single_later = sorted(p for p in glob.glob(os.path.join(schemas, "migrations", "*.sql")) if int(os.path.basename(p)[:4]) > 4)
+if [os.path.basename(p) for p in later] != [os.path.basename(p) for p in single_later]:
+    sys.exit(f"every migration after 0004 needs its cluster form: {single_later} vs {later}")
+for path in [None] + later:
+    sql = baseline if path is None else open(path).read()
+    standalone = sql.replace(" ON CLUSTER ${CLUSTER}", "")
+    standalone = re.sub(r"Replicated(\w*MergeTree)\('[^']*',\s*'[^']*'(?:,\s*)?", r"\1(", standalone)
+    standalone = re.sub(r"ENGINE = Distributed\(\$\{CLUSTER\}, (\w+), (\w+)[^;\n]*", r"ENGINE = Merge(\1, '^\2$')", standalone)
+    code = "\n".join(l for l in standalone.splitlines() if not l.strip().startswith("--"))
+    if "Replicated" in code or "${CLUSTER}" in code or "Distributed" in code:
+        sys.exit(f"the substitution left cluster-only parts in {path or 'the baseline'}")
+    run(standalone)
 cluster = schema()
 
 problems = []
@@ -86,7 +92,7 @@ extra = set(cluster) - expected_names
 if extra:
     problems.append(f"tables only in the baseline: {sorted(extra)}")
 if problems:
-    sys.exit("the cluster baseline is not the schema of migrations 0001-0004:\n" + "\n".join(problems))
+    sys.exit("the cluster baseline and later cluster migrations are not the schema of the migrations:\n" + "\n".join(problems))
 
 # Rows as the sink writes them (into the local tables); analysts read the Distributed names.
 s.query("""INSERT INTO ehac.declarations_local (declaration_id, client_id, channel, arrival_port, arrival_port_name,
@@ -103,5 +109,5 @@ queries = sorted(glob.glob(os.path.join(schemas, "queries", "*.sql")))
 for path in queries:
     if not tsv(open(path).read().replace("{suppress_below}", "11")):
         sys.exit(f"{path} returned no rows through the Distributed names")
-print(f"checked the cluster baseline: {len(cluster)} table(s) equal to migrations 0001-0004, "
+print(f"checked the cluster baseline: {len(cluster)} table(s) equal to the {len(single_later) + 4} migrations, "
       f"{len(queries)} query(ies) on ClickHouse {tsv('SELECT version()')}")

@@ -150,9 +150,10 @@ async fn migrating_the_cluster_again_changes_nothing_and_a_later_migration_reach
     // A migration after the baseline runs its cluster form on every replica, once.
     let mut migrations: Vec<Migration> =
         MIGRATIONS.iter().map(|m| Migration { version: m.version, name: m.name, sql: m.sql, cluster_sql: m.cluster_sql }).collect();
+    let next = MIGRATIONS.last().unwrap().version + 1;
     migrations.push(Migration {
-        version: 5,
-        name: "0005_test_note",
+        version: next,
+        name: "test_note",
         sql: "ALTER TABLE ehac.verifications ADD COLUMN note String DEFAULT ''",
         cluster_sql: Some(
             "ALTER TABLE ehac.verifications_local ON CLUSTER ${CLUSTER} ADD COLUMN note String DEFAULT '';\n\
@@ -161,16 +162,16 @@ async fn migrating_the_cluster_again_changes_nothing_and_a_later_migration_reach
              ENGINE = Distributed(${CLUSTER}, ehac, verifications_local, cityHash64(declaration_id));\n",
         ),
     });
-    assert_eq!(warehouse::migrate_these(&client, Some(&c.name), &migrations).await.unwrap(), vec!["0005_test_note"]);
+    assert_eq!(warehouse::migrate_these(&client, Some(&c.name), &migrations).await.unwrap(), vec!["test_note"]);
     assert!(warehouse::migrate_these(&client, Some(&c.name), &migrations).await.unwrap().is_empty());
     for replica in 0..2 {
         let columns = c.sql(replica, "SELECT table FROM system.columns WHERE database = 'ehac' AND name = 'note' ORDER BY table").await;
         assert_eq!(columns, "verifications\nverifications_local\n", "replica {}", replica + 1);
-        assert_eq!(c.sql(replica, "SELECT count() FROM ehac.schema_migrations WHERE version = 5").await, "1\n");
+        assert_eq!(c.sql(replica, &format!("SELECT count() FROM ehac.schema_migrations WHERE version = {next}")).await, "1\n");
     }
 
     // A migration without its cluster form is refused on a cluster, not run half-way.
-    migrations.push(Migration { version: 6, name: "0006_single_only", sql: "SELECT 1", cluster_sql: None });
+    migrations.push(Migration { version: next + 1, name: "single_only", sql: "SELECT 1", cluster_sql: None });
     let refused = warehouse::migrate_these(&client, Some(&c.name), &migrations).await.unwrap_err().to_string();
     assert!(refused.contains("no cluster form"), "{refused}");
 }

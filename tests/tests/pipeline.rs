@@ -35,8 +35,10 @@ async fn valid_declarations_are_stored_exactly_once() {
     assert_eq!(stored.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(), accepted);
 
     // Enrichment reached the table.
-    let row = p.sql(&format!("SELECT countIf(arrival_time_zone = ''), countIf(transport_mode = 'air' AND arrival_port_name = ''), countIf(nationality = 'IDN' AND home_province = '') FROM ehac.declarations WHERE client_id = '{client}'")).await;
-    assert_eq!(row.trim(), "0\t0\t0", "every row has time zone, airport name and (citizens) home province");
+    let row = p.sql(&format!("SELECT countIf(arrival_time_zone = ''), countIf(transport_mode = 'air' AND arrival_port_name = ''), countIf(nationality = 'IDN' AND home_province = ''), countIf(nationality = 'IDN' AND length(home_district_code) != 6), countIf(nationality != 'IDN' AND home_district_code != ''), countIf(nationality = 'IDN') FROM ehac.declarations WHERE client_id = '{client}'")).await;
+    let (checks, citizens) = row.trim().rsplit_once('\t').unwrap();
+    assert_eq!(checks, "0\t0\t0\t0\t0", "every row has time zone, airport name and (citizens only) home province and district code");
+    assert!(citizens.parse::<u32>().unwrap() > 0, "the sample has citizens");
 }
 
 #[tokio::test]

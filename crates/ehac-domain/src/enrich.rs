@@ -39,12 +39,16 @@ pub fn enrich(
     let arrival = port_details(&form.trip.arrival_port, &checked.arrival);
     let domestic = is_indonesian(&departure) && is_indonesian(&arrival);
 
-    let (home_province, home_regency) = match checked.district {
+    let (home_province, home_regency, home_district_code) = match checked.district {
         Some(district) => {
             let (province, regency) = reference.parents(district);
-            (province.map(|r| r.name.clone()).unwrap_or_default(), regency.map(|r| r.name.clone()).unwrap_or_default())
+            (
+                province.map(|r| r.name.clone()).unwrap_or_default(),
+                regency.map(|r| r.name.clone()).unwrap_or_default(),
+                district.code.clone(),
+            )
         }
-        None => (String::new(), String::new()),
+        None => (String::new(), String::new(), String::new()),
     };
     let nationality = match (&form.traveller.nik, &form.traveller.nationality) {
         (Some(_), _) => "IDN".to_owned(),
@@ -78,6 +82,7 @@ pub fn enrich(
         verification_status,
         traveller_key: String::new(),
         pepper_version: 0,
+        home_district_code,
     }
 }
 

@@ -64,6 +64,10 @@ pub struct Enrichment {
     /// The pepper version that computed `traveller_key`; 0 when there is none.
     #[serde(default)]
     pub pepper_version: i32,
+    /// The home district's six-digit Kemendagri code (the NIK's first six digits, when the
+    /// reference data knows them): the finest region analysts get. Empty for foreigners.
+    #[serde(default)]
+    pub home_district_code: String,
 }
 
 /// A port (airport, seaport, land crossing) as reference data describes it.

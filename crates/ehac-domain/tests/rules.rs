@@ -1050,12 +1050,21 @@ fn enrichment_cases() -> Vec<Enriched> {
             "citizen: home region from the NIK",
             c,
             |_| {},
-            |x| x.home_province == "Daerah Khusus Ibukota Jakarta" && x.home_regency == "Kota Administrasi Jakarta Pusat",
+            |x| {
+                x.home_province == "Daerah Khusus Ibukota Jakarta"
+                    && x.home_regency == "Kota Administrasi Jakarta Pusat"
+                    && x.home_district_code == "317104"
+            },
         ),
         e("citizen: nationality IDN", c, |_| {}, |x| x.nationality == "IDN"),
         e("citizen: verification pending until the registry answers", c, |_| {}, |x| x.verification_status == VerificationStatus::Pending),
         e("foreigner: verification not applicable", f, |_| {}, |x| x.verification_status == VerificationStatus::NotApplicable),
-        e("foreigner: no home region", f, |_| {}, |x| x.home_province.is_empty() && x.home_regency.is_empty()),
+        e(
+            "foreigner: no home region",
+            f,
+            |_| {},
+            |x| x.home_province.is_empty() && x.home_regency.is_empty() && x.home_district_code.is_empty(),
+        ),
         e(
             "foreigner: nationality D counted as DEU",
             f,

@@ -142,11 +142,16 @@ pub static RAW: LazyLock<Codec<RawDeclaration>> = LazyLock::new(|| Codec::new("r
 /// registries do; it is inlined here so that the schema stands alone on the wire.
 /// Earlier versions (`schemas/avro/history/`) stay readable: records they wrote may still sit in
 /// the topic when a new enricher and sink are deployed.
-pub static ENRICHED: LazyLock<Codec<EnrichedDeclaration>> =
-    LazyLock::new(|| Codec::new("enriched_declaration", &with_raw_inlined(ENRICHED_AVSC)).with_writer(&with_raw_inlined(ENRICHED_V1_AVSC)));
+pub static ENRICHED: LazyLock<Codec<EnrichedDeclaration>> = LazyLock::new(|| {
+    Codec::new("enriched_declaration", &with_raw_inlined(ENRICHED_AVSC))
+        .with_writer(&with_raw_inlined(ENRICHED_V1_AVSC))
+        .with_writer(&with_raw_inlined(ENRICHED_V2_AVSC))
+});
 
 /// Version 1, before the traveller key and pepper version were added.
 const ENRICHED_V1_AVSC: &str = include_str!("../../../schemas/avro/history/enriched_declaration.v1.avsc");
+/// Version 2, before the home district code was added.
+const ENRICHED_V2_AVSC: &str = include_str!("../../../schemas/avro/history/enriched_declaration.v2.avsc");
 
 fn with_raw_inlined(enriched_avsc: &str) -> String {
     let mut enriched: serde_json::Value = serde_json::from_str(enriched_avsc).expect("enriched_declaration.avsc is JSON");
@@ -264,27 +269,39 @@ mod tests {
     }
 
     #[test]
-    fn enriched_records_written_before_traveller_keys_still_decode() {
+    fn enriched_records_written_by_earlier_schema_versions_still_decode() {
         let reference = ReferenceData::embedded();
         let raw = raw(7);
         let received_at = chrono::DateTime::from_timestamp_millis(raw.received_at_ms).unwrap();
         let checked = validate(&raw.form, reference, &Policy::default(), received_at).unwrap();
         let record = EnrichedDeclaration { enrichment: enrich(&raw.form, &checked, reference, &Policy::default(), "0.1.0"), raw };
-        // Written by an enricher of the previous version: its schema, its fingerprint.
-        let v1 = Schema::parse_str(&with_raw_inlined(ENRICHED_V1_AVSC)).unwrap();
-        let mut value = apache_avro::to_value(&record).unwrap();
-        if let apache_avro::types::Value::Record(fields) = &mut value {
-            if let Some((_, apache_avro::types::Value::Record(enrichment))) = fields.iter_mut().find(|(name, _)| name == "enrichment") {
-                enrichment.retain(|(name, _)| name != "traveller_key" && name != "pepper_version");
+        assert_eq!(record.enrichment.home_district_code.len(), 6, "a citizen's record has a district code");
+        // Written by an enricher of an earlier version: its schema, its fingerprint, without the
+        // fields added since; they decode as their defaults.
+        for (history, added) in [
+            (ENRICHED_V1_AVSC, &["traveller_key", "pepper_version", "home_district_code"][..]),
+            (ENRICHED_V2_AVSC, &["home_district_code"][..]),
+        ] {
+            let writer = Schema::parse_str(&with_raw_inlined(history)).unwrap();
+            let mut value = apache_avro::to_value(&record).unwrap();
+            if let apache_avro::types::Value::Record(fields) = &mut value {
+                if let Some((_, apache_avro::types::Value::Record(enrichment))) = fields.iter_mut().find(|(name, _)| name == "enrichment") {
+                    enrichment.retain(|(name, _)| !added.contains(&name.as_str()));
+                }
             }
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&Codec::<EnrichedDeclaration>::fingerprint_of(&writer).to_le_bytes());
+            bytes.extend(apache_avro::to_avro_datum(&writer, value).unwrap());
+            assert_ne!(bytes[2..HEADER_LEN], ENRICHED.header[2..], "another fingerprint");
+            let decoded = ENRICHED.decode(&bytes).unwrap();
+            let mut expected = record.clone();
+            expected.enrichment.home_district_code.clear();
+            if added.contains(&"traveller_key") {
+                expected.enrichment.traveller_key.clear();
+                expected.enrichment.pepper_version = 0;
+            }
+            assert_eq!(decoded, expected, "written with {added:?} missing");
         }
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend_from_slice(&Codec::<EnrichedDeclaration>::fingerprint_of(&v1).to_le_bytes());
-        bytes.extend(apache_avro::to_avro_datum(&v1, value).unwrap());
-        assert_ne!(bytes[2..HEADER_LEN], ENRICHED.header[2..], "another fingerprint");
-        let decoded = ENRICHED.decode(&bytes).unwrap();
-        assert_eq!(decoded, record);
-        assert_eq!((decoded.enrichment.traveller_key.as_str(), decoded.enrichment.pepper_version), ("", 0));
     }
 
     #[test]

@@ -69,6 +69,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../schemas/clickhouse/migrations/0004_personal_data.sql"),
         cluster_sql: None,
     },
+    Migration {
+        version: 5,
+        name: "0005_home_district",
+        sql: include_str!("../../../schemas/clickhouse/migrations/0005_home_district.sql"),
+        cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0005_home_district.sql")),
+    },
 ];
 
 /// A fresh cluster's schema: migrations 1 to [`CLUSTER_BASELINE_VERSION`] as they end, created
