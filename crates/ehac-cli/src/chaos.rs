@@ -360,13 +360,15 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, rate: f64, seed: u64
 }
 
 /// What Kafka holds after the drain: raw records, outputs, and what the groups did not consume.
-struct KafkaCounts {
-    raw: u64,
-    outputs: u64,
-    unconsumed: u64,
+#[derive(Debug, Clone, Copy)]
+pub struct KafkaCounts {
+    pub raw: u64,
+    pub outputs: u64,
+    pub unconsumed: u64,
 }
 
-fn kafka_counts(brokers: &str, topics: &Topics) -> anyhow::Result<KafkaCounts> {
+/// Reads every topic to its end (read committed): blocking, for `spawn_blocking`.
+pub fn kafka_counts(brokers: &str, topics: &Topics) -> anyhow::Result<KafkaCounts> {
     let raw = tally(brokers, &[&topics.raw], ReadFrom::Beginning)?.messages;
     let outputs = tally(brokers, &[&topics.enriched, &topics.rejected], ReadFrom::Beginning)?.messages;
     let unconsumed = tally(brokers, &[&topics.raw], ReadFrom::Committed("ehac-enricher".into()))?.messages

@@ -41,17 +41,39 @@ async fn query(http: &reqwest::Client, url: &str, sql: &str) -> anyhow::Result<S
 
 /// `http` must be allowed to read both databases (the `investigator` user).
 pub async fn stored(http: &reqwest::Client, url: &str) -> anyhow::Result<Stored> {
+    stored_in(http, url, Tables::Shared).await
+}
+
+/// Which tables [`stored_in`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tables {
+    /// The names analysts know: the tables of a single server, or a cluster's Distributed
+    /// tables (which read whichever replica answers).
+    Shared,
+    /// A cluster replica's own `<table>_local` tables: what this replica holds, to tell a
+    /// replica that has every row from one that has not caught up yet.
+    ReplicaLocal,
+}
+
+/// [`stored`], counting `tables`.
+pub async fn stored_in(http: &reqwest::Client, url: &str, tables: Tables) -> anyhow::Result<Stored> {
+    let suffix = match tables {
+        Tables::Shared => "",
+        Tables::ReplicaLocal => "_local",
+    };
+    let (declarations, rejections) = (format!("ehac.declarations{suffix}"), format!("ehac.rejections{suffix}"));
+    let (identities, payloads) = (format!("ehac_pii.identities{suffix}"), format!("ehac_pii.rejected_payloads{suffix}"));
     let position = "concat(source_topic, '/', toString(source_partition), '/', toString(source_offset))";
     let sql = format!("SELECT
-        (SELECT uniqExact(declaration_id) FROM ehac.declarations),
-        (SELECT uniqExact(declaration_id) FROM ehac.rejections WHERE declaration_id != '' AND declaration_id NOT IN (SELECT declaration_id FROM ehac.declarations)),
-        (SELECT uniqExact(source_topic, source_partition, source_offset) FROM ehac.rejections WHERE declaration_id = ''),
-        (SELECT count() - uniqExact(declaration_id) FROM ehac.declarations) + (SELECT count() - uniqExact(source_topic, source_partition, source_offset) FROM ehac.rejections)
-          + (SELECT count() - uniqExact(declaration_id) FROM ehac_pii.identities) + (SELECT count() - uniqExact(source_topic, source_partition, source_offset) FROM ehac_pii.rejected_payloads),
-        (SELECT uniqExact(declaration_id) FROM ehac.declarations WHERE declaration_id NOT IN (SELECT declaration_id FROM ehac_pii.identities))
-          + (SELECT uniqExact(declaration_id) FROM ehac_pii.identities WHERE declaration_id NOT IN (SELECT declaration_id FROM ehac.declarations))
-          + (SELECT uniqExact({position}) FROM ehac.rejections WHERE {position} NOT IN (SELECT {position} FROM ehac_pii.rejected_payloads))
-          + (SELECT uniqExact({position}) FROM ehac_pii.rejected_payloads WHERE {position} NOT IN (SELECT {position} FROM ehac.rejections))
+        (SELECT uniqExact(declaration_id) FROM {declarations}),
+        (SELECT uniqExact(declaration_id) FROM {rejections} WHERE declaration_id != '' AND declaration_id NOT IN (SELECT declaration_id FROM {declarations})),
+        (SELECT uniqExact(source_topic, source_partition, source_offset) FROM {rejections} WHERE declaration_id = ''),
+        (SELECT count() - uniqExact(declaration_id) FROM {declarations}) + (SELECT count() - uniqExact(source_topic, source_partition, source_offset) FROM {rejections})
+          + (SELECT count() - uniqExact(declaration_id) FROM {identities}) + (SELECT count() - uniqExact(source_topic, source_partition, source_offset) FROM {payloads}),
+        (SELECT uniqExact(declaration_id) FROM {declarations} WHERE declaration_id NOT IN (SELECT declaration_id FROM {identities}))
+          + (SELECT uniqExact(declaration_id) FROM {identities} WHERE declaration_id NOT IN (SELECT declaration_id FROM {declarations}))
+          + (SELECT uniqExact({position}) FROM {rejections} WHERE {position} NOT IN (SELECT {position} FROM {payloads}))
+          + (SELECT uniqExact({position}) FROM {payloads} WHERE {position} NOT IN (SELECT {position} FROM {rejections}))
         FORMAT TabSeparated");
     let text = query(http, url, &sql).await?;
     let numbers: Vec<u64> =
@@ -69,10 +91,22 @@ pub async fn wait_for(
     expected_undecodable: u64,
     patience: Duration,
 ) -> anyhow::Result<Stored> {
+    wait_for_in(http, url, Tables::Shared, expected, expected_undecodable, patience).await
+}
+
+/// [`wait_for`], counting `tables`.
+pub async fn wait_for_in(
+    http: &reqwest::Client,
+    url: &str,
+    tables: Tables,
+    expected: u64,
+    expected_undecodable: u64,
+    patience: Duration,
+) -> anyhow::Result<Stored> {
     let mut last = Stored::default();
     let mut last_change = tokio::time::Instant::now();
     loop {
-        let now = stored(http, url).await?;
+        let now = stored_in(http, url, tables).await?;
         if now.stored + now.rejected >= expected && now.undecodable >= expected_undecodable && now.unpaired == 0 {
             return Ok(now);
         }
