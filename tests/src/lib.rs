@@ -220,6 +220,30 @@ fn uuid_like() -> String {
 }
 
 impl Pipeline {
+    /// A second gateway's config on this pipeline's broker and topics, authenticating the
+    /// clients in `clients_file`, with a produce budget of `produce_timeout_ms` (tests that
+    /// must not spool give it seconds).
+    pub fn gateway_config(
+        &self,
+        spool_dir: std::path::PathBuf,
+        clients_file: std::path::PathBuf,
+        produce_timeout_ms: u64,
+    ) -> ehac_gateway::Config {
+        ehac_gateway::Config {
+            produce_timeout_ms,
+            kafka: KafkaArgs { kafka_brokers: self.brokers.clone(), topics: self.topics.clone() },
+            ..ehac_gateway::Config::on_loopback(
+                &self.brokers,
+                spool_dir,
+                ehac_gateway::AccessArgs {
+                    clients_file: Some(clients_file),
+                    peer_rate_per_second: 0,
+                    ..ehac_gateway::AccessArgs::default()
+                },
+            )
+        }
+    }
+
     /// Stops the enricher (SIGTERM-like: it drains and commits) and starts a new one in the same
     /// consumer group with `options`: a deploy of a rule fix.
     pub async fn restart_enricher(&self, options: PipelineOptions) {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use ehac_devstack::{free_port, Stack, StackOptions, Tools};
 use ehac_domain::sample::{Flaw, SampleGenerator};
-use ehac_gateway::{AccessArgs, Config};
-use ehac_stream::config::{KafkaArgs, Topics};
+use ehac_gateway::Config;
+use ehac_stream::config::Topics;
 use ehac_tests::{pipeline, test_dir};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -111,15 +111,7 @@ async fn a_manifest_lands_item_by_item_and_a_retry_adds_nothing() {
     (client.rate_per_second, client.burst) = (500, 2_000);
     ehac_clients::file::save(&clients_file, &registry).unwrap();
     let shutdown = CancellationToken::new();
-    let config = Config {
-        produce_timeout_ms: 10_000,
-        kafka: KafkaArgs { kafka_brokers: p.brokers.clone(), topics: p.topics.clone() },
-        ..Config::on_loopback(
-            &p.brokers,
-            dir.path().join("spool"),
-            AccessArgs { clients_file: Some(clients_file), peer_rate_per_second: 0, ..AccessArgs::default() },
-        )
-    };
+    let config = p.gateway_config(dir.path().join("spool"), clients_file.clone(), 10_000);
     let running = ehac_gateway::start(config, shutdown.clone()).await.unwrap();
     let (gateway, admin) = (format!("http://{}", running.addr), format!("http://{}", running.admin_addr));
     let http = reqwest::Client::new();

@@ -6,8 +6,6 @@
 use std::time::Duration;
 
 use ehac_domain::sample::Flaw;
-use ehac_gateway::{AccessArgs, Config};
-use ehac_stream::config::KafkaArgs;
 use ehac_tests::{declarations, pipeline};
 use tokio_util::sync::CancellationToken;
 
@@ -32,15 +30,7 @@ async fn two_clients_with_the_same_ids_get_two_rows_and_a_retry_gets_the_same_on
     let (a, b) = (format!("kiosk-a-{run}"), format!("kiosk-b-{run}"));
     let tokens = ehac_clients::provision_for_tests(&clients_file, &[&a, &b]).unwrap();
     let shutdown = CancellationToken::new();
-    let config = Config {
-        produce_timeout_ms: 5_000,
-        kafka: KafkaArgs { kafka_brokers: p.brokers.clone(), topics: p.topics.clone() },
-        ..Config::on_loopback(
-            &p.brokers,
-            dir.path().join("spool"),
-            AccessArgs { clients_file: Some(clients_file), peer_rate_per_second: 0, ..AccessArgs::default() },
-        )
-    };
+    let config = p.gateway_config(dir.path().join("spool"), clients_file.clone(), 5_000);
     let running = ehac_gateway::start(config, shutdown.clone()).await.unwrap();
     let gateway = format!("http://{}", running.addr);
     let http = reqwest::Client::new();

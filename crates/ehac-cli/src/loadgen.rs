@@ -218,20 +218,28 @@ async fn send_all(request: &Request<'_>, body: Vec<u8>, attempts: u32) -> Outcom
     outcome
 }
 
+impl Request<'_> {
+    /// The POST both senders make: JSON, the request's Idempotency-Key, its key if any.
+    fn post(&self, body: Vec<u8>) -> reqwest::RequestBuilder {
+        let post = self
+            .client
+            .post(self.url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", self.idempotency_key)
+            .body(body);
+        match self.authorization {
+            Some(authorization) => post.header("authorization", authorization),
+            None => post,
+        }
+    }
+}
+
 /// One request, retried while the gateway is unreachable or answers 503, and after the wait a
 /// 429 asks for. The answer's body is read only when the pass is wanted (the sender stays cheap).
 async fn send(request: &Request<'_>, body: Vec<u8>) -> Outcome {
     let mut backoff = Duration::from_millis(100);
     for attempt in 0..8 {
-        let mut post = request
-            .client
-            .post(request.url)
-            .header("content-type", "application/json")
-            .header("idempotency-key", request.idempotency_key)
-            .body(body.clone());
-        if let Some(authorization) = request.authorization {
-            post = post.header("authorization", authorization);
-        }
+        let post = request.post(body.clone());
         let keep_pass = request.keep_pass;
         let response = post.send().await;
         if let Ok(r) = &response {
@@ -280,15 +288,7 @@ async fn send_batch_once(request: &Request<'_>, body: Vec<u8>, items: usize) -> 
     let failed = Counted { failed: items as u64, ..Counted::default() };
     let mut backoff = Duration::from_millis(100);
     for attempt in 0..8 {
-        let mut post = request
-            .client
-            .post(request.url)
-            .header("content-type", "application/json")
-            .header("idempotency-key", request.idempotency_key)
-            .body(body.clone());
-        if let Some(authorization) = request.authorization {
-            post = post.header("authorization", authorization);
-        }
+        let post = request.post(body.clone());
         let response = post.send().await;
         let status = response.as_ref().map(|r| r.status().as_u16()).map_err(|_| ());
         match (status, response) {
