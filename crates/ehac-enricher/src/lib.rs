@@ -382,8 +382,13 @@ async fn delivery(config: &Config, readiness: &Readiness, shutdown: &Cancellatio
                 readiness.detail("transactions", format!("off: {e}"));
                 return Ok(Some(Delivery::AtLeastOnce(kafka::producer(brokers)?)));
             }
-            Err(e) if is_transient(&e) => tracing::warn!(error = %e, "initialising transactions failed; retrying"),
-            Err(e) => return Err(anyhow::anyhow!(e).context("initialising Kafka transactions (--transactions on)")),
+            // Fatal: the broker refuses this producer for good (no transactions, not
+            // authorised, fenced): an operator's problem, so stop with the reason.
+            Err(e) if refused_for_good(&e) => return Err(anyhow::anyhow!(e).context("initialising Kafka transactions (--transactions on)")),
+            // Anything else (a coordinator still loading after a broker restart, a timeout, a
+            // broker away) passes: an enricher that exits here stops the whole back office
+            // until someone restarts it, for a fault the cluster heals by itself.
+            Err(e) => tracing::warn!(error = %e, "initialising transactions failed; retrying"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(None),
@@ -407,6 +412,16 @@ fn is_transient(e: &KafkaError) -> bool {
                 | C::NotCoordinator
         )
     )
+}
+
+/// The broker will not give this producer transactions however long it waits.
+fn refused_for_good(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(e, KafkaError::Transaction(t) if t.is_fatal())
+        || matches!(
+            e.rdkafka_error_code(),
+            Some(C::UnsupportedVersion | C::ClusterAuthorizationFailed | C::TransactionalIdAuthorizationFailed | C::ProducerFenced)
+        )
 }
 
 /// Another instance took over this transactional id: this one must stop.
