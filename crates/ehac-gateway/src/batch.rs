@@ -220,7 +220,7 @@ async fn make_durable(gateway: &Gateway, batch: &[&Prepared]) -> Result<(), Resp
     let records: Vec<(&[u8], &[u8])> =
         unacknowledged.iter().map(|prepared| (prepared.accepted.declaration_id.as_bytes(), &prepared.payload[..])).collect();
     let appended = gateway.spool.append_batch(&records).await;
-    gateway.note_spool_fsyncs();
+    gateway.note_spool_written();
     match appended {
         Ok(()) => {
             gateway.metrics.spooled.inc_by(unacknowledged.len() as u64);

@@ -214,8 +214,14 @@ struct Gateway {
 }
 
 impl Gateway {
-    /// Brings `gateway_spool_fsyncs_total` up to the spool's own count.
-    fn note_spool_fsyncs(&self) {
+    /// After an append: brings `gateway_spool_fsyncs_total` up to the spool's own count, and
+    /// the depth gauges up to date (the drain task sets them too, but while the broker is away
+    /// it sits in a send for up to the producer's message timeout, and the stranded-spool
+    /// alert must not read a stale depth meanwhile).
+    fn note_spool_written(&self) {
+        let depth = self.spool.depth();
+        self.metrics.spool_records.set(depth.records as i64);
+        self.metrics.spool_bytes.set(depth.bytes as i64);
         let fsyncs = self.spool.stats().fsyncs;
         let mut seen = self.spool_fsyncs_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if fsyncs > *seen {
@@ -603,7 +609,7 @@ async fn handle(
         }
     }
     let appended = gateway.spool.append(declaration_id.as_bytes(), &prepared.payload).await;
-    gateway.note_spool_fsyncs();
+    gateway.note_spool_written();
     match appended {
         Ok(()) => {
             gateway.metrics.spooled.inc();
