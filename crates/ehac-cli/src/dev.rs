@@ -64,10 +64,11 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
                 .map_or_else(free_port, Ok)?;
             let options = StackOptions {
                 dir: dir.clone(),
-                brokers: vec![BrokerNode { node_id: 1, port: kafka_port, controller_port, dir: node_dir }],
+                brokers: vec![BrokerNode { node_id: 1, host: "127.0.0.1".into(), port: kafka_port, controller_port, dir: node_dir }],
                 clickhouse_http_port,
                 clickhouse_tcp_port,
                 clickhouse_cluster: None,
+                broker_network: None,
                 lifetime: Lifetime::Detached,
             };
             let stack = Stack::start(&tools, options).await?;

@@ -30,6 +30,9 @@ pub fn kafka_version() -> &'static str {
 #[derive(Debug, Clone)]
 pub struct BrokerNode {
     pub node_id: u32,
+    /// The address it listens on and advertises: 127.0.0.1, or its own on a broker network
+    /// ([`crate::network`]).
+    pub host: String,
     pub port: u16,
     pub controller_port: u16,
     /// Holds `server.properties`, `data/` and `logs/server.log`.
@@ -51,8 +54,21 @@ impl BrokerNode {
     }
 
     pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
+}
+
+/// Partitions of `__consumer_offsets` and `__transaction_state` on our nodes (Kafka's default
+/// is 50): few, for a small box.
+pub const INTERNAL_PARTITIONS: u32 = 5;
+
+/// The partition of an internal topic (`__transaction_state` for a transactional id,
+/// `__consumer_offsets` for a group id) whose leader is that key's coordinator: Kafka takes
+/// Java's `String.hashCode` of the key, clears the sign bit and reduces it modulo the topic's
+/// partition count (`Utils.abs(key.hashCode()) % partitions`).
+pub fn coordinator_partition(key: &str, partitions: u32) -> i32 {
+    let hash = key.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
+    ((hash & 0x7fff_ffff) as u32 % partitions) as i32
 }
 
 /// `server.properties` for `node` in a cluster of `nodes` (all voters). A single node runs
@@ -64,13 +80,13 @@ pub fn server_properties(node: &BrokerNode, nodes: &[BrokerNode]) -> String {
     let _ = writeln!(p, "process.roles=broker,controller");
     let _ = writeln!(p, "node.id={}", node.node_id);
     if cluster {
-        let voters: Vec<String> = nodes.iter().map(|n| format!("{}@127.0.0.1:{}", n.node_id, n.controller_port)).collect();
+        let voters: Vec<String> = nodes.iter().map(|n| format!("{}@{}:{}", n.node_id, n.host, n.controller_port)).collect();
         let _ = writeln!(p, "controller.quorum.voters={}", voters.join(","));
     } else {
-        let _ = writeln!(p, "controller.quorum.bootstrap.servers=127.0.0.1:{}", node.controller_port);
+        let _ = writeln!(p, "controller.quorum.bootstrap.servers={}:{}", node.host, node.controller_port);
     }
-    let _ = writeln!(p, "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}", node.port, node.controller_port);
-    let _ = writeln!(p, "advertised.listeners=PLAINTEXT://127.0.0.1:{}", node.port);
+    let _ = writeln!(p, "listeners=PLAINTEXT://{host}:{},CONTROLLER://{host}:{}", node.port, node.controller_port, host = node.host);
+    let _ = writeln!(p, "advertised.listeners=PLAINTEXT://{}:{}", node.host, node.port);
     let _ = writeln!(p, "controller.listener.names=CONTROLLER");
     let _ = writeln!(p, "inter.broker.listener.name=PLAINTEXT");
     let _ = writeln!(p, "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT");
@@ -86,8 +102,8 @@ pub fn server_properties(node: &BrokerNode, nodes: &[BrokerNode]) -> String {
     // Small-box settings, as Kafka's own test utilities use: no wait for more members before the
     // first rebalance, few internal partitions, a small cleaner buffer (128 MiB of heap otherwise).
     let _ = writeln!(p, "group.initial.rebalance.delay.ms=0");
-    let _ = writeln!(p, "offsets.topic.num.partitions=5");
-    let _ = writeln!(p, "transaction.state.log.num.partitions=5");
+    let _ = writeln!(p, "offsets.topic.num.partitions={INTERNAL_PARTITIONS}");
+    let _ = writeln!(p, "transaction.state.log.num.partitions={INTERNAL_PARTITIONS}");
     let _ = writeln!(p, "log.cleaner.dedupe.buffer.size=2097152");
     let _ = writeln!(p, "num.network.threads=2");
     let _ = writeln!(p, "num.io.threads=2");
@@ -162,8 +178,25 @@ pub fn tail(path: &Path, lines: usize) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_key_maps_to_the_partition_kafka_picks_for_its_coordinator() {
+        // "hello".hashCode() is 99162322 in Java; 99162322 % 50 = 22.
+        assert_eq!(coordinator_partition("hello", 50), 22);
+        // Java's hashCode of this string is Integer.MIN_VALUE: Kafka's abs() makes it 0, where
+        // a plain abs would overflow.
+        assert_eq!(coordinator_partition("polygenelubricants", 50), 0);
+        // Non-ASCII keys hash by UTF-16 code units: "é" is 233.
+        assert_eq!(coordinator_partition("é", 50), 233 % 50);
+    }
+
     fn node(id: u32) -> BrokerNode {
-        BrokerNode { node_id: id, port: 19092 + id as u16, controller_port: 29092 + id as u16, dir: PathBuf::from(format!("/d/{id}")) }
+        BrokerNode {
+            node_id: id,
+            host: "127.0.0.1".into(),
+            port: 19092 + id as u16,
+            controller_port: 29092 + id as u16,
+            dir: PathBuf::from(format!("/d/{id}")),
+        }
     }
 
     #[test]
@@ -178,6 +211,7 @@ mod tests {
         let p = server_properties(&n, std::slice::from_ref(&n));
         assert!(p.contains("controller.quorum.bootstrap.servers=127.0.0.1:29093\n"), "{p}");
         assert!(p.contains("offsets.topic.replication.factor=1\n"));
+        assert!(p.contains(&format!("transaction.state.log.num.partitions={INTERNAL_PARTITIONS}\n")));
         assert!(p.contains("transaction.state.log.min.isr=1\n"));
         assert!(!p.contains("controller.quorum.voters"));
     }

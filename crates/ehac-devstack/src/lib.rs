@@ -12,6 +12,7 @@
 
 pub mod access;
 pub mod broker;
+pub mod network;
 pub mod replicas;
 
 use std::net::TcpListener;
@@ -124,6 +125,9 @@ pub struct StackOptions {
     pub clickhouse_tcp_port: u16,
     /// ZooKeeper and ClickHouse replicas instead of one server; off unless asked for.
     pub clickhouse_cluster: Option<ClickHouseCluster>,
+    /// The broker nodes each in a network namespace, so one can be partitioned off; off
+    /// unless asked for (it needs root and iproute2).
+    pub broker_network: Option<network::BrokerNetwork>,
     pub lifetime: Lifetime,
 }
 
@@ -138,7 +142,13 @@ impl StackOptions {
         let dir = dir.into();
         let brokers = (1..=nodes)
             .map(|node_id| {
-                Ok(BrokerNode { node_id, port: free_port()?, controller_port: free_port()?, dir: dir.join(format!("kafka-{node_id}")) })
+                Ok(BrokerNode {
+                    node_id,
+                    host: "127.0.0.1".into(),
+                    port: free_port()?,
+                    controller_port: free_port()?,
+                    dir: dir.join(format!("kafka-{node_id}")),
+                })
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(StackOptions {
@@ -147,6 +157,7 @@ impl StackOptions {
             clickhouse_http_port: free_port()?,
             clickhouse_tcp_port: free_port()?,
             clickhouse_cluster: None,
+            broker_network: None,
             lifetime: Lifetime::Attached,
         })
     }
@@ -158,6 +169,18 @@ impl StackOptions {
     pub fn with_clickhouse_replicas(mut self, replicas: usize) -> anyhow::Result<Self> {
         self.clickhouse_cluster = Some(ClickHouseCluster::ephemeral(replicas, self.clickhouse_http_port, self.clickhouse_tcp_port)?);
         Ok(self)
+    }
+
+    /// Each broker node in its own network namespace on a bridge, at its own address, so that
+    /// [`Stack::partition_broker`] can cut one off. Needs root (`ip netns`).
+    pub fn with_broker_network(mut self) -> Self {
+        let ids: Vec<u32> = self.brokers.iter().map(|n| n.node_id).collect();
+        let network = network::BrokerNetwork::plan(&ids);
+        for node in &mut self.brokers {
+            node.host = network.host(node.node_id);
+        }
+        self.broker_network = Some(network);
+        self
     }
 
     /// One broker node with its broker port fixed (e.g. 9092 for `ehac dev up`).
@@ -272,6 +295,9 @@ impl Stack {
         std::fs::create_dir_all(&options.dir)?;
         options.dir = options.dir.canonicalize()?;
         let secrets = StackSecrets::load_or_create(&options.dir)?;
+        if let Some(network) = &options.broker_network {
+            network.create().context("creating the broker network (needs root and iproute2)")?;
+        }
         let replicas = options.clickhouse_cluster.as_ref().map_or(1, |c| c.replicas.len());
         for index in 0..replicas {
             let clickhouse_dir = replicas::replica_dir(&options.dir, index);
@@ -369,8 +395,12 @@ impl Stack {
         let child = match server {
             Server::BrokerNode(i) => {
                 let node = &self.options.brokers[i];
+                let mut command = broker::server_command(&self.tools.kafka_libs, node);
+                if let Some(network) = &self.options.broker_network {
+                    command = network.wrap(node.node_id, &command);
+                }
                 // Appended, not truncated: a restarted broker keeps the earlier output.
-                spawn_appending(broker::server_command(&self.tools.kafka_libs, node), &node.dir.join("stdout.log"), self.options.lifetime)?
+                spawn_appending(command, &node.dir.join("stdout.log"), self.options.lifetime)?
             }
             Server::ClickHouseReplica(i) => {
                 let clickhouse_dir = replicas::replica_dir(&self.options.dir, i).canonicalize()?;
@@ -491,6 +521,51 @@ impl Stack {
         nodes.collect::<Vec<_>>().join(",")
     }
 
+    /// The node id that coordinates `key` in one of Kafka's internal topics: the transaction
+    /// coordinator of a transactional id (`__transaction_state`) or the group coordinator of a
+    /// group id (`__consumer_offsets`). Blocking (a metadata request).
+    pub fn coordinator(&self, internal_topic: &str, key: &str) -> anyhow::Result<i32> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let partition = broker::coordinator_partition(key, broker::INTERNAL_PARTITIONS);
+        let client: BaseConsumer =
+            rdkafka::ClientConfig::new().set("bootstrap.servers", self.kafka_brokers()).set("log_level", "0").create()?;
+        let metadata = client.fetch_metadata(Some(internal_topic), Duration::from_secs(10))?;
+        let leader = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == internal_topic)
+            .and_then(|t| t.partitions().iter().find(|p| p.id() == partition))
+            .map(|p| p.leader())
+            .with_context(|| format!("no partition {partition} of {internal_topic} yet (nothing has used it)"))?;
+        anyhow::ensure!(leader >= 0, "partition {partition} of {internal_topic} has no leader");
+        Ok(leader)
+    }
+
+    /// The node id of the active KRaft controller: the leader in the quorum state of the
+    /// running node with the newest leader epoch (each node keeps `quorum-state` in its
+    /// metadata log directory; a node that was down may still name an old leader).
+    pub fn active_controller(&self) -> anyhow::Result<u32> {
+        let mut newest: Option<(i64, i64)> = None;
+        for (index, node) in self.options.brokers.iter().enumerate() {
+            if self.pid(Server::BrokerNode(index)).is_none() {
+                continue;
+            }
+            let path = node.dir.join("data/__cluster_metadata-0/quorum-state");
+            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let state: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+            let (leader, epoch) = (state["leaderId"].as_i64().unwrap_or(-1), state["leaderEpoch"].as_i64().unwrap_or(-1));
+            if leader >= 0 && newest.is_none_or(|(_, e)| epoch > e) {
+                newest = Some((leader, epoch));
+            }
+        }
+        newest.map(|(leader, _)| leader as u32).context("no running node has elected a controller")
+    }
+
+    /// The index in [`StackOptions::brokers`] of the node with `node_id`.
+    pub fn broker_index(&self, node_id: i32) -> Option<usize> {
+        self.options.brokers.iter().position(|n| n.node_id as i32 == node_id)
+    }
+
     /// Bootstrap servers: every node.
     pub fn kafka_brokers(&self) -> String {
         self.options.brokers.iter().map(BrokerNode::address).collect::<Vec<_>>().join(",")
@@ -598,6 +673,20 @@ impl Stack {
             let _ = child.wait();
         }
         self.children.clear();
+        if let Some(network) = &self.options.broker_network {
+            network.remove();
+        }
+    }
+
+    /// Cuts broker node `index` off the network (both directions) until [`Stack::heal_broker`].
+    pub fn partition_broker(&self, index: usize) -> anyhow::Result<()> {
+        let network = self.options.broker_network.as_ref().context("no broker network: StackOptions::with_broker_network")?;
+        network.partition(self.options.brokers[index].node_id)
+    }
+
+    pub fn heal_broker(&self, index: usize) -> anyhow::Result<()> {
+        let network = self.options.broker_network.as_ref().context("no broker network: StackOptions::with_broker_network")?;
+        network.heal(self.options.brokers[index].node_id)
     }
 }
 
