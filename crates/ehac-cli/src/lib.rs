@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod chaos;
 pub mod clients;
+pub mod cluster_test;
 pub mod demo;
 pub mod dev;
 pub mod dlq;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ehac_cli::{bench, chaos, clients, demo, dev, dlq, footprint, loadgen, lookup, spool};
+use ehac_cli::{bench, chaos, clients, cluster_test, demo, dev, dlq, footprint, loadgen, lookup, spool};
 use ehac_registry::RegistryArgs;
 use ehac_stream::config::{ClickHouseArgs, KafkaArgs};
 
@@ -60,6 +60,10 @@ enum Command {
     /// The fault matrix: each scenario injects one fault while declarations flow, then counts
     /// accepted, stored, rejected, lost and duplicated in ClickHouse.
     Chaos(chaos::ChaosArgs),
+    /// Faults on a cluster on this machine (three KRaft nodes, ZooKeeper, two ClickHouse
+    /// replicas, two of each service), one at a time under load, each counted on every
+    /// replica: lost and duplicated must be 0.
+    ClusterTest(cluster_test::ClusterTestArgs),
     /// Benchmarks on a fresh local stack (see BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -107,7 +111,12 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if !matches!(
         cli.command,
-        Command::Demo(_) | Command::Loadgen(_) | Command::Chaos(_) | Command::LagwatchFootprint(_) | Command::Bench { .. }
+        Command::Demo(_)
+            | Command::Loadgen(_)
+            | Command::Chaos(_)
+            | Command::ClusterTest(_)
+            | Command::LagwatchFootprint(_)
+            | Command::Bench { .. }
     ) {
         ehac_stream::telemetry::init_logging();
     }
@@ -142,6 +151,15 @@ async fn main() -> anyhow::Result<()> {
                 println!("{}", chaos::line(r));
             }
             anyhow::ensure!(results.iter().all(chaos::ScenarioResult::passed), "a chaos scenario lost or duplicated declarations");
+            Ok(())
+        }
+        Command::ClusterTest(args) => {
+            let reports = cluster_test::run(&args).await?;
+            println!();
+            for r in &reports {
+                println!("{}", cluster_test::line(r));
+            }
+            anyhow::ensure!(reports.iter().all(cluster_test::FaultReport::passed), "a cluster fault lost or duplicated declarations");
             Ok(())
         }
         Command::Bench { bench } => bench::run(bench).await,
