@@ -334,6 +334,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 Err(TransactionFailed::Fatal(e)) if is_fenced(&e) => {
                     return Err(anyhow::anyhow!(e).context("fenced: a newer instance runs with this transactional.id"));
                 }
+                Err(TransactionFailed::Stuck) => {
+                    // Its thread may never return; a new producer with the same transactional
+                    // id bumps the epoch, which fences the stuck one and aborts its transaction.
+                    metrics.transactions.with_label_values(&["aborted"]).inc();
+                    rewind(&consumer, &batch);
+                    match self::delivery(&config, &readiness, &shutdown).await? {
+                        Some(fresh) => delivery = fresh,
+                        None => return Ok(()),
+                    }
+                }
                 Err(TransactionFailed::Fatal(e)) => {
                     // librdkafka's word for "this producer instance is done" (e.g. a
                     // transaction whose messages timed out while the broker was away): nothing
@@ -368,7 +378,11 @@ async fn delivery(config: &Config, readiness: &Readiness, shutdown: &Cancellatio
         let producer = kafka::transactional_producer(brokers, &id, timeout)?;
         let init = producer.clone();
         // Blocking call: also fences an earlier instance with this id and aborts what it left open.
-        match tokio::task::spawn_blocking(move || init.init_transactions(Duration::from_secs(30))).await? {
+        let initialised =
+            call_with_watchdog("init", Duration::from_secs(45), move || init.init_transactions(Duration::from_secs(30))).await;
+        // Stuck: this producer is dropped (its thread keeps a handle) and a new one tries.
+        let Some(initialised) = initialised else { continue };
+        match initialised {
             Ok(()) => {
                 tracing::info!(transactional_id = %id, "transactions on");
                 readiness.detail("transactions", format!("on ({id})"));
@@ -435,6 +449,46 @@ enum TransactionFailed {
     Aborted(KafkaError),
     /// The producer cannot go on (fenced, or a fatal client error).
     Fatal(KafkaError),
+    /// A transactional call did not return long after its own timeout: the producer is given
+    /// up (see [`call_with_watchdog`]).
+    Stuck,
+}
+
+/// The timeout each transactional call is given.
+const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long past its timeout a call may take before it counts as stuck.
+const STUCK_MARGIN: Duration = Duration::from_secs(5);
+
+/// Runs a blocking librdkafka call on a thread of its own; `None` if it has not returned after
+/// `deadline`. librdkafka 2.12 can block in `send_offsets_to_transaction` for good, past the
+/// timeout it was given, when the group coordinator moves (librdkafka issues #5456 and #5511,
+/// both open): seen here as an enricher that stopped for good after a broker was killed, and
+/// as one that never finished its SIGTERM. Not tokio's blocking pool: a thread that never
+/// returns would hold up the process's exit.
+async fn call_with_watchdog<T: Send + 'static>(
+    call: &'static str,
+    deadline: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name(format!("txn-{call}")).spawn(move || {
+        let _ = done.send(f());
+    });
+    if let Err(e) = spawned {
+        tracing::error!(call, error = %e, "could not start a thread for a transactional call");
+        return None;
+    }
+    match tokio::time::timeout(deadline, result).await {
+        Ok(Ok(value)) => Some(value),
+        _ => {
+            tracing::error!(
+                call,
+                deadline_ms = deadline.as_millis() as u64,
+                "librdkafka did not return from a transactional call (librdkafka #5456/#5511); giving this producer up"
+            );
+            None
+        }
+    }
 }
 
 /// One batch in one transaction: begin, produce every output, add the batch's next offsets to
@@ -459,15 +513,18 @@ async fn transact(
         None => {
             let (producer, consumer) = (producer.clone(), consumer.clone());
             let offsets = kafka::next_offsets(batch);
-            tokio::task::spawn_blocking(move || {
+            let committed = call_with_watchdog("commit", 2 * TRANSACTION_CALL_TIMEOUT + STUCK_MARGIN, move || {
                 let offsets = offsets?;
                 // None only before the consumer joined its group, which a batch in hand rules out.
                 let group = consumer.group_metadata().ok_or(KafkaError::Rebalance(rdkafka::types::RDKafkaErrorCode::InvalidGroupId))?;
-                producer.send_offsets_to_transaction(&offsets, &group, Duration::from_secs(30))?;
-                producer.commit_transaction(Duration::from_secs(30))
+                producer.send_offsets_to_transaction(&offsets, &group, TRANSACTION_CALL_TIMEOUT)?;
+                producer.commit_transaction(TRANSACTION_CALL_TIMEOUT)
             })
-            .await
-            .unwrap_or(Err(KafkaError::Canceled))
+            .await;
+            match committed {
+                Some(result) => result,
+                None => return Err(TransactionFailed::Stuck),
+            }
         }
     };
     match result {
@@ -476,7 +533,12 @@ async fn transact(
             let failure = classify(e);
             if let TransactionFailed::Aborted(_) = failure {
                 let abort = producer.clone();
-                if let Ok(Err(abort_error)) = tokio::task::spawn_blocking(move || abort.abort_transaction(Duration::from_secs(30))).await {
+                let aborted = call_with_watchdog("abort", TRANSACTION_CALL_TIMEOUT + STUCK_MARGIN, move || {
+                    abort.abort_transaction(TRANSACTION_CALL_TIMEOUT)
+                })
+                .await;
+                let Some(aborted) = aborted else { return Err(TransactionFailed::Stuck) };
+                if let Err(abort_error) = aborted {
                     if matches!(&abort_error, KafkaError::Transaction(t) if t.is_fatal()) {
                         return Err(TransactionFailed::Fatal(abort_error));
                     }
@@ -544,5 +606,21 @@ async fn produce_all(
             _ = shutdown.cancelled() => return false,
             _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(5)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_that_never_returns_is_given_up_at_its_deadline_and_a_quick_one_answers() {
+        let started = std::time::Instant::now();
+        let (_keep, parked) = std::sync::mpsc::channel::<()>();
+        // Blocks until the test ends, as a stuck librdkafka call would.
+        let stuck = call_with_watchdog("test-stuck", Duration::from_millis(200), move || parked.recv().is_ok()).await;
+        assert_eq!(stuck, None);
+        assert!(started.elapsed() < Duration::from_secs(5), "given up at the deadline, not when the call returns");
+        assert_eq!(call_with_watchdog("test-quick", Duration::from_secs(5), || 7).await, Some(7));
     }
 }
