@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use ehac_cli::bench::ceilings::enriched_payloads;
 use ehac_devstack::free_port;
+use ehac_proving::bench::ceilings::enriched_payloads;
 use ehac_tests::own_pipeline;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 

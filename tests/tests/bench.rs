@@ -5,7 +5,7 @@
 //! what it was given and that the surge lost and duplicated nothing. The services run as
 //! processes: build them first (`cargo build --bins`, which deploy/local/test.sh does).
 
-use ehac_cli::bench::{self, SurgeArgs};
+use ehac_proving::bench::{self, SurgeArgs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_surge_benchmark_runs_every_phase_and_reports_each_figure() {

@@ -6,7 +6,7 @@
 //! and exactly one Kafka output per raw record. The services run as processes: build them first
 //! (`cargo build --bins`, which deploy/local/test.sh does).
 
-use ehac_cli::chaos::{self, ChaosArgs};
+use ehac_proving::chaos::{self, ChaosArgs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_ends_with_nothing_lost_and_nothing_duplicated() {

@@ -5,7 +5,7 @@
 //! end with every accepted declaration on each replica's own tables, once, counted without
 //! FINAL. The services run as processes: build them first (`cargo build --bins`).
 
-use ehac_cli::cluster_test::{self, ClusterTestArgs, Fault};
+use ehac_proving::cluster_test::{self, ClusterTestArgs, Fault};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cluster_fault_under_load_loses_and_duplicates_nothing_on_either_replica() {

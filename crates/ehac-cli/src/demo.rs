@@ -12,9 +12,9 @@ use anyhow::{bail, Context};
 use ehac_devstack::{free_port, Stack, StackOptions, Tools, WarehouseUser};
 use ehac_stream::config::Topics;
 
-use crate::loadgen;
-use crate::services::{bin_dir, enricher_env, sink_env, wait_ready, Service};
-use crate::warehouse_report;
+use ehac_proving::loadgen;
+use ehac_proving::services::{bin_dir, enricher_env, sink_env, wait_ready, Service};
+use ehac_proving::warehouse_report;
 
 /// Clients the demo's load is spread over (one API key each).
 const DEMO_CLIENTS: usize = 8;
@@ -76,12 +76,16 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     let gateway_port = free_port()?;
     let gateway_admin = format!("127.0.0.1:{}", free_port()?);
     // The gateway signs a pass for every accepted declaration; the gates trust its key.
-    let gate_keys = crate::gate::GateKeys::create(&dir, "ID-BT")?;
+    let gate_keys = ehac_proving::gate::GateKeys::create(&dir, "ID-BT")?;
     // Kiosks, apps and airline systems, each with its own key, as at a real front door.
     let peak_rate = args.load.baseline_rate * args.load.surge_factor;
-    let clients = crate::services::provision_clients(&dir, "demo-client", DEMO_CLIENTS, peak_rate)?;
-    let mut gateway_args =
-        crate::services::gateway_args(&format!("127.0.0.1:{gateway_port}"), &gateway_admin, &dir.join("gateway-spool"), &clients.access());
+    let clients = ehac_proving::services::provision_clients(&dir, "demo-client", DEMO_CLIENTS, peak_rate)?;
+    let mut gateway_args = ehac_proving::services::gateway_args(
+        &format!("127.0.0.1:{gateway_port}"),
+        &gateway_admin,
+        &dir.join("gateway-spool"),
+        &clients.access(),
+    );
     gateway_args.extend(["--pass-key".to_owned(), gate_keys.issuing_key_file.display().to_string()]);
     let mut services = vec![start_service("gateway", "ehac-gateway", &gateway_args)?];
     for i in 0..args.enrichers {
@@ -168,7 +172,7 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
         "back office down (Kafka, ClickHouse, registry stopped); gates check {} sampled passes offline, 2 of them revoked, plus 3 tampered and 2 at the wrong airport",
         load.passes.len()
     );
-    let gate = crate::gate::check_offline(&gate_keys, &load.passes)?;
+    let gate = ehac_proving::gate::check_offline(&gate_keys, &load.passes)?;
     println!("{}", gate.line());
 
     let lost = load.accepted as i64 - stored.stored as i64 - stored.rejected as i64;

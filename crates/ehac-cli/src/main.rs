@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ehac_cli::{bench, chaos, clients, cluster_test, demo, dev, dlq, footprint, loadgen, lookup, spool};
+use ehac_cli::{clients, demo, dev, dlq, lookup, spool};
+use ehac_proving::{bench, chaos, cluster_test, footprint, loadgen};
 use ehac_registry::RegistryArgs;
 use ehac_stream::config::{ClickHouseArgs, KafkaArgs};
 
@@ -159,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
             for r in &reports {
                 println!("{}", cluster_test::line(r));
             }
-            anyhow::ensure!(reports.iter().all(cluster_test::FaultReport::passed), "a cluster fault lost or duplicated declarations");
+            anyhow::ensure!(reports.iter().all(cluster_test::FaultReport::passed), "a cluster fault failed (its FAIL line says what)");
             Ok(())
         }
         Command::Bench { bench } => bench::run(bench).await,

@@ -148,8 +148,10 @@ pub struct FaultReport {
     /// Not answered 202 or 422 (a problem: the clients would retry).
     pub failed: u64,
     pub replicas: [ReplicaCount; 2],
-    /// From the healing (restart) until the struck server was whole again: a broker back in
-    /// every partition's ISR, a replica holding every row, the spool drained.
+    /// From the healing until the struck part was whole again: a broker back in every
+    /// partition's ISR; a replica (or both, after ZooKeeper) holding every accepted row; the
+    /// sinks or the drained spool's declarations all in replica 1. Rows are counted once the
+    /// load has ended, so for a load that outlasts the outage this is an upper bound.
     pub recovered_after_s: Option<f64>,
     /// Declarations the gateways answered from their spools in this fault's load.
     pub spooled: u64,
@@ -238,6 +240,8 @@ pub async fn run(args: &ClusterTestArgs) -> anyhow::Result<Vec<FaultReport>> {
     Ok(reports)
 }
 
+/// How long a service may drain after SIGTERM (the chart gives each 60-120 s).
+const STOP_GRACE: Duration = Duration::from_secs(90);
 /// The client every load submits as.
 const CLIENT: &str = "cluster-test";
 
@@ -466,18 +470,11 @@ impl Cluster {
                 problems.push(format!("gateway-2's spool gauge said {in_spool} for {accepted_by_second} declarations it spooled"));
             }
             self.gateways[1].service.kill()?;
-            let drain = crate::spool::DrainArgs {
-                dir: self.gateways[1].spool.clone(),
-                kafka_brokers: self.brokers.clone(),
-                topic_raw: self.topics.raw.clone(),
-                batch: ehac_stream::spool_drain::DEFAULT_BATCH,
-                give_up_after_secs: 60,
-            };
-            let report = crate::spool::drain(&drain, &tokio_util::sync::CancellationToken::new()).await?;
-            eprintln!("{}", crate::spool::line(&drain.dir, &report));
-            drained_by_cli = report.drained;
-            if report.remaining > 0 || report.drained < in_spool {
-                problems.push(format!("ehac spool drain left {} of {in_spool}", report.remaining));
+            // The operator's command, as a process: what a Job on the orphaned volume runs.
+            let (drained, remaining) = self.spool_drain(&self.gateways[1].spool.clone()).await?;
+            drained_by_cli = drained;
+            if remaining > 0 || drained < in_spool {
+                problems.push(format!("ehac spool drain sent {drained} and left {remaining} of {in_spool}"));
             }
             healed_at = Some(Instant::now());
             self.gateways[1] = Gateway::start(&self.bin, &self.dir, "gateway-2", &self.clients, &self.brokers, &[]).await?;
@@ -572,6 +569,29 @@ impl Cluster {
         })
     }
 
+    /// Runs `ehac spool drain --dir spool` against the cluster: what it drained and left.
+    async fn spool_drain(&self, spool: &Path) -> anyhow::Result<(u64, u64)> {
+        let ehac = self.bin.join("ehac");
+        let output = tokio::process::Command::new(&ehac)
+            .args(["spool", "drain", "--give-up-after-secs", "60", "--dir"])
+            .arg(spool)
+            .env("EHAC_KAFKA_BROKERS", &self.brokers)
+            .env("EHAC_TOPIC_RAW", &self.topics.raw)
+            .output()
+            .await
+            .with_context(|| format!("running {}", ehac.display()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout.lines().find(|l| l.starts_with("SPOOL ")).with_context(|| {
+            format!("ehac spool drain printed no SPOOL line ({}): {}", output.status, String::from_utf8_lossy(&output.stderr))
+        })?;
+        eprintln!("{line}");
+        let field = |name: &str| -> anyhow::Result<u64> {
+            let value = line.split_whitespace().find_map(|w| w.strip_prefix(name)).with_context(|| format!("no {name} in {line}"))?;
+            Ok(value.parse()?)
+        };
+        Ok((field("drained=")?, field("remaining=")?))
+    }
+
     async fn replica_count(&self, http: &reqwest::Client, url: &str, stored: Stored, after: Duration) -> anyhow::Result<ReplicaCount> {
         Ok(ReplicaCount {
             stored: stored.stored,
@@ -618,13 +638,16 @@ impl Cluster {
         let mut unclean = Vec::new();
         let services = self.gateways.iter_mut().map(|g| &mut g.service).chain(self.enrichers.iter_mut()).chain(self.sinks.iter_mut());
         for service in services.chain([&mut self.lagwatch]) {
-            let status = service.stop()?;
-            if !status.success() {
-                unclean.push(format!(
-                    "{} exited with {status} after SIGTERM; see {}",
+            let log = self.dir.join(format!("{}.log", service.name));
+            match service.stop_within(STOP_GRACE)? {
+                Some(status) if status.success() => {}
+                Some(status) => unclean.push(format!("{} exited with {status} after SIGTERM; see {}", service.name, log.display())),
+                None => unclean.push(format!(
+                    "{} still ran {}s after SIGTERM (killed); see {}",
                     service.name,
-                    self.dir.join(format!("{}.log", service.name)).display()
-                ));
+                    STOP_GRACE.as_secs(),
+                    log.display()
+                )),
             }
         }
         self.stack.stop();

@@ -79,6 +79,21 @@ impl Service {
         ehac_devstack::signal_term(self.child.id());
         Ok(self.child.wait()?)
     }
+
+    /// [`Service::stop`], but a service still running `grace` after SIGTERM is killed and
+    /// `None` returned: a drain that hangs is a finding, not a reason for the harness to hang.
+    pub fn stop_within(&mut self, grace: Duration) -> anyhow::Result<Option<ExitStatus>> {
+        ehac_devstack::signal_term(self.child.id());
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(status));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.kill()?;
+        Ok(None)
+    }
 }
 
 /// How the gateways that the demo, the chaos matrix and the benchmarks start let clients in.
