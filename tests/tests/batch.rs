@@ -222,3 +222,49 @@ async fn a_batch_while_kafka_is_away_is_spooled_with_one_fsync_and_drained_later
     running.wait().await.unwrap();
     drop(stack);
 }
+
+/// `--accept-after write-ahead`: every declaration, single or in a batch, is answered after the
+/// spool's fsync and reaches Kafka and ClickHouse through the drain, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_ahead_gateway_answers_from_its_spool_and_every_declaration_is_stored_once() {
+    let p = pipeline();
+    let dir = tempfile::tempdir().unwrap();
+    let clients_file = dir.path().join("clients.json");
+    let client = format!("write-ahead-{}", run_id());
+    let token = ehac_clients::provision_for_tests(&clients_file, &[&client]).unwrap().remove(0);
+    let shutdown = CancellationToken::new();
+    let config =
+        Config { accept_after: ehac_gateway::AcceptAfter::WriteAhead, ..p.gateway_config(dir.path().join("spool"), clients_file, 10_000) };
+    let running = ehac_gateway::start(config, shutdown.clone()).await.unwrap();
+    let (gateway, admin) = (format!("http://{}", running.addr), format!("http://{}", running.admin_addr));
+    let http = reqwest::Client::new();
+
+    let mut generator = SampleGenerator::new(505);
+    let forms: Vec<serde_json::Value> =
+        (0..60).map(|_| serde_json::to_value(generator.declaration(chrono::Utc::now(), "", Flaw::None)).unwrap()).collect();
+    let mut ids = HashSet::new();
+    for form in &forms[..20] {
+        let response = http.post(format!("{gateway}/v1/declarations")).bearer_auth(&token).json(form).send().await.unwrap();
+        assert_eq!(response.status(), 202);
+        let answer: serde_json::Value = response.json().await.unwrap();
+        ids.insert(answer["declaration_id"].as_str().unwrap().to_owned());
+    }
+    let (status, answer) = post_batch(&http, &gateway, &token, &forms[20..], "write-ahead-batch").await;
+    assert_eq!(status, 200, "{answer}");
+    ids.extend(outcome(&answer).0);
+    assert_eq!(ids.len(), 60);
+    assert_eq!(metric(&http, &admin, "ehac_gateway_spooled_total").await, 60.0, "every declaration was answered from the spool");
+
+    let rows = format!("SELECT count() FROM ehac.declarations WHERE client_id = '{client}'");
+    assert_eq!(p.wait_for_count(&rows, 60, Duration::from_secs(120)).await, 60);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&http, &admin, "ehac_gateway_spool_drained_total").await < 60.0 {
+        assert!(Instant::now() < deadline, "the drain counted what it sent");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stored = p.sql(&format!("SELECT count(), uniqExact(declaration_id) FROM ehac.declarations WHERE client_id = '{client}'")).await;
+    assert_eq!(stored, "60\t60\n");
+    let stored_ids = p.sql(&format!("SELECT declaration_id FROM ehac.declarations WHERE client_id = '{client}'")).await;
+    assert_eq!(stored_ids.lines().map(str::to_owned).collect::<HashSet<_>>(), ids);
+    shutdown.cancel();
+}

@@ -76,6 +76,7 @@ async fn an_orphaned_spool_is_drained_into_the_raw_topic_and_left_empty() {
 async fn spool_declarations_with_broker_away(spool_dir: &std::path::Path) -> BTreeSet<String> {
     let shutdown = CancellationToken::new();
     let config = ehac_gateway::Config {
+        accept_after: ehac_gateway::AcceptAfter::BrokerAck,
         produce_timeout_ms: 100,
         // The point is a spool left behind: no attempt to drain it on exit.
         spool_drain_on_exit_secs: 0,

@@ -197,8 +197,7 @@ async fn make_durable(gateway: &Gateway, batch: &[&Prepared]) -> Result<(), Resp
         return Ok(());
     }
     let mut unacknowledged: Vec<&Prepared> = batch.to_vec();
-    // While the spool holds anything the broker is known to be away: do not wait for it again.
-    if gateway.spool.depth().records == 0 {
+    if gateway.tries_the_broker_first() {
         let deadline = tokio::time::Instant::now() + gateway.produce_timeout;
         let sends = batch.iter().map(|prepared| {
             let record = FutureRecord::to(&gateway.topic).key(&prepared.accepted.declaration_id).payload(&prepared.payload);

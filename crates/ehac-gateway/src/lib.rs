@@ -93,6 +93,12 @@ pub struct Config {
     /// several times a real one.
     #[arg(long, env = "EHAC_GATEWAY_MAX_BATCH_BODY_BYTES", default_value_t = 4 << 20)]
     pub max_batch_body_bytes: usize,
+    /// When a 202 is given: `broker-ack` after the broker acknowledged the declaration (the
+    /// spool only when it does not within --produce-timeout-ms, or while the spool holds
+    /// anything); `write-ahead` after the declaration is fsynced to the local spool (group
+    /// commit), which the drain then sends to the broker. Both make the 202 durable.
+    #[arg(long, env = "EHAC_GATEWAY_ACCEPT_AFTER", value_enum, default_value_t = AcceptAfter::BrokerAck)]
+    pub accept_after: AcceptAfter,
     /// How long to wait for the broker to acknowledge a declaration before it goes to the local
     /// spool instead.
     #[arg(long, env = "EHAC_GATEWAY_PRODUCE_TIMEOUT_MS", default_value_t = 1_000)]
@@ -166,6 +172,7 @@ impl Config {
             max_body_bytes: 64 * 1024,
             max_batch_items: 500,
             max_batch_body_bytes: 4 << 20,
+            accept_after: AcceptAfter::BrokerAck,
             produce_timeout_ms: 1_000,
             linger_ms: 1,
             spool_dir,
@@ -204,6 +211,7 @@ struct Gateway {
     producer: FutureProducer,
     topic: String,
     produce_timeout: Duration,
+    accept_after: AcceptAfter,
     policy: Policy,
     metrics: GatewayMetrics,
     spool: Spool,
@@ -213,7 +221,21 @@ struct Gateway {
     spool_fsyncs_seen: std::sync::Mutex<u64>,
 }
 
+/// When the gateway answers 202 (see `--accept-after`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AcceptAfter {
+    BrokerAck,
+    WriteAhead,
+}
+
 impl Gateway {
+    /// Whether a declaration goes to the broker before the spool: in `broker-ack` mode, unless
+    /// the spool holds anything (the broker is then known to be away: do not wait for it
+    /// again).
+    fn tries_the_broker_first(&self) -> bool {
+        self.accept_after == AcceptAfter::BrokerAck && self.spool.depth().records == 0
+    }
+
     /// After an append: brings `gateway_spool_fsyncs_total` up to the spool's own count, and
     /// the depth gauges up to date (the drain task sets them too, but while the broker is away
     /// it sits in a send for up to the producer's message timeout, and the stranded-spool
@@ -294,6 +316,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         producer: producer.clone(),
         topic: config.kafka.topics.raw.clone(),
         produce_timeout: Duration::from_millis(config.produce_timeout_ms),
+        accept_after: config.accept_after,
         policy: config.policy.policy(),
         metrics,
         spool,
@@ -597,8 +620,7 @@ async fn handle(
     };
     let accepted = || ("accepted", (StatusCode::ACCEPTED, Json(prepared.accepted.clone())).into_response());
     let declaration_id = &prepared.accepted.declaration_id;
-    // While the spool holds anything the broker is known to be away: do not wait for it again.
-    if gateway.spool.depth().records == 0 {
+    if gateway.tries_the_broker_first() {
         let record = FutureRecord::to(&gateway.topic).key(declaration_id).payload(&prepared.payload);
         match tokio::time::timeout(gateway.produce_timeout, gateway.producer.send(record, Timeout::After(gateway.produce_timeout))).await {
             Ok(Ok(_)) => return accepted(),

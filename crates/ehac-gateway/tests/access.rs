@@ -38,6 +38,7 @@ fn config(dir: &std::path::Path, access: AccessArgs) -> Config {
         max_body_bytes: 64 * 1024,
         max_batch_items: 500,
         max_batch_body_bytes: 4 << 20,
+        accept_after: ehac_gateway::AcceptAfter::BrokerAck,
         produce_timeout_ms: 50,
         linger_ms: 1,
         spool_dir: dir.join("spool"),

@@ -34,6 +34,7 @@ async fn gateway_with(clients: &[&str], edit: impl FnOnce(&mut ClientRegistry), 
     let spool_dir = dir.path().join("spool");
     let mut c = Config {
         // Nothing listens on port 1: every declaration goes to the spool, quickly.
+        accept_after: ehac_gateway::AcceptAfter::BrokerAck,
         produce_timeout_ms: 50,
         ..Config::on_loopback(
             "127.0.0.1:1",

@@ -62,6 +62,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_contract()
     std::fs::write(&key_file, ehac_pass::IssuingKey::generate("ID-JK").unwrap().to_jwk()).unwrap();
     let shutdown = CancellationToken::new();
     let config = Config {
+        accept_after: ehac_gateway::AcceptAfter::BrokerAck,
         produce_timeout_ms: 50,
         // Its broker never comes: no drain of the spool on exit.
         spool_drain_on_exit_secs: 0,

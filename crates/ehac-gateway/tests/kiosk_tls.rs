@@ -111,6 +111,7 @@ async fn gateway(ca: &Ca, cert_required: bool) -> Gateway {
     let crl_file = tls.tls_client_crl.clone().unwrap();
     let shutdown = CancellationToken::new();
     let config = Config {
+        accept_after: ehac_gateway::AcceptAfter::BrokerAck,
         produce_timeout_ms: 50,
         // Its broker never comes: no drain of the spool on exit.
         spool_drain_on_exit_secs: 0,

@@ -23,6 +23,7 @@ async fn every_202_carries_a_pass_the_gate_accepts_offline_even_with_the_broker_
 
     let shutdown = CancellationToken::new();
     let config = Config {
+        accept_after: ehac_gateway::AcceptAfter::BrokerAck,
         produce_timeout_ms: 50,
         // Its broker never comes: no drain of the spool on exit.
         spool_drain_on_exit_secs: 0,
