@@ -116,7 +116,7 @@ async fn the_surge_benchmark_runs_every_phase_and_reports_each_figure() {
     for run in &cost.runs {
         assert!(run.accepted > 500 && run.gateway_cpu_us_per_accepted > 0.0, "{run:?}");
     }
-    assert_eq!(report.targets.len(), 7, "{:#?}", report.targets);
+    assert_eq!(report.targets.len(), 8, "{:#?}", report.targets);
 
     let tables = bench::markdown(&report);
     assert!(

@@ -578,6 +578,17 @@ fn targets(r: &Report) -> Vec<Target> {
         met: ratio >= 0.9,
     });
     out.push(Target {
+        name: "load generator CPU / gateway CPU (cross-check, single requests)",
+        goal: "<= 0.33".into(),
+        measured: r.ceilings.independent_loadgen.as_ref().map_or("not run".into(), |c| {
+            format!(
+                "{:.2} ({:.1} vs {:.1} CPU-µs per request at {:.0}/s)",
+                c.ours.loadgen_to_gateway_cpu, c.ours.cpu_us_per_request, c.ours.gateway_cpu_us_per_request, c.rate
+            )
+        }),
+        met: r.ceilings.independent_loadgen.as_ref().is_some_and(|c| c.ours.loadgen_to_gateway_cpu <= 1.0 / 3.0),
+    });
+    out.push(Target {
         name: "nothing lost or duplicated",
         goal: "lost = 0, duplicated = 0".into(),
         measured: format!("lost {}, duplicated {}", r.lost, r.duplicated),

@@ -102,18 +102,14 @@ fn png(path: &Path, charts: &[(&str, &str, Vec<Line>, bool)]) -> anyhow::Result<
     Ok(())
 }
 
-/// Writes the surge's plots as `<stem>-<what>.png` in `dir`; the files written.
-pub fn surge(dir: &Path, stem: &str, series: &Series) -> anyhow::Result<Vec<PathBuf>> {
+/// Writes a load's own plots, offered vs accepted per second and ack latency p50/p99 per
+/// second, as `<stem>-rate.png` and `<stem>-latency.png` in `dir`; the files written.
+pub fn load(dir: &Path, stem: &str, load: &[crate::loadgen::LoadSecond]) -> anyhow::Result<Vec<PathBuf>> {
     font()?;
-    let file = |what: &str| dir.join(format!("{stem}-{what}.png"));
-    let load = &series.load;
     let seconds = |f: fn(&crate::loadgen::LoadSecond) -> f64| load.iter().map(move |s| (f64::from(s.second), f(s)));
-    let back = &series.back_office;
-    let mut written = Vec::new();
-
-    let path = file("rate");
+    let rate = dir.join(format!("{stem}-rate.png"));
     png(
-        &path,
+        &rate,
         &[(
             "Declarations per second: offered (scheduled) and accepted (answered 202)",
             "declarations/s",
@@ -121,11 +117,9 @@ pub fn surge(dir: &Path, stem: &str, series: &Series) -> anyhow::Result<Vec<Path
             false,
         )],
     )?;
-    written.push(path);
-
-    let path = file("latency");
+    let latency = dir.join(format!("{stem}-latency.png"));
     png(
-        &path,
+        &latency,
         &[(
             "Gateway ack latency from the scheduled send time, by second sent",
             "ms (log)",
@@ -133,7 +127,15 @@ pub fn surge(dir: &Path, stem: &str, series: &Series) -> anyhow::Result<Vec<Path
             true,
         )],
     )?;
-    written.push(path);
+    Ok(vec![rate, latency])
+}
+
+/// Writes the surge's plots as `<stem>-<what>.png` in `dir` (the load's two, then lag, rows
+/// per second and CPU per process); the files written.
+pub fn surge(dir: &Path, stem: &str, series: &Series) -> anyhow::Result<Vec<PathBuf>> {
+    let mut written = load(dir, stem, &series.load)?;
+    let file = |what: &str| dir.join(format!("{stem}-{what}.png"));
+    let back = &series.back_office;
 
     let path = file("lag");
     png(
@@ -177,4 +179,28 @@ pub fn surge(dir: &Path, stem: &str, series: &Series) -> anyhow::Result<Vec<Path
     png(&path, &[("CPU per process", "cores", lines, false)])?;
     written.push(path);
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loadgen::LoadSecond;
+
+    #[test]
+    fn draws_a_load_as_png_files() {
+        if font().is_err() {
+            eprintln!("no DejaVuSans.ttf here: skipped (deploy/local/install.sh installs fonts-dejavu-core)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let seconds: Vec<LoadSecond> = (0..20)
+            .map(|s| LoadSecond { second: s, offered: 100 * u64::from(s % 7), accepted: 90, p50_ms: 1.0 + f64::from(s), p99_ms: 50.0 })
+            .collect();
+        let written = load(dir.path(), "t", &seconds).unwrap();
+        assert_eq!(written, [dir.path().join("t-rate.png"), dir.path().join("t-latency.png")]);
+        for file in written {
+            let png = std::fs::read(file).unwrap();
+            assert!(png.len() > 1_000 && png.starts_with(b"\x89PNG\r\n\x1a\n"));
+        }
+    }
 }

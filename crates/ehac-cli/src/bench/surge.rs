@@ -71,7 +71,7 @@ pub struct Series {
 
 /// Seconds since the topics' summed end offset was at `committed`, from the sampled history
 /// of (time, summed end offsets); 0 when the group is at the end.
-fn lag_seconds(history: &[(f64, i64)], committed: i64, now: f64) -> f64 {
+pub(crate) fn lag_seconds(history: &[(f64, i64)], committed: i64, now: f64) -> f64 {
     if history.last().is_none_or(|(_, end)| *end <= committed) {
         return 0.0;
     }
@@ -343,4 +343,20 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
         rows: counts.iter().map(|&(t, rows)| (t - offset, rows)).collect(),
     };
     Ok(SurgeRun { load, stored, peak_lag_enricher, peak_lag_sink, drain_seconds, e2e_rows_per_s, spooled, services: services_use, series })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lag_seconds;
+
+    #[test]
+    fn lag_in_seconds_is_the_age_of_the_first_end_offset_past_the_commit() {
+        let history = [(1.0, 100), (2.0, 300), (3.0, 600), (4.0, 600)];
+        // Committed 250 of 600: the first sample past 250 was at t = 2, two seconds ago.
+        assert_eq!(lag_seconds(&history, 250, 4.0), 2.0);
+        // At the end: no lag, however old the last write.
+        assert_eq!(lag_seconds(&history, 600, 4.0), 0.0);
+        assert_eq!(lag_seconds(&history, 0, 4.0), 3.0);
+        assert_eq!(lag_seconds(&[], 0, 4.0), 0.0);
+    }
 }
