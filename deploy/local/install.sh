@@ -5,6 +5,9 @@
 #   deploy/local/kafka/pom.xml into $EHAC_TOOLS_DIR/kafka-<version>/libs; about a minute, once),
 #   chdb-core (PyPI), the in-process modern ClickHouse the schema tests check against.
 #   ZooKeeper (Debian's zookeeper, its jar run by the dev stack) for the replicated ClickHouse.
+#   DejaVu Sans (Debian's fonts-dejavu-core): the font `ehac bench surge` draws its PNG plots with.
+#   oha (crates.io, `cargo install` into $EHAC_TOOLS_DIR/bin; a few minutes, once): the
+#   independent load generator the surge bench runs beside ours (BENCHMARKS.md).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")" && pwd)"
 TOOLS="${EHAC_TOOLS_DIR:-$HOME/.cache/ehac/tools}"
@@ -16,6 +19,7 @@ command -v prometheus >/dev/null || apt_needed+=(prometheus)
 command -v java >/dev/null || apt_needed+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || apt_needed+=(maven)
 [ -f /usr/share/java/zookeeper.jar ] || apt_needed+=(zookeeper)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_needed+=(fonts-dejavu-core)
 if [ ${#apt_needed[@]} -gt 0 ]; then
   echo "install.sh: apt-get install ${apt_needed[*]}" >&2
   $sudo apt-get update -qq
@@ -54,4 +58,16 @@ fi
 if ! python3 -c 'import chdb' 2>/dev/null; then
   echo "install.sh: pip install chdb-core" >&2
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore chdb-core
+fi
+
+# oha, pinned (its --latency-correction and JSON output are what the bench reads). Built in a
+# throwaway target dir so it does not mix with the project's.
+# EHAC_INSTALL_OHA=0 skips it (the test suite: a fresh CI machine would spend minutes
+# building it; the bench test then checks the "oha missing" path).
+oha_version=1.16.0
+if [ "${EHAC_INSTALL_OHA:-1}" = 1 ] && [ "$("$TOOLS/bin/oha" --version 2>/dev/null)" != "oha $oha_version" ]; then
+  echo "install.sh: cargo install oha $oha_version into $TOOLS/bin" >&2
+  oha_target="$(mktemp -d)"
+  CARGO_TARGET_DIR="$oha_target" cargo install oha --version "$oha_version" --locked --quiet --root "$TOOLS"
+  rm -rf "$oha_target"
 fi

@@ -130,6 +130,10 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     let load = load?;
     outage?;
     println!("{}", load.line());
+    match ehac_proving::bench::plots::load(&dir, "demo-load", &load.per_second) {
+        Ok(written) => written.iter().for_each(|p| println!("plot written to {}", p.display())),
+        Err(e) => println!("no plots: {e:#}"),
+    }
 
     print!("draining the pipeline into ClickHouse...");
     let drain_started = Instant::now();

@@ -12,7 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use ehac_domain::sample::{Flaw, SampleGenerator};
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Method, Uri};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -69,6 +73,8 @@ pub struct LoadArgs {
 #[derive(Debug, Default, Clone)]
 pub struct LoadResult {
     pub sent: u64,
+    /// HTTP requests those declarations went in (one each, or one per batch).
+    pub requests: u64,
     /// Answered 202: the gateway holds these and the pipeline owes a row for each.
     pub accepted: u64,
     /// Answered 422: the traveller was told what to fix; nothing enters the pipeline.
@@ -95,6 +101,24 @@ pub struct LoadResult {
     /// The signed passes of every [`PASS_SAMPLE_EVERY`]th declaration accepted, for a gate to
     /// check (empty when the gateway signs none).
     pub passes: Vec<String>,
+    /// CPU of this process (every thread) from the first request to the last answer: the
+    /// sender's own cost, without building the declarations beforehand.
+    pub sending_cpu_seconds: f64,
+    /// Offered and accepted declarations and ack latency, second by second.
+    pub per_second: Vec<LoadSecond>,
+    /// When the first request was due (the per-second series count from here).
+    pub started: Option<std::time::Instant>,
+}
+
+/// One second of a run: declarations scheduled in it, declarations accepted (answered 202) in
+/// it, and the ack latency of those scheduled in it.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct LoadSecond {
+    pub second: u32,
+    pub offered: u64,
+    pub accepted: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 /// One declaration in this many has its pass kept in [`LoadResult::passes`].
@@ -195,22 +219,68 @@ impl From<Outcome> for Counted {
     }
 }
 
-/// One declaration on its way: where to, as whom, and with which Idempotency-Key.
+type HttpClient = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// How long one request may take before it counts as unanswered (and is retried).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every request of a run shares: the connection pool, the parsed URL, the prebuilt
+/// header values. Built once, so sending a request formats and parses nothing.
+struct Sender {
+    client: HttpClient,
+    uri: Uri,
+    json: HeaderValue,
+    /// `Bearer ...` per API key, or none for an anonymous gateway.
+    authorizations: Vec<HeaderValue>,
+    throttled: AtomicU64,
+}
+
+/// One declaration (or batch) on its way: as whom, with which Idempotency-Key and body.
 struct Request<'a> {
-    client: &'a reqwest::Client,
-    url: &'a str,
-    /// `Bearer ...`, or none for an anonymous gateway.
-    authorization: Option<&'a str>,
-    idempotency_key: &'a str,
+    sender: &'a Sender,
+    authorization: Option<&'a HeaderValue>,
+    idempotency_key: &'a HeaderValue,
+    body: &'a Bytes,
     keep_pass: bool,
-    throttled: &'a AtomicU64,
+}
+
+/// An answer: its status, its Retry-After in seconds if any, and its body.
+struct Answer {
+    status: u16,
+    retry_after: Option<u64>,
+    body: Bytes,
+}
+
+impl Request<'_> {
+    /// The POST both senders make: JSON, the request's Idempotency-Key, its key if any. The
+    /// body is read whole (small), so the connection goes back to the pool.
+    async fn post(&self) -> Option<Answer> {
+        let mut request = hyper::Request::new(Full::new(self.body.clone()));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.sender.uri.clone();
+        let headers = request.headers_mut();
+        headers.insert(CONTENT_TYPE, self.sender.json.clone());
+        headers.insert(IDEMPOTENCY_KEY, self.idempotency_key.clone());
+        if let Some(authorization) = self.authorization {
+            headers.insert(AUTHORIZATION, authorization.clone());
+        }
+        let exchange = async {
+            let response = self.sender.client.request(request).await.ok()?;
+            let status = response.status().as_u16();
+            let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()?.parse().ok());
+            let body = response.into_body().collect().await.ok()?.to_bytes();
+            Some(Answer { status, retry_after, body })
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.ok().flatten()
+    }
 }
 
 /// Sends one declaration `attempts` times; the first decisive answer counts.
-async fn send_all(request: &Request<'_>, body: Vec<u8>, attempts: u32) -> Outcome {
-    let mut outcome = send(request, body.clone()).await;
+async fn send_all(request: &Request<'_>, attempts: u32) -> Outcome {
+    let mut outcome = send(request).await;
     for _ in 1..attempts {
-        let again = send(request, body.clone()).await;
+        let again = send(request).await;
         if matches!(outcome, Outcome::Failed) {
             outcome = again;
         }
@@ -218,49 +288,27 @@ async fn send_all(request: &Request<'_>, body: Vec<u8>, attempts: u32) -> Outcom
     outcome
 }
 
-impl Request<'_> {
-    /// The POST both senders make: JSON, the request's Idempotency-Key, its key if any.
-    fn post(&self, body: Vec<u8>) -> reqwest::RequestBuilder {
-        let post = self
-            .client
-            .post(self.url)
-            .header("content-type", "application/json")
-            .header("idempotency-key", self.idempotency_key)
-            .body(body);
-        match self.authorization {
-            Some(authorization) => post.header("authorization", authorization),
-            None => post,
-        }
-    }
-}
-
 /// One request, retried while the gateway is unreachable or answers 503, and after the wait a
-/// 429 asks for. The answer's body is read only when the pass is wanted (the sender stays cheap).
-async fn send(request: &Request<'_>, body: Vec<u8>) -> Outcome {
+/// 429 asks for. The answer is parsed only when the pass is wanted (the sender stays cheap).
+async fn send(request: &Request<'_>) -> Outcome {
     let mut backoff = Duration::from_millis(100);
     for attempt in 0..8 {
-        let post = request.post(body.clone());
-        let keep_pass = request.keep_pass;
-        let response = post.send().await;
-        if let Ok(r) = &response {
-            if r.status().as_u16() == 429 && attempt < 7 {
-                request.throttled.fetch_add(1, Ordering::Relaxed);
-                let wait = r.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
+        let answer = request.post().await;
+        match answer.as_ref().map(|a| a.status) {
+            Some(429) if attempt < 7 => {
+                request.sender.throttled.fetch_add(1, Ordering::Relaxed);
+                let wait = answer.and_then(|a| a.retry_after).unwrap_or(1);
                 tokio::time::sleep(Duration::from_secs(wait)).await;
-                continue;
             }
-        }
-        match response.as_ref().map(|r| r.status().as_u16()) {
-            Ok(202) if keep_pass => {
-                let answer: Option<serde_json::Value> = match response {
-                    Ok(r) => r.json().await.ok(),
-                    Err(_) => None,
-                };
-                return Outcome::Accepted(answer.and_then(|a| a["pass"].as_str().map(str::to_owned)));
+            Some(202) if request.keep_pass => {
+                let pass = answer
+                    .and_then(|a| serde_json::from_slice::<serde_json::Value>(&a.body).ok())
+                    .and_then(|a| a["pass"].as_str().map(str::to_owned));
+                return Outcome::Accepted(pass);
             }
-            Ok(202) => return Outcome::Accepted(None),
-            Ok(422) => return Outcome::Refused,
-            Ok(503) | Err(_) if attempt < 7 => {
+            Some(202) => return Outcome::Accepted(None),
+            Some(422) => return Outcome::Refused,
+            Some(503) | None if attempt < 7 => {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
@@ -273,10 +321,10 @@ async fn send(request: &Request<'_>, body: Vec<u8>) -> Outcome {
 /// One batch of `items` declarations sent `attempts` times with the same Idempotency-Key; the
 /// first decisive answer counts. Retried while the gateway is unreachable or answers 503, and
 /// after the wait a 429 asks for (the batch is refused whole then).
-async fn send_batch(request: &Request<'_>, body: Vec<u8>, items: usize, attempts: u32) -> Counted {
+async fn send_batch(request: &Request<'_>, items: usize, attempts: u32) -> Counted {
     let mut counted = None;
     for _ in 0..attempts.max(1) {
-        let again = send_batch_once(request, body.clone(), items).await;
+        let again = send_batch_once(request, items).await;
         if counted.as_ref().is_none_or(|c: &Counted| c.failed == items as u64) {
             counted = Some(again);
         }
@@ -284,21 +332,18 @@ async fn send_batch(request: &Request<'_>, body: Vec<u8>, items: usize, attempts
     counted.unwrap_or_default()
 }
 
-async fn send_batch_once(request: &Request<'_>, body: Vec<u8>, items: usize) -> Counted {
+async fn send_batch_once(request: &Request<'_>, items: usize) -> Counted {
     let failed = Counted { failed: items as u64, ..Counted::default() };
     let mut backoff = Duration::from_millis(100);
     for attempt in 0..8 {
-        let post = request.post(body.clone());
-        let response = post.send().await;
-        let status = response.as_ref().map(|r| r.status().as_u16()).map_err(|_| ());
-        match (status, response) {
-            (Ok(429), Ok(r)) if attempt < 7 => {
-                request.throttled.fetch_add(1, Ordering::Relaxed);
-                let wait = r.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
-                tokio::time::sleep(Duration::from_secs(wait)).await;
+        let answer = request.post().await;
+        match answer {
+            Some(Answer { status: 429, retry_after, .. }) if attempt < 7 => {
+                request.sender.throttled.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(retry_after.unwrap_or(1))).await;
             }
-            (Ok(200 | 207), Ok(r)) => {
-                let Ok(answer) = r.json::<serde_json::Value>().await else { return failed };
+            Some(Answer { status: 200 | 207, body, .. }) => {
+                let Ok(answer) = serde_json::from_slice::<serde_json::Value>(&body) else { return failed };
                 let Some(results) = answer["results"].as_array() else { return failed };
                 let mut counted = Counted::default();
                 for (i, item) in results.iter().enumerate() {
@@ -316,7 +361,7 @@ async fn send_batch_once(request: &Request<'_>, body: Vec<u8>, items: usize) -> 
                 counted.failed += (items as u64).saturating_sub(results.len() as u64);
                 return counted;
             }
-            (Ok(503), _) | (Err(_), _) if attempt < 7 => {
+            Some(Answer { status: 503, .. }) | None if attempt < 7 => {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
@@ -326,21 +371,61 @@ async fn send_batch_once(request: &Request<'_>, body: Vec<u8>, items: usize) -> 
     failed
 }
 
+/// One request's outcome as the run records it, for the totals and the per-second series.
+struct Sample {
+    /// Scheduled send time and answer time, in milliseconds from the start.
+    scheduled_ms: u32,
+    answered_ms: u32,
+    latency_us: u64,
+    accepted: u32,
+    in_surge: bool,
+}
+
+/// Per-second series of a run, by second from the start.
+fn per_second(samples: &[Sample], times: &[(f64, bool)]) -> Vec<LoadSecond> {
+    let seconds = samples.iter().map(|s| s.scheduled_ms.max(s.answered_ms) / 1000 + 1).max().unwrap_or(0) as usize;
+    let mut out: Vec<LoadSecond> = (0..seconds).map(|s| LoadSecond { second: s as u32, ..LoadSecond::default() }).collect();
+    for (at, _) in times {
+        if let Some(second) = out.get_mut(*at as usize) {
+            second.offered += 1;
+        }
+    }
+    let mut latencies: Vec<Vec<u64>> = vec![Vec::new(); seconds];
+    for s in samples {
+        out[(s.answered_ms / 1000) as usize].accepted += u64::from(s.accepted);
+        if s.accepted > 0 {
+            latencies[(s.scheduled_ms / 1000) as usize].extend(std::iter::repeat_n(s.latency_us, s.accepted as usize));
+        }
+    }
+    for (second, mut l) in out.iter_mut().zip(latencies) {
+        l.sort_unstable();
+        second.p50_ms = quantile_ms(&l, 0.5);
+        second.p99_ms = quantile_ms(&l, 0.99);
+    }
+    out
+}
+
 pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
     let times = schedule(args);
     let bodies = bodies(args);
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).timeout(Duration::from_secs(30)).build()?;
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    // The gateway's answers are small and come at once: Nagle would hold requests back.
+    connector.set_nodelay(true);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(args.concurrency)
+        .build(connector);
     let per_request = args.batch.max(1);
     let path = if per_request > 1 { "/v1/declarations/batch" } else { "/v1/declarations" };
-    let url = format!("{}{path}", args.gateway.trim_end_matches('/'));
+    let uri: Uri = format!("{}{path}", args.gateway.trim_end_matches('/')).parse()?;
+    anyhow::ensure!(uri.scheme_str() == Some("http"), "the load generator speaks plain HTTP: {uri}");
     // A request's declarations: scheduled when its last one is due; a batch's body is their
-    // JSON array, sent with its own Idempotency-Key.
+    // JSON array, sent with its own Idempotency-Key. Built before the clock starts.
     let mut requests = Vec::with_capacity(times.len().div_ceil(per_request));
     let mut bodies = bodies.into_iter();
     for chunk in times.chunks(per_request) {
         let (at, in_surge) = *chunk.last().expect("chunks are not empty");
         let items: Vec<(String, Vec<u8>)> = bodies.by_ref().take(chunk.len()).collect();
-        let request = if per_request == 1 {
+        let (key, body) = if per_request == 1 {
             items.into_iter().next().expect("one body per declaration")
         } else {
             let mut body = b"[".to_vec();
@@ -353,24 +438,29 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
             body.push(b']');
             (uuid::Uuid::now_v7().to_string(), body)
         };
-        requests.push(((at, in_surge, chunk.len()), request));
+        requests.push(((at, in_surge, chunk.len()), (HeaderValue::try_from(key)?, Bytes::from(body))));
     }
+    let sender = Arc::new(Sender {
+        client,
+        uri,
+        json: HeaderValue::from_static("application/json"),
+        authorizations: args.api_keys.iter().map(|k| HeaderValue::try_from(format!("Bearer {}", k.trim()))).collect::<Result<_, _>>()?,
+        throttled: AtomicU64::new(0),
+    });
     let slots = Arc::new(Semaphore::new(args.concurrency));
     let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
-    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(args.count as usize)));
-    let surge_latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let samples = Arc::new(std::sync::Mutex::new(Vec::with_capacity(requests.len())));
     let passes = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let throttled = Arc::new(AtomicU64::new(0));
-    let authorizations: Arc<Vec<String>> = Arc::new(args.api_keys.iter().map(|k| format!("Bearer {}", k.trim())).collect());
     let surge_sent = times.iter().filter(|(_, in_surge)| *in_surge).count() as u64;
     let surge_seconds = surge_sent as f64 / (args.baseline_rate * args.surge_factor);
-    let mut dispatch_lateness_us = Vec::with_capacity(args.count as usize);
+    let mut dispatch_lateness_us = Vec::with_capacity(requests.len());
     let mut waited_for_slot = 0;
 
     let bar = if std::io::stderr().is_terminal() { ProgressBar::new(args.count) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} {msg}")?);
     let plain_every = (args.count / 10).max(1);
 
+    let cpu_at_start = own_cpu_seconds();
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let attempts = args.attempts.max(1);
@@ -380,7 +470,10 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
         let keep_pass = if per_request == 1 { i % PASS_SAMPLE_EVERY == 0 } else { first_declaration % PASS_SAMPLE_EVERY < items };
         first_declaration += items;
         let scheduled = start + Duration::from_secs_f64(at);
-        tokio::time::sleep_until(scheduled).await;
+        // A request already due goes now: no timer for it.
+        if scheduled > Instant::now() {
+            tokio::time::sleep_until(scheduled).await;
+        }
         let permit = match slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -389,68 +482,105 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadResult> {
             }
         };
         dispatch_lateness_us.push(scheduled.elapsed().as_micros() as u64);
-        let (client, url, counts, task_bar) = (client.clone(), url.clone(), counts.clone(), bar.clone());
-        let latencies = if in_surge { surge_latencies.clone() } else { latencies.clone() };
-        let (passes, throttled, authorizations) = (passes.clone(), throttled.clone(), authorizations.clone());
+        let (sender, task_counts, samples, passes) = (sender.clone(), counts.clone(), samples.clone(), passes.clone());
+        let task_bar = (!bar.is_hidden()).then(|| bar.clone());
         tasks.spawn(async move {
-            let request = Request {
-                client: &client,
-                url: &url,
-                authorization: (!authorizations.is_empty()).then(|| authorizations[i % authorizations.len()].as_str()),
-                idempotency_key: &key,
-                keep_pass,
-                throttled: &throttled,
-            };
-            let counted = if items == 1 && per_request == 1 {
-                send_all(&request, body, attempts).await.into()
-            } else {
-                send_batch(&request, body, items, attempts).await
-            };
+            let authorization = (!sender.authorizations.is_empty()).then(|| &sender.authorizations[i % sender.authorizations.len()]);
+            let request = Request { sender: &sender, authorization, idempotency_key: &key, body: &body, keep_pass };
+            let counted =
+                if per_request == 1 { send_all(&request, attempts).await.into() } else { send_batch(&request, items, attempts).await };
             drop(permit);
-            if counted.accepted > 0 {
-                let latency = scheduled.elapsed().as_micros() as u64;
-                latencies.lock().unwrap().extend(std::iter::repeat_n(latency, counted.accepted as usize));
+            let answered = Instant::now();
+            samples.lock().unwrap().push(Sample {
+                scheduled_ms: (at * 1000.0) as u32,
+                answered_ms: answered.duration_since(start).as_millis() as u32,
+                latency_us: answered.duration_since(scheduled).as_micros() as u64,
+                accepted: counted.accepted as u32,
+                in_surge,
+            });
+            if !counted.passes.is_empty() {
+                passes.lock().unwrap().extend(counted.passes);
             }
-            passes.lock().unwrap().extend(counted.passes);
             for (slot, n) in [counted.accepted, counted.refused, counted.failed].into_iter().enumerate() {
-                counts[slot].fetch_add(n, Ordering::Relaxed);
+                task_counts[slot].fetch_add(n, Ordering::Relaxed);
             }
-            task_bar.inc(items as u64);
-            task_bar.set_message(format!(
+            if let Some(bar) = task_bar {
+                bar.inc(items as u64);
+            }
+        });
+        while tasks.try_join_next().is_some() {}
+        let crossed = (first_declaration as u64 / plain_every) > ((first_declaration - items) as u64 / plain_every);
+        if crossed && bar.is_hidden() {
+            eprintln!("loadgen: scheduled {}/{} after {:.1}s", first_declaration, args.count, start.elapsed().as_secs_f64());
+        } else if crossed {
+            bar.set_message(format!(
                 "accepted {} refused {} failed {}",
                 counts[0].load(Ordering::Relaxed),
                 counts[1].load(Ordering::Relaxed),
                 counts[2].load(Ordering::Relaxed)
             ));
-        });
-        while tasks.try_join_next().is_some() {}
-        if bar.is_hidden() && (first_declaration as u64 / plain_every) > ((first_declaration - items) as u64 / plain_every) {
-            eprintln!("loadgen: scheduled {}/{} after {:.1}s", first_declaration, args.count, start.elapsed().as_secs_f64());
         }
     }
     while tasks.join_next().await.is_some() {}
+    let elapsed = start.elapsed();
+    let sending_cpu_seconds = own_cpu_seconds() - cpu_at_start;
     bar.finish();
 
-    let mut surge_latencies_us = std::mem::take(&mut *surge_latencies.lock().unwrap());
-    surge_latencies_us.sort_unstable();
-    let mut latencies_us = std::mem::take(&mut *latencies.lock().unwrap());
-    latencies_us.extend_from_slice(&surge_latencies_us);
-    latencies_us.sort_unstable();
+    let samples = std::mem::take(&mut *samples.lock().unwrap());
+    let latencies = |surge_only: bool| {
+        let mut out: Vec<u64> = samples
+            .iter()
+            .filter(|s| !surge_only || s.in_surge)
+            .flat_map(|s| std::iter::repeat_n(s.latency_us, s.accepted as usize))
+            .collect();
+        out.sort_unstable();
+        out
+    };
+    let (latencies_us, surge_latencies_us) = (latencies(false), latencies(true));
     dispatch_lateness_us.sort_unstable();
     let passes = std::mem::take(&mut *passes.lock().unwrap());
     Ok(LoadResult {
         sent: args.count,
+        requests: samples.len() as u64,
         accepted: counts[0].load(Ordering::Relaxed),
         refused: counts[1].load(Ordering::Relaxed),
         failed: counts[2].load(Ordering::Relaxed),
-        elapsed: start.elapsed(),
+        elapsed,
         latencies_us,
         surge_latencies_us,
         surge_sent,
         surge_seconds,
         dispatch_lateness_us,
         waited_for_slot,
-        throttled: throttled.load(Ordering::Relaxed),
+        throttled: sender.throttled.load(Ordering::Relaxed),
         passes,
+        sending_cpu_seconds,
+        per_second: per_second(&samples, &times),
+        started: Some(start.into_std()),
     })
+}
+
+/// CPU time of this whole process so far (user + system, every thread).
+fn own_cpu_seconds() -> f64 {
+    crate::procstat::proc_stats(std::process::id()).map_or(0.0, |s| s.cpu_seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(scheduled_ms: u32, answered_ms: u32, accepted: u32) -> Sample {
+        Sample { scheduled_ms, answered_ms, latency_us: u64::from(answered_ms - scheduled_ms) * 1000, accepted, in_surge: false }
+    }
+
+    #[test]
+    fn per_second_counts_offered_by_schedule_and_accepted_by_answer() {
+        let times = [(0.1, false), (0.5, false), (1.2, false)];
+        let samples = [sample(100, 150, 1), sample(500, 1_100, 1), sample(1_200, 1_210, 0)];
+        let series = per_second(&samples, &times);
+        assert_eq!(series.iter().map(|s| (s.offered, s.accepted)).collect::<Vec<_>>(), vec![(2, 1), (1, 1)]);
+        // Latency by scheduled second: second 0 had 50 ms and 600 ms, second 1 nothing accepted.
+        assert_eq!((series[0].p50_ms, series[0].p99_ms), (50.0, 600.0));
+        assert!(series[1].p50_ms.is_nan());
+    }
 }

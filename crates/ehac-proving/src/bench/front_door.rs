@@ -31,11 +31,18 @@ pub struct Step {
     /// Gateway, broker and load generator CPU per million declarations sent in this step.
     pub gateway_cpu_seconds_per_million: f64,
     pub broker_cpu_seconds_per_million: f64,
+    /// The load generator's CPU from its first request to its last answer (building the
+    /// declarations beforehand is not counted), per million declarations and per request.
     pub loadgen_cpu_seconds_per_million: f64,
+    pub loadgen_cpu_us_per_request: f64,
+    /// The load generator's CPU over the gateway's in the step (issue 17: at most 1/3).
+    pub loadgen_to_gateway_cpu: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Sweep {
+    /// Declarations per request: 1, or the batch size through the batch endpoint.
+    pub batch: usize,
     pub step_seconds: f64,
     pub p99_limit_ms: f64,
     pub steps: Vec<Step>,
@@ -46,6 +53,10 @@ pub struct Sweep {
 /// Offers `rates` in turn for `step_seconds` each. It goes on past the limit to show the curve,
 /// and stops once the gateway falls behind (accepts under 90% of the offered rate) or its p99
 /// passes a second: a queue, not a tail.
+///
+/// With `batch` > 1 the declarations go `batch` to a request to the batch endpoint, and the
+/// rates are declarations per second.
+#[allow(clippy::too_many_arguments)]
 pub async fn sweep(
     stack: &Stack,
     bin: &Path,
@@ -54,17 +65,27 @@ pub async fn sweep(
     step_seconds: f64,
     concurrency: usize,
     p99_limit_ms: f64,
+    batch: usize,
 ) -> anyhow::Result<Sweep> {
     ehac_stream::kafka::ensure_topics(&stack.kafka_brokers(), &[SWEEP_TOPIC], 12).await?;
     let peak = rates.iter().copied().fold(0.0, f64::max);
     let clients = provision_clients(dir, "front-door-client", super::surge::BENCH_CLIENTS, peak)?;
-    let door = FrontDoor::start(stack, bin, dir, "front-door-gateway", &clients.access(), &[]).await?;
+    let batch = batch.max(1);
+    if batch > 1 {
+        allow_whole_batches(&clients.file, batch)?;
+    }
+    let name = if batch > 1 { "front-door-batch-gateway" } else { "front-door-gateway" };
+    let door = FrontDoor::start(stack, bin, dir, name, &clients.access(), &[]).await?;
     let (mut gateway, url, metrics_url, http) = (door.gateway, door.url, door.metrics_url, door.http);
     let broker = stack.pid(ehac_devstack::Server::Broker);
     let mut steps = Vec::new();
     let mut max_rate_within_limit = 0.0;
     for (i, &rate) in rates.iter().enumerate() {
-        let phase = Phase::start(&format!("front door {rate:.0}/s"));
+        let phase = Phase::start(&if batch > 1 {
+            format!("front door, batches of {batch}, {rate:.0} declarations/s")
+        } else {
+            format!("front door {rate:.0}/s")
+        });
         let load = LoadArgs {
             gateway: url.clone(),
             count: (rate * step_seconds).round() as u64,
@@ -78,20 +99,20 @@ pub async fn sweep(
             client_id: "bench-front-door".into(),
             api_keys: clients.api_keys.clone(),
             attempts: 1,
-            batch: 0,
+            batch,
         };
         // One unmeasured second at the step's rate first: new connections, the producer's
         // first metadata request and the broker's first write to a partition are start-up
         // costs, not the front door's steady behaviour.
         loadgen::run(&LoadArgs { count: rate.round() as u64, seed: 2000 + i as u64, ..load.clone() }).await?;
         let cpu = |pid: Option<u32>| pid.and_then(|p| proc_stats(p).ok()).map_or(0.0, |s| s.cpu_seconds);
-        let me = Some(std::process::id());
         let spooled = || metric_value(&http, &metrics_url, SPOOLED);
-        let (spooled_before, before) = (spooled().await?, (cpu(Some(gateway.child.id())), cpu(broker), cpu(me)));
+        let (spooled_before, before) = (spooled().await?, (cpu(Some(gateway.child.id())), cpu(broker)));
         let result = loadgen::run(&load).await?;
-        let after = (cpu(Some(gateway.child.id())), cpu(broker), cpu(me));
+        let after = (cpu(Some(gateway.child.id())), cpu(broker));
         let spooled_share = (spooled().await? - spooled_before) / result.accepted.max(1) as f64;
         let per_million = 1e6 / result.sent.max(1) as f64;
+        let gateway_cpu = after.0 - before.0;
         let step = Step {
             offered_rate: rate,
             accepted_rate: result.accepted as f64 / result.elapsed.as_secs_f64(),
@@ -99,9 +120,11 @@ pub async fn sweep(
             ack_p99_ms: result.percentile_ms(0.99),
             ack_p999_ms: result.percentile_ms(0.999),
             spooled_share,
-            gateway_cpu_seconds_per_million: (after.0 - before.0) * per_million,
+            gateway_cpu_seconds_per_million: gateway_cpu * per_million,
             broker_cpu_seconds_per_million: (after.1 - before.1) * per_million,
-            loadgen_cpu_seconds_per_million: (after.2 - before.2) * per_million,
+            loadgen_cpu_seconds_per_million: result.sending_cpu_seconds * per_million,
+            loadgen_cpu_us_per_request: result.sending_cpu_seconds * 1e6 / result.requests.max(1) as f64,
+            loadgen_to_gateway_cpu: result.sending_cpu_seconds / gateway_cpu.max(1e-9),
         };
         phase.done(format!(
             "accepted {:.0}/s, ack p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, {:.0}% through the spool",
@@ -125,19 +148,36 @@ pub async fn sweep(
     }
     let status = gateway.stop()?;
     anyhow::ensure!(status.success(), "the front-door gateway exited with {status}");
-    Ok(Sweep { step_seconds, p99_limit_ms, steps, max_rate_within_limit })
+    Ok(Sweep { batch, step_seconds, p99_limit_ms, steps, max_rate_within_limit })
+}
+
+/// Lets every client of a registry file send a whole batch at once: its burst covers two.
+fn allow_whole_batches(file: &Path, batch: usize) -> anyhow::Result<()> {
+    let mut registry = ehac_clients::file::load(file)?;
+    for client in registry.clients.values_mut() {
+        client.burst = client.burst.max(2 * batch as u32);
+    }
+    ehac_clients::file::save(file, &registry)?;
+    Ok(())
 }
 
 /// A gateway alone on [`SWEEP_TOPIC`], started and ready.
-struct FrontDoor {
-    gateway: Service,
-    url: String,
+pub(super) struct FrontDoor {
+    pub(super) gateway: Service,
+    pub(super) url: String,
     metrics_url: String,
     http: reqwest::Client,
 }
 
 impl FrontDoor {
-    async fn start(stack: &Stack, bin: &Path, dir: &Path, name: &str, access: &Access<'_>, extra: &[String]) -> anyhow::Result<FrontDoor> {
+    pub(super) async fn start(
+        stack: &Stack,
+        bin: &Path,
+        dir: &Path,
+        name: &str,
+        access: &Access<'_>,
+        extra: &[String],
+    ) -> anyhow::Result<FrontDoor> {
         let port = free_port()?;
         let admin = format!("127.0.0.1:{}", free_port()?);
         let spool = dir.join(format!("{name}-spool"));
@@ -311,12 +351,8 @@ pub async fn batch_cost(args: &BatchCostArgs) -> anyhow::Result<Vec<BatchRun>> {
     ehac_stream::kafka::ensure_topics(&stack.kafka_brokers(), &[SWEEP_TOPIC], 12).await?;
     phase.done(format!("kafka {}", stack.kafka_brokers()));
     let clients = provision_clients(&dir, "batch-client", super::surge::BENCH_CLIENTS, args.rate)?;
-    // A client must be able to send one batch at once: its burst covers it.
-    let mut registry = ehac_clients::file::load(&clients.file)?;
-    for client in registry.clients.values_mut() {
-        client.burst = client.burst.max(2 * args.batch as u32);
-    }
-    ehac_clients::file::save(&clients.file, &registry)?;
+    // A client must be able to send one batch at once.
+    allow_whole_batches(&clients.file, args.batch)?;
     let mut door = FrontDoor::start(&stack, &bin, &dir, "batch-gateway", &clients.access(), &[]).await?;
     let pid = door.gateway.child.id();
     let mut runs = Vec::new();

@@ -8,12 +8,14 @@
 
 pub mod ceilings;
 pub mod front_door;
+pub mod independent;
 pub mod pass;
+pub mod plots;
 pub mod progress;
 mod surge;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -93,6 +95,21 @@ pub struct SurgeArgs {
     /// Seconds per sweep step.
     #[arg(long, default_value_t = 5.0)]
     pub sweep_step_secs: f64,
+    /// Offered declarations per second of the batch front-door sweep (`--batch-size` to a
+    /// request, to `POST /v1/declarations/batch`), in steps as the single-request sweep.
+    /// Empty skips it.
+    #[arg(long, value_delimiter = ',', default_value = "5000,10000,20000,40000,60000")]
+    pub batch_sweep_rates: Vec<f64>,
+    /// Declarations per request in the batch sweep.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Rate of the cross-check of our load generator against an independent one (oha), each
+    /// alone on one gateway; 0 skips it.
+    #[arg(long, default_value_t = 4_000.0)]
+    pub cross_check_rate: f64,
+    /// Seconds of load per load generator in that cross-check.
+    #[arg(long, default_value_t = 10.0)]
+    pub cross_check_secs: f64,
     /// Rate of the front-door cost comparison (anonymous, API keys, API keys + signed pass,
     /// each a gateway alone); 0 skips it.
     #[arg(long, default_value_t = 2_000.0)]
@@ -126,6 +143,9 @@ pub struct Ceilings {
     pub sink_rows_per_s: BTreeMap<String, f64>,
     /// The enricher's per-record work (decode, rules, encode) on one core, in this process.
     pub enricher_records_per_s_one_core: f64,
+    /// (e) Our load generator and an independent one (oha) at the same rate on one gateway:
+    /// their ack latency and what each costs in CPU per request against the gateway.
+    pub independent_loadgen: Option<independent::CrossCheck>,
 }
 
 #[derive(Debug, Serialize)]
@@ -183,14 +203,34 @@ pub struct Report {
     pub lost: i64,
     pub duplicated: u64,
     /// Per process during the surge: CPU-seconds, CPU-seconds per million accepted, peak RSS.
+    /// The load generator's is its CPU while sending.
     pub services: BTreeMap<String, surge::ProcessUse>,
+    /// Whole-pipeline cost in the surge, CPU-µs per accepted declaration: each process, the
+    /// gateway's, and the sum of all but the load generator (gateway, enricher, sink, broker,
+    /// ClickHouse), and that sum as cores at 20,000 declarations/s.
+    pub cpu_us_per_declaration: BTreeMap<String, f64>,
+    pub gateway_cpu_us_per_declaration: f64,
+    pub pipeline_cpu_us_per_declaration: f64,
+    pub pipeline_cores_at_20000_per_s: f64,
+    /// The load generator's CPU per request in the surge, and over the gateway's.
+    pub loadgen_cpu_us_per_request: f64,
+    pub loadgen_to_gateway_cpu: f64,
     pub ceilings: Ceilings,
     /// The front door alone, at rising offered rates.
     pub front_door: Option<front_door::Sweep>,
+    /// Its highest offered rate with ack p99 <= 10 ms, single requests (null: not run).
+    pub front_door_max_rate_p99_10ms: Option<f64>,
+    /// The same through the batch endpoint, in declarations per second.
+    pub batch_front_door: Option<front_door::Sweep>,
+    pub batch_front_door_max_rate_p99_10ms: Option<f64>,
     /// Gateway CPU per accepted declaration without keys, with API keys, and with a pass too.
     pub access_cost: Option<front_door::AccessCost>,
     pub targets: Vec<Target>,
     pub wall_seconds: f64,
+    /// The surge second by second (what the plots draw).
+    pub series: surge::Series,
+    /// The PNG plots written beside the JSON.
+    pub plots: Vec<PathBuf>,
 }
 
 /// Raw declarations as the gateway writes them, for the enricher's one-core figure.
@@ -350,7 +390,19 @@ pub async fn surge_bench(args: SurgeArgs) -> anyhow::Result<Report> {
     let sweep = if args.sweep_rates.is_empty() {
         None
     } else {
-        Some(front_door::sweep(&stack, &bin, &dir, &args.sweep_rates, args.sweep_step_secs, args.concurrency, 10.0).await?)
+        Some(front_door::sweep(&stack, &bin, &dir, &args.sweep_rates, args.sweep_step_secs, args.concurrency, 10.0, 1).await?)
+    };
+    let batch_sweep = if args.batch_sweep_rates.is_empty() {
+        None
+    } else {
+        let (rates, secs) = (&args.batch_sweep_rates, args.sweep_step_secs);
+        Some(front_door::sweep(&stack, &bin, &dir, rates, secs, args.concurrency, 10.0, args.batch_size.max(2)).await?)
+    };
+    let cross_check = if args.cross_check_rate > 0.0 {
+        let (rate, secs) = (args.cross_check_rate, args.cross_check_secs);
+        Some(independent::cross_check(&stack, &bin, &dir, rate, secs, args.concurrency).await?)
+    } else {
+        None
     };
 
     let access_cost = if args.access_cost_rate > 0.0 {
@@ -372,16 +424,32 @@ pub async fn surge_bench(args: SurgeArgs) -> anyhow::Result<Report> {
         sink_rows_per_s: sink_rounds.iter().map(|r| (r.instances.to_string(), r.rows_per_s)).collect(),
         sink: sink_rounds,
         enricher_records_per_s_one_core: enricher_per_core,
+        independent_loadgen: cross_check,
     };
     let mut report = report(&args, cores, run, ceilings, sweep, wall.elapsed().as_secs_f64());
     report.access_cost = access_cost;
+    report.batch_front_door_max_rate_p99_10ms = batch_sweep.as_ref().map(|s| s.max_rate_within_limit);
+    report.batch_front_door = batch_sweep;
+    // The plots go beside the JSON (or into the run's folder without one).
+    let (plot_dir, stem) = match &args.out {
+        Some(out) => (
+            out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf(),
+            out.file_stem().map_or("surge".into(), |s| s.to_string_lossy().into_owned()),
+        ),
+        None => (dir.clone(), "surge".to_owned()),
+    };
+    std::fs::create_dir_all(&plot_dir)?;
+    match plots::surge(&plot_dir, &stem, &report.series) {
+        Ok(written) => report.plots = written,
+        Err(e) => println!("no plots: {e:#}"),
+    }
     print_report(&report);
     if let Some(out) = &args.out {
-        if let Some(parent) = out.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
         std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
         println!("report written to {}", out.display());
+    }
+    for plot in &report.plots {
+        println!("plot written to {}", plot.display());
     }
     if let Some(path) = &args.markdown {
         std::fs::write(path, markdown(&report))?;
@@ -401,6 +469,13 @@ fn report(
     let load = &run.load;
     let offered_rate = args.baseline_rate * args.surge_factor;
     let lost = load.accepted as i64 - run.stored.stored as i64 - run.stored.rejected as i64;
+    // CPU-s per million accepted is CPU-µs per accepted declaration.
+    let cpu_us_per_declaration: BTreeMap<String, f64> =
+        run.services.iter().map(|(name, u)| (name.clone(), u.cpu_seconds_per_million)).collect();
+    let pipeline_cpu_us_per_declaration =
+        cpu_us_per_declaration.iter().filter(|(name, _)| name.as_str() != surge::LOADGEN).map(|(_, us)| us).sum::<f64>();
+    let gateway_cpu_seconds = run.services.get("gateway").map_or(0.0, |u| u.cpu_seconds);
+    let loadgen_cpu_seconds = run.services.get(surge::LOADGEN).map_or(0.0, |u| u.cpu_seconds);
     let mut report = Report {
         cores,
         broker: format!("Apache Kafka {}", ehac_devstack::kafka_version()),
@@ -433,12 +508,23 @@ fn report(
         rejected: run.stored.rejected,
         lost,
         duplicated: run.stored.duplicated,
+        gateway_cpu_us_per_declaration: cpu_us_per_declaration.get("gateway").copied().unwrap_or(f64::NAN),
+        pipeline_cores_at_20000_per_s: pipeline_cpu_us_per_declaration * 20_000.0 / 1e6,
+        pipeline_cpu_us_per_declaration,
+        cpu_us_per_declaration,
+        loadgen_cpu_us_per_request: loadgen_cpu_seconds * 1e6 / load.requests.max(1) as f64,
+        loadgen_to_gateway_cpu: loadgen_cpu_seconds / gateway_cpu_seconds.max(1e-9),
         services: run.services,
         ceilings,
+        front_door_max_rate_p99_10ms: front_door.as_ref().map(|s| s.max_rate_within_limit),
         front_door,
+        batch_front_door: None,
+        batch_front_door_max_rate_p99_10ms: None,
         access_cost: None,
         targets: Vec::new(),
         wall_seconds,
+        series: run.series,
+        plots: Vec::new(),
     };
     report.targets = targets(&report);
     report
@@ -492,6 +578,17 @@ fn targets(r: &Report) -> Vec<Target> {
         met: ratio >= 0.9,
     });
     out.push(Target {
+        name: "load generator CPU / gateway CPU (cross-check, single requests)",
+        goal: "<= 0.33".into(),
+        measured: r.ceilings.independent_loadgen.as_ref().map_or("not run".into(), |c| {
+            format!(
+                "{:.2} ({:.1} vs {:.1} CPU-µs per request at {:.0}/s)",
+                c.ours.loadgen_to_gateway_cpu, c.ours.cpu_us_per_request, c.ours.gateway_cpu_us_per_request, c.rate
+            )
+        }),
+        met: r.ceilings.independent_loadgen.as_ref().is_some_and(|c| c.ours.loadgen_to_gateway_cpu <= 1.0 / 3.0),
+    });
+    out.push(Target {
         name: "nothing lost or duplicated",
         goal: "lost = 0, duplicated = 0".into(),
         measured: format!("lost {}, duplicated {}", r.lost, r.duplicated),
@@ -518,6 +615,27 @@ fn print_report(r: &Report) {
             u.cpu_seconds, u.cpu_seconds_per_million, u.peak_rss_mib
         );
     }
+    println!(
+        "cost per accepted declaration: pipeline (all but the load generator) {:.1} CPU-µs, gateway {:.1}; at 20,000/s that is {:.2} cores; load generator {:.1} CPU-µs per request, {:.2}x the gateway's CPU",
+        r.pipeline_cpu_us_per_declaration, r.gateway_cpu_us_per_declaration, r.pipeline_cores_at_20000_per_s, r.loadgen_cpu_us_per_request, r.loadgen_to_gateway_cpu
+    );
+    if let Some(c) = &r.ceilings.independent_loadgen {
+        for f in std::iter::once(&c.ours).chain(&c.independent) {
+            println!(
+                "  at {:.0}/s {:<24} accepted {:>6.0}/s  ack p50 {:>6.1} ms  p99 {:>7.1} ms  {:>5.1} CPU-µs per request ({:.2}x the gateway's)",
+                c.rate, f.tool, f.accepted_rate, f.ack_p50_ms, f.ack_p99_ms, f.cpu_us_per_request, f.loadgen_to_gateway_cpu
+            );
+        }
+        if let Some(missing) = &c.missing {
+            println!("  {missing}");
+        }
+    }
+    let max_rate = |m: Option<f64>| m.map_or("not run".to_owned(), |m| format!("{m:.0}/s"));
+    println!(
+        "front door alone, highest offered rate with ack p99 <= 10 ms: single requests {}, batches {}",
+        max_rate(r.front_door_max_rate_p99_10ms),
+        max_rate(r.batch_front_door_max_rate_p99_10ms)
+    );
     println!("\ntargets:");
     for t in &r.targets {
         println!("  [{}] {}: {} (goal {})", if t.met { "met" } else { "MISSED" }, t.name, t.measured, t.goal);
@@ -560,10 +678,19 @@ pub fn markdown(r: &Report) -> String {
     for (k, v) in rows {
         let _ = writeln!(m, "| {k} | {v} |");
     }
-    let _ = writeln!(m, "\n| process (surge) | CPU-s | CPU-s per million accepted | peak RSS MiB |\n|---|---|---|---|");
+    let _ = writeln!(
+        m,
+        "\n| process (surge) | CPU-s | CPU-µs per accepted declaration | cores at 20,000/s | peak RSS MiB |\n|---|---|---|---|---|"
+    );
     for (name, u) in &r.services {
-        let _ = writeln!(m, "| {name} | {:.1} | {:.1} | {:.0} |", u.cpu_seconds, u.cpu_seconds_per_million, u.peak_rss_mib);
+        let (us, rss) = (u.cpu_seconds_per_million, u.peak_rss_mib);
+        let _ = writeln!(m, "| {name} | {:.1} | {us:.1} | {:.2} | {rss:.0} |", u.cpu_seconds, us * 0.02);
     }
+    let _ = writeln!(
+        m,
+        "| **pipeline** (all but loadgen) | | **{:.1}** | **{:.2}** | |",
+        r.pipeline_cpu_us_per_declaration, r.pipeline_cores_at_20000_per_s
+    );
     let c = &r.ceilings;
     let _ = writeln!(m, "\n| ceiling (same payloads and rows) | figure |\n|---|---|");
     let _ = writeln!(
@@ -598,6 +725,29 @@ pub fn markdown(r: &Report) -> String {
         );
     }
     let _ = writeln!(m, "| enricher rules + Avro, one core, in process | {:.0} records/s |", c.enricher_records_per_s_one_core);
+    if let Some(x) = &c.independent_loadgen {
+        let _ = writeln!(
+            m,
+            "\n| (e) load generator, {:.0}/s for {:.0} s, {} connections, one gateway | accepted | ack p50 | ack p99 | CPU-µs per request | gateway CPU-µs per request | loadgen / gateway CPU |\n|---|---|---|---|---|---|---|",
+            x.rate, x.seconds, x.connections
+        );
+        for f in std::iter::once(&x.ours).chain(&x.independent) {
+            let _ = writeln!(
+                m,
+                "| {} | {:.0}/s | {:.1} ms | {:.1} ms | {:.1} | {:.1} | {:.2} |",
+                f.tool,
+                f.accepted_rate,
+                f.ack_p50_ms,
+                f.ack_p99_ms,
+                f.cpu_us_per_request,
+                f.gateway_cpu_us_per_request,
+                f.loadgen_to_gateway_cpu
+            );
+        }
+        if let Some(missing) = &x.missing {
+            let _ = writeln!(m, "| {missing} | | | | | | |");
+        }
+    }
     if let Some(cost) = &r.access_cost {
         let _ = writeln!(
             m,
@@ -622,12 +772,13 @@ pub fn markdown(r: &Report) -> String {
             cost.api_keys_and_pass_cpu_us - cost.api_keys_cpu_us
         );
     }
-    if let Some(sweep) = &r.front_door {
-        let _ = writeln!(m, "\n| front door alone, offered | accepted | ack p50 | p99 | p99.9 | through the spool | gateway / broker / loadgen CPU-s per million |\n|---|---|---|---|---|---|---|");
+    for sweep in r.front_door.iter().chain(&r.batch_front_door) {
+        let what = if sweep.batch > 1 { format!("batches of {}", sweep.batch) } else { "single requests".to_owned() };
+        let _ = writeln!(m, "\n| front door alone, {what}, offered | accepted | ack p50 | p99 | p99.9 | through the spool | gateway / broker / loadgen CPU-s per million | loadgen / gateway CPU |\n|---|---|---|---|---|---|---|---|");
         for s in &sweep.steps {
             let _ = writeln!(
                 m,
-                "| {:.0}/s | {:.0}/s | {:.1} ms | {:.1} ms | {:.1} ms | {:.0}% | {:.0} / {:.0} / {:.0} |",
+                "| {:.0}/s | {:.0}/s | {:.1} ms | {:.1} ms | {:.1} ms | {:.0}% | {:.0} / {:.0} / {:.0} | {:.2} |",
                 s.offered_rate,
                 s.accepted_rate,
                 s.ack_p50_ms,
@@ -636,9 +787,15 @@ pub fn markdown(r: &Report) -> String {
                 s.spooled_share * 100.0,
                 s.gateway_cpu_seconds_per_million,
                 s.broker_cpu_seconds_per_million,
-                s.loadgen_cpu_seconds_per_million
+                s.loadgen_cpu_seconds_per_million,
+                s.loadgen_to_gateway_cpu
             );
         }
+        let _ = writeln!(
+            m,
+            "\nHighest offered rate with ack p99 <= {:.0} ms, {what}: {:.0}/s.",
+            sweep.p99_limit_ms, sweep.max_rate_within_limit
+        );
     }
     m
 }

@@ -38,35 +38,95 @@ pub struct SurgeRun {
     /// Accepted declarations the gateway answered from its spool.
     pub spooled: u64,
     pub services: BTreeMap<String, ProcessUse>,
+    pub series: Series,
 }
 
-/// Lag of the enricher's and the sink's groups, summed over their partitions, once a second.
-/// A partition a group has not committed yet counts from offset 0: the topics are new.
-fn sample_lag(brokers: String, stop: Arc<AtomicBool>, peaks: Arc<Mutex<(i64, i64)>>, topics: Topics) {
+/// One second of the back office, as the sampler saw it: each group's lag, summed over its
+/// partitions, in messages and in seconds, and each watched process's CPU in cores.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackOfficeSample {
+    /// Seconds from the load's start (negative: before the first request).
+    pub t: f64,
+    pub enricher_lag: i64,
+    pub sink_lag: i64,
+    /// How long ago the topics' end was where the group has committed up to now: the age of
+    /// the oldest message it still owes, taken over the sums of all partitions.
+    pub enricher_lag_seconds: f64,
+    pub sink_lag_seconds: f64,
+    /// CPU of each of [`Series::processes`] over the last interval, in cores.
+    pub cores: Vec<f64>,
+}
+
+/// The surge second by second, for the plots and the JSON.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Series {
+    /// Offered and accepted declarations and ack latency, by second from the load's start.
+    pub load: Vec<crate::loadgen::LoadSecond>,
+    pub processes: Vec<String>,
+    pub back_office: Vec<BackOfficeSample>,
+    /// Rows stored in ClickHouse (declarations and rejections): (seconds from the load's
+    /// start, rows so far).
+    pub rows: Vec<(f64, u64)>,
+}
+
+/// Seconds since the topics' summed end offset was at `committed`, from the sampled history
+/// of (time, summed end offsets); 0 when the group is at the end.
+pub(crate) fn lag_seconds(history: &[(f64, i64)], committed: i64, now: f64) -> f64 {
+    if history.last().is_none_or(|(_, end)| *end <= committed) {
+        return 0.0;
+    }
+    // The first sample past what the group committed: the oldest message it owes was written
+    // after the sample before it and by this one.
+    history.iter().find(|(_, end)| *end > committed).map_or(0.0, |(t, _)| (now - t).max(0.0))
+}
+
+/// Lag of the enricher's and the sink's groups, and every watched process's CPU, once a
+/// second. A partition a group has not committed yet counts from offset 0: the topics are new.
+fn sample_back_office(
+    brokers: String,
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<BackOfficeSample>>>,
+    topics: Topics,
+    origin: Instant,
+    watched: Vec<u32>,
+) {
     let Ok(mut cluster) =
         ehac_lagwatch::cluster::Cluster::connect(&brokers, Duration::from_secs(5), Some(topics.all().map(String::from).to_vec()))
     else {
         return;
     };
     let groups = ["ehac-enricher".to_owned(), "ehac-sink".to_owned()];
+    let (mut raw_ends, mut outputs_ends) = (Vec::new(), Vec::new());
+    let cpu = || watched.iter().map(|pid| proc_stats(*pid).map_or(0.0, |s| s.cpu_seconds)).collect::<Vec<f64>>();
+    let (mut last_cpu, mut last_at) = (cpu(), origin.elapsed().as_secs_f64());
     while !stop.load(Ordering::Relaxed) {
-        if let Ok(reading) = cluster.read(&groups) {
-            let lag = |group: &str, wanted: &[&str]| -> i64 {
-                let committed = reading.committed.get(group).and_then(|c| c.as_ref().ok());
-                reading
-                    .high_watermarks
-                    .iter()
-                    .filter(|((topic, _), _)| wanted.contains(&topic.as_str()))
-                    .map(|(tp, hw)| hw - committed.and_then(|c| c.get(tp)).copied().unwrap_or(0))
-                    .sum()
-            };
-            let enricher = lag("ehac-enricher", &[&topics.raw]);
-            let sink = lag("ehac-sink", &[&topics.enriched, &topics.rejected]);
-            let mut peaks = peaks.lock().unwrap();
-            peaks.0 = peaks.0.max(enricher);
-            peaks.1 = peaks.1.max(sink);
-        }
         std::thread::sleep(Duration::from_secs(1));
+        let Ok(reading) = cluster.read(&groups) else { continue };
+        let now = origin.elapsed().as_secs_f64();
+        let sums = |group: &str, wanted: &[&str]| -> (i64, i64) {
+            let committed = reading.committed.get(group).and_then(|c| c.as_ref().ok());
+            reading
+                .high_watermarks
+                .iter()
+                .filter(|((topic, _), _)| wanted.contains(&topic.as_str()))
+                .map(|(tp, hw)| (*hw, committed.and_then(|c| c.get(tp)).copied().unwrap_or(0)))
+                .fold((0, 0), |(e, c), (hw, committed)| (e + hw, c + committed))
+        };
+        let (raw_end, enricher_at) = sums("ehac-enricher", &[&topics.raw]);
+        let (outputs_end, sink_at) = sums("ehac-sink", &[&topics.enriched, &topics.rejected]);
+        raw_ends.push((now, raw_end));
+        outputs_ends.push((now, outputs_end));
+        let cpu_now = cpu();
+        let cores = cpu_now.iter().zip(&last_cpu).map(|(a, b)| (a - b) / (now - last_at).max(1e-3)).collect();
+        (last_cpu, last_at) = (cpu_now, now);
+        samples.lock().unwrap().push(BackOfficeSample {
+            t: now,
+            enricher_lag: raw_end - enricher_at,
+            sink_lag: outputs_end - sink_at,
+            enricher_lag_seconds: lag_seconds(&raw_ends, enricher_at, now),
+            sink_lag_seconds: lag_seconds(&outputs_ends, sink_at, now),
+            cores,
+        });
     }
 }
 
@@ -76,6 +136,9 @@ async fn rows(http: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
         warehouse_report::post(http, url, "SELECT (SELECT count() FROM ehac.declarations) + (SELECT count() FROM ehac.rejections)").await?;
     Ok(String::from_utf8_lossy(&text).trim().parse()?)
 }
+
+/// The load generator's name among the processes: this process.
+pub const LOADGEN: &str = "loadgen";
 
 /// Clients the surge is spread over, each with its own API key and quota.
 pub const BENCH_CLIENTS: usize = 16;
@@ -141,15 +204,22 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
     // Every process whose CPU counts: ours, the servers, and this one (the load generator).
     let mut watched: Vec<(String, u32)> = services.iter().map(|s| (s.name.clone(), s.child.id())).collect();
     watched.extend(stack.pids.iter().cloned());
-    watched.push(("loadgen".into(), std::process::id()));
+    watched.push((LOADGEN.into(), std::process::id()));
     let before: Vec<ProcStats> = watched.iter().map(|(_, pid)| proc_stats(*pid).unwrap_or_default()).collect();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let peaks = Arc::new(Mutex::new((0i64, 0i64)));
+    let back_office = Arc::new(Mutex::new(Vec::new()));
+    // Every series is timed from here and shifted to the load's start afterwards.
+    let origin = Instant::now();
     let sampler = std::thread::spawn({
-        let (brokers, stop, peaks) = (brokers.clone(), stop.clone(), peaks.clone());
-        move || sample_lag(brokers, stop, peaks, Topics::default())
+        let (brokers, stop, back_office) = (brokers.clone(), stop.clone(), back_office.clone());
+        let pids = watched.iter().map(|(_, pid)| *pid).collect();
+        move || sample_back_office(brokers, stop, back_office, Topics::default(), origin, pids)
     });
+    let peaks = || {
+        let samples = back_office.lock().unwrap();
+        (samples.iter().map(|s| s.enricher_lag).max().unwrap_or(0), samples.iter().map(|s| s.sink_lag).max().unwrap_or(0))
+    };
 
     let baseline = (args.baseline_rate * args.baseline_secs).round() as u64;
     let spike = (args.baseline_rate * args.surge_factor * args.surge_secs).round() as u64;
@@ -179,9 +249,9 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
         args.baseline_secs
     );
 
-    // ClickHouse's row count once a second, from the load's start: the spike's start is
-    // `baseline_secs` in, and everything stored from then on came through a saturated pipeline.
-    let load_started = Instant::now();
+    // ClickHouse's row count once a second: the spike's start is `baseline_secs` after the
+    // load's, and everything stored from then on came through a saturated pipeline.
+    let load_started = origin;
     let counts = Arc::new(Mutex::new(Vec::<(f64, u64)>::new()));
     let counter = tokio::spawn({
         let (http, url, counts, stop) = (http.clone(), stack.clickhouse_url(), counts.clone(), stop.clone());
@@ -211,7 +281,7 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
     let drained = async {
         loop {
             let rows = rows(&http, &stack.clickhouse_url()).await?;
-            let (enricher, sink) = *peaks.lock().unwrap();
+            let (enricher, sink) = peaks();
             phase.set(format!("{rows}/{} rows in ClickHouse (peak lag: enricher {enricher}, sink {sink})", load.accepted));
             if rows >= load.accepted {
                 return anyhow::Ok(());
@@ -229,7 +299,7 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
     stop.store(true, Ordering::Relaxed);
     let _ = counter.await;
     let _ = sampler.join();
-    let (peak_lag_enricher, peak_lag_sink) = *peaks.lock().unwrap();
+    let (peak_lag_enricher, peak_lag_sink) = peaks();
     phase.done(format!("{:.1} s after the last request; peak lag enricher {peak_lag_enricher}, sink {peak_lag_sink}", drain_seconds));
 
     let after: Vec<ProcStats> = watched.iter().map(|(_, pid)| proc_stats(*pid).unwrap_or_default()).collect();
@@ -238,7 +308,9 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
         .iter()
         .zip(before.iter().zip(&after))
         .map(|((name, _), (b, a))| {
-            let cpu = a.cpu_seconds - b.cpu_seconds;
+            // This process also built the declarations before the clock started and sampled
+            // the others: the load generator's own cost is its CPU while sending.
+            let cpu = if name == LOADGEN { load.sending_cpu_seconds } else { a.cpu_seconds - b.cpu_seconds };
             (
                 name.clone(),
                 ProcessUse { cpu_seconds: cpu, cpu_seconds_per_million: cpu * per_million, peak_rss_mib: a.hwm_kib as f64 / 1024.0 },
@@ -252,10 +324,39 @@ pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> any
         ensure!(status.success(), "{} exited with {status} after SIGTERM; see {}/{}.log", service.name, dir.display(), service.name);
     }
 
-    let spike_start = args.baseline_secs;
+    // The load generator built its declarations before its clock started: its second 0 is
+    // that far after the origin.
+    let offset = load.started.map_or(0.0, |started| started.saturating_duration_since(origin).as_secs_f64());
+    let spike_start = offset + args.baseline_secs;
     let counts = counts.lock().unwrap().clone();
     let at_spike = counts.iter().rev().find(|(t, _)| *t <= spike_start).map_or((0.0, 0), |&(t, c)| (t, c));
     let total = stored.stored + stored.rejected;
     let e2e_rows_per_s = (total - at_spike.1) as f64 / (drained_at - at_spike.0).max(1e-3);
-    Ok(SurgeRun { load, stored, peak_lag_enricher, peak_lag_sink, drain_seconds, e2e_rows_per_s, spooled, services: services_use })
+    let mut back_office = std::mem::take(&mut *back_office.lock().unwrap());
+    for sample in &mut back_office {
+        sample.t -= offset;
+    }
+    let series = Series {
+        load: load.per_second.clone(),
+        processes: watched.iter().map(|(name, _)| name.clone()).collect(),
+        back_office,
+        rows: counts.iter().map(|&(t, rows)| (t - offset, rows)).collect(),
+    };
+    Ok(SurgeRun { load, stored, peak_lag_enricher, peak_lag_sink, drain_seconds, e2e_rows_per_s, spooled, services: services_use, series })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lag_seconds;
+
+    #[test]
+    fn lag_in_seconds_is_the_age_of_the_first_end_offset_past_the_commit() {
+        let history = [(1.0, 100), (2.0, 300), (3.0, 600), (4.0, 600)];
+        // Committed 250 of 600: the first sample past 250 was at t = 2, two seconds ago.
+        assert_eq!(lag_seconds(&history, 250, 4.0), 2.0);
+        // At the end: no lag, however old the last write.
+        assert_eq!(lag_seconds(&history, 600, 4.0), 0.0);
+        assert_eq!(lag_seconds(&history, 0, 4.0), 3.0);
+        assert_eq!(lag_seconds(&[], 0, 4.0), 0.0);
+    }
 }
