@@ -241,19 +241,12 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, rate: f64, seed: u64
     wait_ready(&http, &format!("http://{gateway_admin}/readyz"), Duration::from_secs(60)).await?;
 
     let load = LoadArgs {
-        gateway: gateway_url.clone(),
-        count: args.count,
-        baseline_rate: rate,
-        surge_factor: 1.0,
-        surge_share: 0.0,
         invalid_form_percent: 1.0,
         invalid_reference_percent: 1.0,
         concurrency: 64,
         seed: seed.wrapping_mul(4_2020),
-        client_id: format!("chaos-{}", scenario.name()),
-        api_keys: clients.api_keys.clone(),
         attempts: if scenario == Scenario::ClientRetries { 3 } else { 1 },
-        batch: 0,
+        ..LoadArgs::steady(&gateway_url, args.count, rate, &format!("chaos-{}", scenario.name()), &clients.api_keys)
     };
     let load_seconds = args.count as f64 / rate;
     // The fault's moment is drawn, not fixed: 10-60% into the load.

@@ -356,19 +356,11 @@ impl Cluster {
             .iter()
             .enumerate()
             .map(|(i, gateway)| LoadArgs {
-                gateway: gateway.url.clone(),
-                count: self.args.declarations / 2,
-                baseline_rate: self.args.rate / 2.0,
-                surge_factor: 1.0,
-                surge_share: 0.0,
                 invalid_form_percent: 1.0,
                 invalid_reference_percent: 1.0,
                 concurrency: 32,
                 seed: seed * 10 + i as u64,
-                client_id: CLIENT.into(),
-                api_keys: self.clients.api_keys.clone(),
-                attempts: 1,
-                batch: 0,
+                ..LoadArgs::steady(&gateway.url, self.args.declarations / 2, self.args.rate / 2.0, CLIENT, &self.clients.api_keys)
             })
             .collect();
         let mut target = String::new();

@@ -70,6 +70,29 @@ pub struct LoadArgs {
     pub batch: usize,
 }
 
+impl LoadArgs {
+    /// A steady load (no surge) of `count` declarations at `rate` per second to `gateway`, as
+    /// `client_id` with `api_keys` in turn; the rest as the command's defaults (1.5% invalid
+    /// forms and 1.5% failing a reference check, 128 in flight, one attempt, single requests).
+    pub fn steady(gateway: &str, count: u64, rate: f64, client_id: &str, api_keys: &[String]) -> LoadArgs {
+        LoadArgs {
+            gateway: gateway.to_owned(),
+            count,
+            baseline_rate: rate,
+            surge_factor: 1.0,
+            surge_share: 0.0,
+            invalid_form_percent: 1.5,
+            invalid_reference_percent: 1.5,
+            concurrency: 128,
+            seed: 20_201_219,
+            client_id: client_id.to_owned(),
+            api_keys: api_keys.to_vec(),
+            attempts: 1,
+            batch: 0,
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct LoadResult {
     pub sent: u64,

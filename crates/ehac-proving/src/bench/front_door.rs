@@ -86,20 +86,12 @@ pub async fn sweep(
         } else {
             format!("front door {rate:.0}/s")
         });
+        let count = (rate * step_seconds).round() as u64;
         let load = LoadArgs {
-            gateway: url.clone(),
-            count: (rate * step_seconds).round() as u64,
-            baseline_rate: rate,
-            surge_factor: 1.0,
-            surge_share: 0.0,
-            invalid_form_percent: 1.5,
-            invalid_reference_percent: 1.5,
             concurrency,
             seed: 1000 + i as u64,
-            client_id: "bench-front-door".into(),
-            api_keys: clients.api_keys.clone(),
-            attempts: 1,
             batch,
+            ..LoadArgs::steady(&url, count, rate, "bench-front-door", &clients.api_keys)
         };
         // One unmeasured second at the step's rate first: new connections, the producer's
         // first metadata request and the broker's first write to a partition are start-up
@@ -245,21 +237,9 @@ pub async fn access_cost(stack: &Stack, bin: &Path, dir: &Path, rate: f64, secon
                 _ => (clients.access(), &pass_args),
             };
             let mut door = FrontDoor::start(stack, bin, dir, "cost-gateway", &access, extra).await?;
-            let load = LoadArgs {
-                gateway: door.url.clone(),
-                count: (rate * seconds).round() as u64,
-                baseline_rate: rate,
-                surge_factor: 1.0,
-                surge_share: 0.0,
-                invalid_form_percent: 1.5,
-                invalid_reference_percent: 1.5,
-                concurrency: 128,
-                seed: 3000 + round as u64,
-                client_id: "bench-cost".into(),
-                api_keys: if variant == ANONYMOUS { vec![] } else { clients.api_keys.clone() },
-                attempts: 1,
-                batch: 0,
-            };
+            let keys = if variant == ANONYMOUS { &[][..] } else { &clients.api_keys[..] };
+            let count = (rate * seconds).round() as u64;
+            let load = LoadArgs { seed: 3000 + round as u64, ..LoadArgs::steady(&door.url, count, rate, "bench-cost", keys) };
             // As in the sweep: one unmeasured second first.
             loadgen::run(&LoadArgs { count: rate.round() as u64, seed: 4000 + round as u64, ..load.clone() }).await?;
             let pid = door.gateway.child.id();
@@ -359,20 +339,12 @@ pub async fn batch_cost(args: &BatchCostArgs) -> anyhow::Result<Vec<BatchRun>> {
     for round in 0..args.rounds.max(1) {
         for batch in [1, args.batch] {
             let phase = Phase::start(&format!("{} per request, round {}", batch, round + 1));
+            let count = (args.rate * args.seconds).round() as u64;
             let load = LoadArgs {
-                gateway: door.url.clone(),
-                count: (args.rate * args.seconds).round() as u64,
-                baseline_rate: args.rate,
-                surge_factor: 1.0,
-                surge_share: 0.0,
-                invalid_form_percent: 1.5,
-                invalid_reference_percent: 1.5,
                 concurrency: args.concurrency,
                 seed: 5000 + round as u64 * 10 + u64::from(batch > 1),
-                client_id: "bench-batch".into(),
-                api_keys: clients.api_keys.clone(),
-                attempts: 1,
                 batch,
+                ..LoadArgs::steady(&door.url, count, args.rate, "bench-batch", &clients.api_keys)
             };
             // One unmeasured second first, as in the sweep.
             loadgen::run(&LoadArgs { count: args.rate.round() as u64, seed: load.seed + 100, ..load.clone() }).await?;

@@ -80,21 +80,14 @@ pub async fn cross_check(stack: &Stack, bin: &Path, dir: &Path, rate: f64, secon
     let gateway_cpu = || proc_stats(gateway_pid).map(|s| s.cpu_seconds);
 
     let phase = Phase::start(&format!("cross-check: ehac loadgen at {rate:.0}/s"));
+    let count = (rate * seconds).round() as u64;
     let load = LoadArgs {
-        gateway: door.url.clone(),
-        count: (rate * seconds).round() as u64,
-        baseline_rate: rate,
-        surge_factor: 1.0,
-        surge_share: 0.0,
-        // Every declaration valid, as oha's one body is.
+        // Every declaration valid, as oha's bodies are.
         invalid_form_percent: 0.0,
         invalid_reference_percent: 0.0,
         concurrency: connections,
         seed: 6000,
-        client_id: "bench-cross-check".into(),
-        api_keys: clients.api_keys.clone(),
-        attempts: 1,
-        batch: 0,
+        ..LoadArgs::steady(&door.url, count, rate, "bench-cross-check", &clients.api_keys)
     };
     // One unmeasured second first, as in the sweep.
     loadgen::run(&LoadArgs { count: rate.round() as u64, seed: 6001, ..load.clone() }).await?;
