@@ -109,6 +109,12 @@ fn item_path(index: usize, path: &str) -> String {
 /// The path (`a.b[2]`) at which `body` first nests deeper than `max`, if it does. Only
 /// brackets outside strings count; the rest of the syntax is left to the parser.
 pub fn too_deep(body: &[u8], max: usize) -> Option<String> {
+    // Nesting never goes deeper than the brackets the body opens, in strings or not: counting
+    // them (a loop the compiler vectorises) clears a declaration, which opens about ten, without
+    // the byte-by-byte walk below (11,200 instructions of a request's 141,000, callgrind).
+    if body.iter().filter(|&&b| b == b'{' || b == b'[').count() <= max {
+        return None;
+    }
     // A key is kept as where it is in `body` and only copied out for the path of a refusal:
     // a String per key was a tenth of a request's instructions (callgrind).
     enum Frame {
