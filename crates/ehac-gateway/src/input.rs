@@ -115,6 +115,15 @@ pub fn too_deep(body: &[u8], max: usize) -> Option<String> {
     if body.iter().filter(|&&b| b == b'{' || b == b'[').count() <= max {
         return None;
     }
+    // A batch opens hundreds: a bare depth count first, the walk only for the path.
+    if !deeper_than(body, max) {
+        return None;
+    }
+    walk_to_too_deep(body, max)
+}
+
+/// [`too_deep`] the slow way: every string, key and index tracked, for the path.
+fn walk_to_too_deep(body: &[u8], max: usize) -> Option<String> {
     // A key is kept as where it is in `body` and only copied out for the path of a refusal:
     // a String per key was a tenth of a request's instructions (callgrind).
     enum Frame {
@@ -172,6 +181,42 @@ pub fn too_deep(body: &[u8], max: usize) -> Option<String> {
         }
         out
     }
+}
+
+/// Whether `body` nests deeper than `max` outside strings: [`too_deep`]'s walk without its
+/// keys and indexes, skipping each string to its closing quote with memchr. The walk was a
+/// sixth of a batch's instructions per declaration (callgrind: 15,300 of 85,400).
+fn deeper_than(body: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'"' => {
+                i += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &body[i.min(body.len())..]) {
+                        // Unterminated: nothing after it is outside a string.
+                        None => return false,
+                        Some(at) if body[i + at] == b'\\' => i += at + 2,
+                        Some(at) => {
+                            i += at;
+                            break;
+                        }
+                    }
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 #[cfg(test)]
@@ -240,6 +285,19 @@ mod tests {
         assert_eq!(too_deep(br#"{"a": {"b": [1, {"c": 2}]}}"#, 2), Some("a.b".into()));
         assert_eq!(too_deep(br#"{"a": "{{{[[[", "b\"{": 1}"#, 1), None, "brackets in strings do not count");
         assert_eq!(too_deep(br#"{"x": 1, "trip": [[], [0, [[]]]]}"#, 3), Some("trip[1][1]".into()));
+        for body in [
+            &br#"{"a": {"b": [1, {"c": 2}]}}"#[..],
+            br#"{"a": "{{{[[[", "b\"{": 1}"#,
+            br#"{"x": 1, "trip": [[], [0, [[]]]]}"#,
+            br#"{"a": "\\", "b": [[["\\\"[[["]]]}"#,
+            br#"]]]}}[[{"#,
+            br#"[[["unterminated [[[["#,
+            br#"[[["ends in an escape \"#,
+        ] {
+            for max in 0..8 {
+                assert_eq!(deeper_than(body, max), walk_to_too_deep(body, max).is_some(), "{} at {max}", String::from_utf8_lossy(body));
+            }
+        }
         let deep = format!("{{\"traveller\": {}{}", "[".repeat(200), "]".repeat(200));
         assert_eq!(too_deep(deep.as_bytes(), MAX_DEPTH), Some(format!("traveller{}", "[0]".repeat(MAX_DEPTH - 1))));
     }
