@@ -109,10 +109,10 @@ fn item_path(index: usize, path: &str) -> String {
 /// The path (`a.b[2]`) at which `body` first nests deeper than `max`, if it does. Only
 /// brackets outside strings count; the rest of the syntax is left to the parser.
 pub fn too_deep(body: &[u8], max: usize) -> Option<String> {
-    // Nesting never goes deeper than the brackets the body opens, in strings or not: counting
-    // them (a loop the compiler vectorises) clears a declaration, which opens about ten, without
+    // Nesting never goes deeper than the brackets the body opens, in strings or not: finding
+    // them with memchr, at most `max + 1`, clears a declaration, which opens about ten, without
     // the byte-by-byte walk below (11,200 instructions of a request's 141,000, callgrind).
-    if body.iter().filter(|&&b| b == b'{' || b == b'[').count() <= max {
+    if memchr::memchr2_iter(b'{', b'[', body).nth(max).is_none() {
         return None;
     }
     // A batch opens hundreds: a bare depth count first, the walk only for the path.
@@ -274,7 +274,7 @@ mod tests {
         assert_ne!(wrong_type, json);
         let Err(ParseError::Malformed { path, .. }) = parse_declaration(wrong_type.as_bytes()) else { panic!() };
         assert_eq!(path, "traveller.full_name");
-        let Err(ParseError::Malformed { path, .. }) = parse_declaration(b"[1]") else { panic!() };
+        let Err(ParseError::Malformed { path, .. }) = parse_declaration(b"7") else { panic!() };
         assert_eq!(path, "", "the document itself");
     }
 
