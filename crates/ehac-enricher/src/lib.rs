@@ -282,7 +282,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tracing::info!(%admin_addr, group = %config.group, from = %topics.raw, pepper_version = pepper.version(), transactional = matches!(delivery, Delivery::Transactional(_)), "enricher started");
     let linger = Duration::from_millis(config.batch_linger_ms);
 
-    while let Some(batch) = kafka::next_batch(&consumer, config.batch_max, linger, &readiness, &shutdown).await {
+    while let Some(batch) = kafka::next_batch(&consumer, config.batch_max, linger, &readiness, &shutdown).await? {
         if batch.is_empty() {
             let (c, r) = (consumer.clone(), readiness.clone());
             let (w, verdict) = tokio::task::spawn_blocking(move || {
@@ -455,7 +455,7 @@ enum TransactionFailed {
 }
 
 /// The timeout each transactional call is given.
-const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long past its timeout a call may take before it counts as stuck.
 const STUCK_MARGIN: Duration = Duration::from_secs(5);
 

@@ -50,7 +50,7 @@ async fn consume(brokers: String, group: String, topic: String, pause_per_batch:
     let consumer = kafka::consumer(&brokers, &group, &[&topic])?;
     let readiness = Readiness::default();
     let max = if pause_per_batch.is_zero() { 1_000 } else { 20 };
-    while let Some(batch) = kafka::next_batch(&consumer, max, Duration::from_millis(100), &readiness, &stop).await {
+    while let Some(batch) = kafka::next_batch(&consumer, max, Duration::from_millis(100), &readiness, &stop).await? {
         kafka::commit_batch(&consumer, &batch);
         tokio::select! {
             _ = stop.cancelled() => break,

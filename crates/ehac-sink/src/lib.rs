@@ -257,8 +257,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let watch = config.membership.watch(&registry, &[&topics.enriched, &topics.rejected])?;
     let runtime = tokio::runtime::Handle::current();
     let membership = tokio::task::spawn_blocking(move || read(&consumer, &shared, &routes, &runtime, watch, &shutdown)).await?;
-    if membership == kafka::Membership::Exit {
-        anyhow::bail!("no partitions assigned for too long while the group has lag; exiting for a restart");
+    match membership {
+        kafka::Membership::Exit => anyhow::bail!("no partitions assigned for too long while the group has lag; exiting for a restart"),
+        kafka::Membership::Fatal => anyhow::bail!("the consumer failed for good (fatal error); exiting for a restart"),
+        kafka::Membership::Fine => {}
     }
     tracing::info!("sink drained");
     Ok(())
@@ -305,7 +307,14 @@ fn read(
             None => membership = watch.check(&**consumer, &shared.readiness),
             Some(Err(e)) => {
                 shared.readiness.not_ready("kafka", e.to_string());
-                tracing::warn!(error = %e, "consume failed; librdkafka retries");
+                if let Some((_, reason)) = consumer.client().fatal_error() {
+                    // Nothing is stored for the partitions held: their tasks' confirmed offsets
+                    // were committed as they went, and a restarted member reads on from there.
+                    tracing::error!(error = %reason, "the consumer failed for good: exiting so that a supervisor restarts this member");
+                    membership = kafka::Membership::Fatal;
+                } else {
+                    tracing::warn!(error = %e, "consume failed; librdkafka retries");
+                }
             }
             Some(Ok(message)) => {
                 shared.readiness.ready("kafka");

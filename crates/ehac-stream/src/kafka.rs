@@ -129,7 +129,7 @@ pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> a
 /// Waits for the first message, then gathers more until `max` messages or `linger` has passed.
 /// An empty batch after a second with nothing to read (so the caller can look after its group
 /// membership); `None` once shutdown fired. Consume errors mark the `kafka` readiness check down
-/// and are retried; librdkafka reconnects by itself. A member that holds partitions but has
+/// and are retried (librdkafka reconnects by itself), unless the consumer failed for good (a fatal error). A member that holds partitions but has
 /// nothing to read is ready too: an idle topic is not a fault. Messages are copied out of
 /// librdkafka's buffers so the batch can outlive the poll.
 pub async fn next_batch(
@@ -138,22 +138,28 @@ pub async fn next_batch(
     linger: Duration,
     readiness: &Readiness,
     shutdown: &CancellationToken,
-) -> Option<Vec<OwnedMessage>> {
+) -> Result<Option<Vec<OwnedMessage>>, KafkaError> {
     let mut last_warning = None;
     loop {
         match gather(consumer, max, linger, shutdown).await {
-            Ok(Gathered::Shutdown) => return None,
+            Ok(Gathered::Shutdown) => return Ok(None),
             Ok(Gathered::Idle) => {
                 if consumer.assignment().is_ok_and(|a| a.count() > 0) {
                     readiness.ready("kafka");
                 }
-                return Some(Vec::new());
+                return Ok(Some(Vec::new()));
             }
             Ok(Gathered::Batch(batch)) => {
                 readiness.ready("kafka");
-                return Some(batch);
+                return Ok(Some(batch));
             }
             Err(e) => {
+                // A fatal error ends this consumer for good (seen: a static member fenced
+                // after its coordinator was partitioned off); only a new process recovers.
+                if let Some((code, reason)) = consumer.client().fatal_error() {
+                    tracing::error!(error = %reason, "the consumer failed for good: exiting so that a supervisor restarts this member");
+                    return Err(KafkaError::MessageConsumptionFatal(code));
+                }
                 // An error is an event librdkafka queued (it reconnects by itself), not a
                 // failed call: read on at once. Sleeping per event once made a consumer spend a
                 // minute after a broker restart working through the outage's queued "all
@@ -257,6 +263,9 @@ pub enum Membership {
     Fine,
     /// Stranded for longer than `exit_after`: leave, so that a supervisor restarts the process.
     Exit,
+    /// librdkafka reported a fatal error (for example a static member fenced by another with
+    /// the same `group.instance.id`): the consumer can do nothing more, only a new process can.
+    Fatal,
 }
 
 impl AssignmentWatch {
