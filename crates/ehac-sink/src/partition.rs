@@ -87,14 +87,23 @@ fn decode(message: &OwnedMessage, enriched_topic: &str, now_ms: i64) -> Result<R
     })
 }
 
-/// Waits for one message, then takes more until `max` or `linger`. Empty once the channel is
-/// closed and drained: the partition was revoked or the sink is stopping.
-async fn gather(rx: &mut mpsc::Receiver<OwnedMessage>, max: usize, linger: Duration) -> Vec<OwnedMessage> {
-    let mut batch = Vec::new();
-    match rx.recv().await {
-        Some(m) => batch.push(m),
-        None => return batch,
-    }
+/// What [`gather`] brought.
+enum Gathered {
+    Batch(Vec<OwnedMessage>),
+    /// Nothing arrived within the idle time.
+    Idle,
+    /// The channel is closed and drained: the partition was revoked or the sink is stopping.
+    Closed,
+}
+
+/// Waits up to `idle` for one message, then takes more until `max` or `linger`. Only the wait
+/// for the first message can time out, so no message taken from the channel is ever dropped.
+async fn gather(rx: &mut mpsc::Receiver<OwnedMessage>, max: usize, linger: Duration, idle: Duration) -> Gathered {
+    let mut batch = match tokio::time::timeout(idle, rx.recv()).await {
+        Ok(Some(m)) => vec![m],
+        Ok(None) => return Gathered::Closed,
+        Err(_) => return Gathered::Idle,
+    };
     let deadline = tokio::time::Instant::now() + linger;
     while batch.len() < max {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -102,8 +111,12 @@ async fn gather(rx: &mut mpsc::Receiver<OwnedMessage>, max: usize, linger: Durat
             Ok(None) | Err(_) => break,
         }
     }
-    batch
+    Gathered::Batch(batch)
 }
+
+/// How long a partition task waits with nothing to read before it makes sure its last
+/// asynchronous commit reached the group.
+const IDLE_RECOMMIT: Duration = Duration::from_secs(2);
 
 /// Retries `attempt` with backoff until it succeeds; `None` if `abandon` fires first.
 async fn retry<T, F, Fut>(shared: &Shared, abandon: &CancellationToken, what: &str, mut attempt: F) -> Option<T>
@@ -131,12 +144,21 @@ where
     }
 }
 
-fn commit(consumer: &BaseConsumer<SinkContext>, topic: &str, partition: i32, next_offset: i64, mode: CommitMode) {
+/// Commits `next_offset` for the partition: whether the commit was sent (`CommitMode::Async`)
+/// or reached the group (`CommitMode::Sync`).
+fn commit(consumer: &BaseConsumer<SinkContext>, topic: &str, partition: i32, next_offset: i64, mode: CommitMode) -> bool {
     let mut tpl = TopicPartitionList::new();
     let result = tpl.add_partition_offset(topic, partition, Offset::Offset(next_offset)).and_then(|()| consumer.commit(&tpl, mode));
-    if let Err(e) = result {
+    if let Err(e) = &result {
         tracing::warn!(topic, partition, next_offset, error = %e, "offset commit failed; the partition will be read again from the last commit (deduplicated)");
     }
+    result.is_ok()
+}
+
+/// [`commit`] with `CommitMode::Sync`, off the runtime's threads.
+async fn commit_and_wait(shared: &Shared, topic: &str, partition: i32, next_offset: i64) -> bool {
+    let (consumer, topic) = (shared.consumer.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || commit(&consumer, &topic, partition, next_offset, CommitMode::Sync)).await.unwrap_or(false)
 }
 
 /// Runs one partition until its channel closes (revoke or shutdown: it then finishes the batch in
@@ -151,8 +173,24 @@ pub(crate) async fn run(
 ) {
     let mut dedup: Option<Dedup> = None;
     let mut committed: Option<i64> = None;
+    // The last offset committed asynchronously and not yet known to have reached the group.
+    let mut unconfirmed: Option<i64> = None;
     loop {
-        let batch = gather(&mut rx, shared.batch_max, shared.linger).await;
+        let batch = match gather(&mut rx, shared.batch_max, shared.linger, IDLE_RECOMMIT).await {
+            Gathered::Batch(batch) => batch,
+            Gathered::Closed => break,
+            Gathered::Idle => {
+                // An asynchronous commit can fail unseen (a rebalance in progress: "generation
+                // id is not valid"), and on a partition with nothing more to read no later
+                // commit would mend it: the group's lag would stay up and page someone.
+                if let Some(next) = unconfirmed {
+                    if commit_and_wait(&shared, &topic, partition, next).await {
+                        unconfirmed = None;
+                    }
+                }
+                continue;
+            }
+        };
         let (Some(first), Some(last)) = (batch.first().map(|m| m.offset()), batch.last().map(|m| m.offset())) else { break };
         shared.metrics.batch_size.observe(batch.len() as f64);
 
@@ -240,12 +278,35 @@ pub(crate) async fn run(
         // Rows are durable in ClickHouse: now, and only now, the offset may move.
         commit(&shared.consumer, &topic, partition, last + 1, CommitMode::Async);
         committed = Some(last + 1);
+        unconfirmed = committed;
     }
     // Hand-over: make sure the last commit reached the broker before the partition moves on.
     if let Some(next) = committed {
-        let consumer = shared.consumer.clone();
-        let topic = topic.clone();
-        let _ = tokio::task::spawn_blocking(move || commit(&consumer, &topic, partition, next, CommitMode::Sync)).await;
+        commit_and_wait(&shared, &topic, partition, next).await;
     }
     tracing::info!(topic, partition, "partition task stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::Timestamp;
+
+    fn message(offset: i64) -> OwnedMessage {
+        OwnedMessage::new(Some(vec![1]), None, "t".into(), Timestamp::NotAvailable, 0, offset, None)
+    }
+
+    #[tokio::test]
+    async fn an_idle_wait_ends_without_losing_what_comes_after_it() {
+        let (tx, mut rx) = mpsc::channel(8);
+        assert!(matches!(gather(&mut rx, 10, Duration::from_millis(20), Duration::from_millis(50)).await, Gathered::Idle));
+        tx.send(message(7)).await.unwrap();
+        tx.send(message(8)).await.unwrap();
+        let Gathered::Batch(batch) = gather(&mut rx, 10, Duration::from_millis(20), Duration::from_millis(50)).await else {
+            panic!("the two messages sent after the idle wait are a batch")
+        };
+        assert_eq!(batch.iter().map(|m| m.offset()).collect::<Vec<_>>(), [7, 8]);
+        drop(tx);
+        assert!(matches!(gather(&mut rx, 10, Duration::from_millis(20), Duration::from_millis(50)).await, Gathered::Closed));
+    }
 }
