@@ -21,7 +21,7 @@ async fn every_cluster_fault_under_load_loses_and_duplicates_nothing_on_either_r
         outage_secs: 8,
         partition_secs: 15,
         zookeeper_outage_secs: 30,
-        patience_secs: 60,
+        patience_secs: 90,
         dir: Some(dir.clone()),
         out: Some(dir.with_extension("json")),
     };

@@ -51,7 +51,7 @@ pub struct ClusterTestArgs {
     #[arg(long, default_value_t = 30)]
     pub zookeeper_outage_secs: u64,
     /// How long the counts may stand still before what is missing counts as missing.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 90)]
     pub patience_secs: u64,
     /// Where the servers' data and the services' logs go (a fresh temporary directory by
     /// default; kept after a failure).
@@ -163,6 +163,9 @@ pub struct FaultReport {
     pub kafka_outputs: u64,
     pub kafka_unconsumed: u64,
     pub seconds: f64,
+    /// Services that had exited and were started again (as their supervisor would), with
+    /// how they exited.
+    pub restarted: Vec<String>,
     /// Empty when passed: what was wrong, and the services' last warnings.
     pub problems: Vec<String>,
 }
@@ -191,9 +194,10 @@ pub fn line(r: &FaultReport) -> String {
         )
     };
     format!(
-        "CLUSTER-FAULT {} target=\"{}\" accepted={} (this load {}, refused {}, failed {}) {} {} recovered_after={} spooled={} drained_by_cli={} peak_lag={:.0} kafka_outputs={}/{} unconsumed={} in {:.0}s {}",
+        "CLUSTER-FAULT {} target=\"{}\" restarted=[{}] accepted={} (this load {}, refused {}, failed {}) {} {} recovered_after={} spooled={} drained_by_cli={} peak_lag={:.0} kafka_outputs={}/{} unconsumed={} in {:.0}s {}",
         r.fault.name(),
         r.target,
+        r.restarted.join(", "),
         r.accepted,
         r.accepted_now,
         r.refused,
@@ -477,8 +481,9 @@ impl Cluster {
         let investigator = self.stack.clickhouse_http(WarehouseUser::Investigator);
         let urls = [self.stack.clickhouse_replica_url(0), self.stack.clickhouse_replica_url(1)];
         let patience = Duration::from_secs(self.args.patience_secs);
+        let accepted = self.accepted;
         let complete = |i: usize| {
-            let (investigator, url, accepted) = (&investigator, &urls[i], self.accepted);
+            let (investigator, url) = (&investigator, &urls[i]);
             async move {
                 let stored = warehouse_report::wait_for_in(investigator, url, Tables::ReplicaLocal, accepted, 0, patience).await?;
                 anyhow::Ok((stored, Instant::now()))
@@ -503,7 +508,20 @@ impl Cluster {
             }
         };
         let ((first, second), broker_recovered) = tokio::join!(async { tokio::join!(complete(0), complete(1)) }, recovered);
-        let ((first, first_at), (second, second_at)) = (first?, second?);
+        let ((mut first, mut first_at), (mut second, mut second_at)) = (first?, second?);
+        // As systemd (Restart=always) or Kubernetes would: a service that exited is started
+        // again, and the counts are waited for once more. Each restart is reported.
+        let mut restarted = Vec::new();
+        while [&first, &second].iter().any(|s| s.stored + s.rejected < accepted) && restarted.len() < 6 {
+            let now_restarted = self.restart_exited()?;
+            if now_restarted.is_empty() {
+                break;
+            }
+            eprintln!("{}: restarted {}", fault.name(), now_restarted.join(", "));
+            restarted.extend(now_restarted);
+            let (again_first, again_second) = tokio::join!(complete(0), complete(1));
+            ((first, first_at), (second, second_at)) = (again_first?, again_second?);
+        }
         let healed = healed_at.unwrap_or(load_ended);
         let recovered_after_s = match fault {
             Fault::LeaderCrash | Fault::ControllerStop | Fault::BrokerPartition => broker_recovered,
@@ -514,8 +532,17 @@ impl Cluster {
         for (i, (stored, at)) in [(first, first_at), (second, second_at)].into_iter().enumerate() {
             replicas.push(self.replica_count(&investigator, &urls[i], stored, at.saturating_duration_since(load_ended)).await?);
         }
-        let (brokers, topics) = (self.brokers.clone(), self.topics.clone());
-        let kafka: KafkaCounts = tokio::task::spawn_blocking(move || kafka_counts(&brokers, &topics)).await??;
+        // The sinks commit their offsets just after ClickHouse answered: give the groups' last
+        // commits a moment before what they have not consumed counts.
+        let commits_by = Instant::now() + Duration::from_secs(30);
+        let kafka: KafkaCounts = loop {
+            let (brokers, topics) = (self.brokers.clone(), self.topics.clone());
+            let counts = tokio::task::spawn_blocking(move || kafka_counts(&brokers, &topics)).await??;
+            if counts.unconsumed == 0 || Instant::now() > commits_by {
+                break counts;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
 
         if accepted_now <= self.args.declarations * 9 / 10 {
             problems.push(format!("only {accepted_now} of {} accepted", self.args.declarations));
@@ -557,8 +584,24 @@ impl Cluster {
             kafka_outputs: kafka.outputs,
             kafka_unconsumed: kafka.unconsumed,
             seconds: started.elapsed().as_secs_f64(),
+            restarted,
             problems,
         })
+    }
+
+    /// Starts again every service process that has exited: what was restarted and how it had
+    /// exited. (The gateway cut off on purpose is never among them: it is killed and replaced
+    /// by the fault itself.)
+    fn restart_exited(&mut self) -> anyhow::Result<Vec<String>> {
+        let mut restarted = Vec::new();
+        let services = self.gateways.iter_mut().map(|g| &mut g.service).chain(self.enrichers.iter_mut()).chain(self.sinks.iter_mut());
+        for service in services.chain([&mut self.lagwatch]) {
+            if let Some(status) = service.child.try_wait()? {
+                restarted.push(format!("{} ({status})", service.name));
+                service.restart()?;
+            }
+        }
+        Ok(restarted)
     }
 
     /// Runs `ehac spool drain --dir spool` against the cluster: what it drained and left.
