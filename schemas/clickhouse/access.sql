@@ -54,3 +54,14 @@ GRANT ehac_investigator TO investigator;
 GRANT ehac_writer TO writer;
 GRANT ehac_reconciler TO reconciler;
 GRANT ehac_migrator TO migrator;
+
+-- The position views run with the migrator's rights, not their caller's. A materialized view
+-- without SQL SECURITY checks the inserting user's SELECT on its source table while an insert
+-- pushes rows into it, and the reading user's when it is read: the writer, which may not
+-- SELECT the tables it fills, would get Code 497 on every insert and on its dedup window's
+-- reads (found by tests/chdb_access_check.py, which enforces this file's grants). On a cluster
+-- the same goes for the `_local` views (add ON CLUSTER).
+ALTER TABLE ehac.declaration_positions MODIFY DEFINER = migrator SQL SECURITY DEFINER;
+ALTER TABLE ehac.rejection_positions MODIFY DEFINER = migrator SQL SECURITY DEFINER;
+ALTER TABLE ehac_pii.identity_positions MODIFY DEFINER = migrator SQL SECURITY DEFINER;
+ALTER TABLE ehac_pii.rejected_payload_positions MODIFY DEFINER = migrator SQL SECURITY DEFINER;

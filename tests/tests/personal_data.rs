@@ -158,8 +158,10 @@ async fn the_access_matrix_holds_on_clickhouse_18_16() {
     refused(p, Writer, "ALTER TABLE ehac.declarations DROP COLUMN triage", 392).await;
     refused(p, Writer, "CREATE DATABASE elsewhere", 392).await;
     refused(p, Writer, "SELECT count() FROM default.nothing", 291).await;
-    // What 18.16 cannot express: a user that may INSERT into a database may SELECT from it.
-    // schemas/clickhouse/access.sql grants the writer INSERT only on modern ClickHouse.
+    // What 18.16 cannot express: a user that may INSERT into a database may SELECT from it
+    // (row filters are ignored there; ARCHITECTURE.md, "Personal data", lists what was tried).
+    // schemas/clickhouse/access.sql grants the writer INSERT only on modern ClickHouse, and
+    // modern_clickhouse.rs::access_sql_is_enforced_user_by_user_on_modern_clickhouse shows it refused there.
     allowed(p, Writer, "SELECT count() FROM ehac_pii.identities").await;
 
     // default: not usable without its password (194), nor with a wrong one (193).
