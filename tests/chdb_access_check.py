@@ -85,7 +85,8 @@ def users_xml(access_sql, probe_grants):
 
 # Test-only: the owner of an INSERT probe reads the probe's own Null table, nothing else.
 xml, users, alters = users_xml(open(os.path.join(schemas, "access.sql")).read(), ["GRANT SELECT ON probe.*"])
-work = tempfile.mkdtemp(prefix="ehac-chdb-access-")
+scratch = tempfile.TemporaryDirectory(prefix="ehac-chdb-access-")
+work = scratch.name
 with open(os.path.join(work, "users.xml"), "w") as f:
     f.write(xml)
 with open(os.path.join(work, "config.xml"), "w") as f:

@@ -147,26 +147,33 @@ async fn migrating_the_cluster_again_changes_nothing_and_a_later_migration_reach
         );
     }
 
-    // A migration after the baseline runs its cluster form on every replica, once.
+    // A migration after the baseline runs its cluster form on every replica, once: the shape of
+    // migration 0005 (ALTER the replicated local table, make the Distributed one again), on a
+    // table of its own, so that no other test's queries stand in its DROP's way (18.16's DROP
+    // waits for them; a DDL task left waiting past distributed_ddl_task_timeout fails with 159).
     let mut migrations: Vec<Migration> =
         MIGRATIONS.iter().map(|m| Migration { version: m.version, name: m.name, sql: m.sql, cluster_sql: m.cluster_sql }).collect();
     let next = MIGRATIONS.last().unwrap().version + 1;
     migrations.push(Migration {
         version: next,
         name: "test_note",
-        sql: "ALTER TABLE ehac.verifications ADD COLUMN note String DEFAULT ''",
+        sql: "CREATE TABLE IF NOT EXISTS ehac.migration_probe (declaration_id String, note String DEFAULT '') ENGINE = MergeTree ORDER BY declaration_id",
         cluster_sql: Some(
-            "ALTER TABLE ehac.verifications_local ON CLUSTER ${CLUSTER} ADD COLUMN note String DEFAULT '';\n\
-             DROP TABLE IF EXISTS ehac.verifications ON CLUSTER ${CLUSTER};\n\
-             CREATE TABLE IF NOT EXISTS ehac.verifications ON CLUSTER ${CLUSTER} AS ehac.verifications_local\n\
-             ENGINE = Distributed(${CLUSTER}, ehac, verifications_local, cityHash64(declaration_id));\n",
+            "CREATE TABLE IF NOT EXISTS ehac.migration_probe_local ON CLUSTER ${CLUSTER} (declaration_id String)\n\
+             ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/ehac/migration_probe_local', '{replica}') ORDER BY declaration_id;\n\
+             CREATE TABLE IF NOT EXISTS ehac.migration_probe ON CLUSTER ${CLUSTER} AS ehac.migration_probe_local\n\
+             ENGINE = Distributed(${CLUSTER}, ehac, migration_probe_local);\n\
+             ALTER TABLE ehac.migration_probe_local ON CLUSTER ${CLUSTER} ADD COLUMN note String DEFAULT '';\n\
+             DROP TABLE IF EXISTS ehac.migration_probe ON CLUSTER ${CLUSTER};\n\
+             CREATE TABLE IF NOT EXISTS ehac.migration_probe ON CLUSTER ${CLUSTER} AS ehac.migration_probe_local\n\
+             ENGINE = Distributed(${CLUSTER}, ehac, migration_probe_local);\n",
         ),
     });
     assert_eq!(warehouse::migrate_these(&client, Some(&c.name), &migrations).await.unwrap(), vec!["test_note"]);
     assert!(warehouse::migrate_these(&client, Some(&c.name), &migrations).await.unwrap().is_empty());
     for replica in 0..2 {
         let columns = c.sql(replica, "SELECT table FROM system.columns WHERE database = 'ehac' AND name = 'note' ORDER BY table").await;
-        assert_eq!(columns, "verifications\nverifications_local\n", "replica {}", replica + 1);
+        assert_eq!(columns, "migration_probe\nmigration_probe_local\n", "replica {}", replica + 1);
         assert_eq!(c.sql(replica, &format!("SELECT count() FROM ehac.schema_migrations WHERE version = {next}")).await, "1\n");
     }
 
