@@ -489,11 +489,11 @@ impl Cluster {
                 anyhow::Ok((stored, Instant::now()))
             }
         };
+        let (brokers, topics) = (self.brokers.clone(), self.topics.clone());
         let recovered = async {
             let healed = healed_at.unwrap_or(load_ended);
             match fault {
                 Fault::LeaderCrash | Fault::ControllerStop | Fault::BrokerPartition => {
-                    let (brokers, topics) = (self.brokers.clone(), self.topics.clone());
                     let deadline = Instant::now() + patience;
                     while Instant::now() < deadline {
                         let (b, t) = (brokers.clone(), topics.clone());
@@ -507,21 +507,27 @@ impl Cluster {
                 _ => None,
             }
         };
-        let ((first, second), broker_recovered) = tokio::join!(async { tokio::join!(complete(0), complete(1)) }, recovered);
-        let ((mut first, mut first_at), (mut second, mut second_at)) = (first?, second?);
-        // As systemd (Restart=always) or Kubernetes would: a service that exited is started
-        // again, and the counts are waited for once more. Each restart is reported.
+        // As systemd (`Restart=always`, `RestartSec=2`) or Kubernetes would: a service that
+        // exited while the counts are awaited is started again 2 s later, and reported.
         let mut restarted = Vec::new();
-        while [&first, &second].iter().any(|s| s.stored + s.rejected < accepted) && restarted.len() < 6 {
-            let now_restarted = self.restart_exited()?;
-            if now_restarted.is_empty() {
-                break;
+        let supervise = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                match self.restart_exited() {
+                    Ok(now_restarted) if !now_restarted.is_empty() => {
+                        eprintln!("{}: restarted {}", fault.name(), now_restarted.join(", "));
+                        restarted.extend(now_restarted);
+                    }
+                    Ok(_) => {}
+                    Err(e) => eprintln!("{}: restarting an exited service failed: {e:#}", fault.name()),
+                }
             }
-            eprintln!("{}: restarted {}", fault.name(), now_restarted.join(", "));
-            restarted.extend(now_restarted);
-            let (again_first, again_second) = tokio::join!(complete(0), complete(1));
-            ((first, first_at), (second, second_at)) = (again_first?, again_second?);
-        }
+        };
+        let ((first, second), broker_recovered) = tokio::select! {
+            counted = async { tokio::join!(async { tokio::join!(complete(0), complete(1)) }, recovered) } => counted,
+            _ = supervise => unreachable!("the supervisor never ends"),
+        };
+        let ((first, first_at), (second, second_at)) = (first?, second?);
         let healed = healed_at.unwrap_or(load_ended);
         let recovered_after_s = match fault {
             Fault::LeaderCrash | Fault::ControllerStop | Fault::BrokerPartition => broker_recovered,
@@ -536,8 +542,8 @@ impl Cluster {
         // commits a moment before what they have not consumed counts.
         let commits_by = Instant::now() + Duration::from_secs(30);
         let kafka: KafkaCounts = loop {
-            let (brokers, topics) = (self.brokers.clone(), self.topics.clone());
-            let counts = tokio::task::spawn_blocking(move || kafka_counts(&brokers, &topics)).await??;
+            let (b, t) = (brokers.clone(), topics.clone());
+            let counts = tokio::task::spawn_blocking(move || kafka_counts(&b, &t)).await??;
             if counts.unconsumed == 0 || Instant::now() > commits_by {
                 break counts;
             }
