@@ -129,9 +129,10 @@ pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> a
 /// Waits for the first message, then gathers more until `max` messages or `linger` has passed.
 /// An empty batch after a second with nothing to read (so the caller can look after its group
 /// membership); `None` once shutdown fired. Consume errors mark the `kafka` readiness check down
-/// and are retried (librdkafka reconnects by itself), unless the consumer failed for good (a fatal error). A member that holds partitions but has
-/// nothing to read is ready too: an idle topic is not a fault. Messages are copied out of
-/// librdkafka's buffers so the batch can outlive the poll.
+/// and are retried (librdkafka reconnects by itself); a fatal error, after which the consumer
+/// can do nothing more, is returned. A member that holds partitions but has nothing to read is
+/// ready too: an idle topic is not a fault. Messages are copied out of librdkafka's buffers so
+/// the batch can outlive the poll.
 pub async fn next_batch(
     consumer: &GroupConsumer,
     max: usize,
