@@ -55,7 +55,8 @@ impl Service {
         let env = env
             .iter()
             .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
-            .chain([("RUST_LOG".into(), "info,rdkafka=warn".into())])
+            // The operator's RUST_LOG if set (e.g. `ehac_sink=debug` to see every batch).
+            .chain([("RUST_LOG".into(), std::env::var("RUST_LOG").unwrap_or_else(|_| "info,rdkafka=warn".into()))])
             .collect();
         let launch = Launch { command, args: args.to_vec(), env, log: log_dir.join(format!("{name}.log")) };
         Ok(Service { name: name.to_owned(), child: launch.spawn()?, launch })

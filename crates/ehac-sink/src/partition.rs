@@ -31,8 +31,7 @@ pub(crate) struct Shared {
     pub metrics: Metrics,
     pub readiness: Readiness,
     pub enriched_topic: String,
-    pub batch_max: usize,
-    pub linger: Duration,
+    pub flush: Flush,
     pub dedup_window: i64,
     pub partition_buffer: usize,
 }
@@ -96,19 +95,36 @@ enum Gathered {
     Closed,
 }
 
-/// Waits up to `idle` for one message, then takes more until `max` or `linger`. Only the wait
-/// for the first message can time out, so no message taken from the channel is ever dropped.
-async fn gather(rx: &mut mpsc::Receiver<OwnedMessage>, max: usize, linger: Duration, idle: Duration) -> Gathered {
+/// When a batch is inserted before it is full: `linger` after its first record at the latest,
+/// or, once it holds `quiet_min` records, as soon as no record came for `quiet` (the partition
+/// has caught up). The second rule is ClickHouse's own Kafka engine's (a block is flushed when
+/// a poll finds nothing): a backlog's last batch goes in at once instead of waiting out the
+/// linger, while a trickle still waits, so it makes few parts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Flush {
+    pub max: usize,
+    pub linger: Duration,
+    pub quiet: Duration,
+    pub quiet_min: usize,
+}
+
+/// Waits up to `idle` for one message, then takes more until the batch is full or [`Flush`]
+/// says it goes in. Only the wait for the first message can time out, so no message taken from
+/// the channel is ever dropped.
+async fn gather(rx: &mut mpsc::Receiver<OwnedMessage>, flush: Flush, idle: Duration) -> Gathered {
     let mut batch = match tokio::time::timeout(idle, rx.recv()).await {
         Ok(Some(m)) => vec![m],
         Ok(None) => return Gathered::Closed,
         Err(_) => return Gathered::Idle,
     };
-    let deadline = tokio::time::Instant::now() + linger;
-    while batch.len() < max {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(m)) => batch.push(m),
-            Ok(None) | Err(_) => break,
+    let deadline = tokio::time::Instant::now() + flush.linger;
+    while batch.len() < flush.max {
+        let until = if batch.len() >= flush.quiet_min { deadline.min(tokio::time::Instant::now() + flush.quiet) } else { deadline };
+        let room = flush.max - batch.len();
+        match tokio::time::timeout_at(until, rx.recv_many(&mut batch, room)).await {
+            // 0: the channel is closed and drained.
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
         }
     }
     Gathered::Batch(batch)
@@ -176,7 +192,7 @@ pub(crate) async fn run(
     // The last offset committed asynchronously and not yet known to have reached the group.
     let mut unconfirmed: Option<i64> = None;
     loop {
-        let batch = match gather(&mut rx, shared.batch_max, shared.linger, IDLE_RECOMMIT).await {
+        let batch = match gather(&mut rx, shared.flush, IDLE_RECOMMIT).await {
             Gathered::Batch(batch) => batch,
             Gathered::Closed => break,
             Gathered::Idle => {
@@ -269,8 +285,9 @@ pub(crate) async fn run(
                 }
             }
         }
-        timer.observe_duration();
+        let insert_seconds = timer.stop_and_record();
         let [declarations, identities, rejections, payloads] = rows.counts();
+        tracing::debug!(topic, partition, first, last, declarations, rejections, insert_seconds, "batch inserted");
         shared.metrics.rows.with_label_values(&["declarations"]).inc_by(declarations);
         shared.metrics.rows.with_label_values(&["identities"]).inc_by(identities);
         shared.metrics.rows.with_label_values(&["rejections"]).inc_by(rejections);
@@ -296,17 +313,58 @@ mod tests {
         OwnedMessage::new(Some(vec![1]), None, "t".into(), Timestamp::NotAvailable, 0, offset, None)
     }
 
+    fn flush(max: usize, linger_ms: u64, quiet_ms: u64, quiet_min: usize) -> Flush {
+        Flush { max, linger: Duration::from_millis(linger_ms), quiet: Duration::from_millis(quiet_ms), quiet_min }
+    }
+
     #[tokio::test]
     async fn an_idle_wait_ends_without_losing_what_comes_after_it() {
         let (tx, mut rx) = mpsc::channel(8);
-        assert!(matches!(gather(&mut rx, 10, Duration::from_millis(20), Duration::from_millis(50)).await, Gathered::Idle));
+        let flush = flush(10, 20, 10, 100);
+        assert!(matches!(gather(&mut rx, flush, Duration::from_millis(50)).await, Gathered::Idle));
         tx.send(message(7)).await.unwrap();
         tx.send(message(8)).await.unwrap();
-        let Gathered::Batch(batch) = gather(&mut rx, 10, Duration::from_millis(20), Duration::from_millis(50)).await else {
+        let Gathered::Batch(batch) = gather(&mut rx, flush, Duration::from_millis(50)).await else {
             panic!("the two messages sent after the idle wait are a batch")
         };
         assert_eq!(batch.iter().map(|m| m.offset()).collect::<Vec<_>>(), [7, 8]);
         drop(tx);
-        assert!(matches!(gather(&mut rx, 10, Duration::from_millis(20), Duration::from_millis(50)).await, Gathered::Closed));
+        assert!(matches!(gather(&mut rx, flush, Duration::from_millis(50)).await, Gathered::Closed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_of_quiet_min_goes_in_when_its_partition_is_quiet_a_smaller_one_waits_for_the_linger() {
+        let (tx, mut rx) = mpsc::channel(16);
+        for offset in 0..3 {
+            tx.send(message(offset)).await.unwrap();
+        }
+        let started = tokio::time::Instant::now();
+        let Gathered::Batch(batch) = gather(&mut rx, flush(10, 5_000, 100, 3), Duration::from_secs(1)).await else { panic!("a batch") };
+        assert_eq!(batch.len(), 3);
+        assert_eq!(started.elapsed(), Duration::from_millis(100), "three records reach quiet_min: in after 100 ms of quiet");
+
+        for offset in 3..5 {
+            tx.send(message(offset)).await.unwrap();
+        }
+        let started = tokio::time::Instant::now();
+        let Gathered::Batch(batch) = gather(&mut rx, flush(10, 5_000, 100, 3), Duration::from_secs(1)).await else { panic!("a batch") };
+        assert_eq!(batch.iter().map(|m| m.offset()).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(started.elapsed(), Duration::from_millis(5_000), "two records are under quiet_min: they wait for the linger");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_arriving_within_the_quiet_time_keep_the_batch_open_until_it_is_full() {
+        let (tx, mut rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            for offset in 0..12 {
+                tx.send(message(offset)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            std::future::pending::<()>().await;
+        });
+        let Gathered::Batch(batch) = gather(&mut rx, flush(8, 5_000, 100, 1), Duration::from_secs(1)).await else { panic!("a batch") };
+        assert_eq!(batch.len(), 8, "a record every 50 ms never leaves the partition quiet for 100 ms");
+        let Gathered::Batch(rest) = gather(&mut rx, flush(8, 5_000, 100, 1), Duration::from_secs(1)).await else { panic!("a batch") };
+        assert_eq!(rest.iter().map(|m| m.offset()).collect::<Vec<_>>(), (8..12).collect::<Vec<_>>());
     }
 }
