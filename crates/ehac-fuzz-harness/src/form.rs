@@ -36,6 +36,7 @@ pub fn check(body: &[u8]) {
         form,
     };
     let bytes = RAW.encode(&raw).unwrap_or_else(|e| panic!("a valid form does not encode: {e}"));
+    assert_eq!(RAW.encode_raw(&raw), bytes, "the gateway's raw writer and serde_avro_fast differ");
     let decoded = RAW.decode(&bytes).unwrap_or_else(|e| panic!("an encoded valid form does not decode: {e}"));
     assert_eq!(decoded, raw, "a valid form changed through Avro");
 }

@@ -70,7 +70,7 @@ pub(crate) struct RejectedItem {
     /// The item's position in the request, from 0.
     index: usize,
     /// What the single endpoint would have answered: 403 (another client's declaration,
-    /// channel or port), 422 (fields need fixing), 500 (could not be encoded).
+    /// channel or port) or 422 (fields need fixing).
     status: u16,
     #[serde(flatten)]
     problem: Problem,

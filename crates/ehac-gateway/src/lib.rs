@@ -716,17 +716,7 @@ fn prepare(
         gateway_version: ehac_stream::VERSION.to_owned(),
         form,
     };
-    let payload = match RAW.encode(&raw) {
-        Ok(payload) => payload,
-        Err(e) => {
-            tracing::error!(error = %e, "a checked form failed to encode");
-            return Err(Refusal {
-                outcome: "internal",
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                problem: Problem { error: "internal", message: "the declaration could not be encoded".into(), errors: vec![] },
-            });
-        }
-    };
+    let payload = RAW.encode_raw(&raw);
     Ok(Prepared { accepted: Accepted { declaration_id: raw.declaration_id, received_at: received_at.to_rfc3339(), pass }, payload })
 }
 
