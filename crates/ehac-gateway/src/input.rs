@@ -64,8 +64,17 @@ pub fn parse_declaration(body: &[u8]) -> Result<DeclarationForm, ParseError> {
 /// instructions (callgrind), paid by every valid body for the rare invalid one. Both parses
 /// read the same bytes with the same rules, so they fail at the same place; like the tracked
 /// parse alone, neither looks past the end of the value.
+///
+/// A body that is valid UTF-8 as a whole (every one a client should send) is read as a `str`:
+/// serde_json then checks no string's UTF-8 again, which was 5,800 of the parse's 23,900
+/// instructions (callgrind) against about 400 for one check of the body. Anything else takes the
+/// byte path, whose error says where the bad bytes are.
 fn parse_located<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ParseError> {
-    if let Ok(value) = serde::Deserialize::deserialize(&mut serde_json::Deserializer::from_slice(body)) {
+    let parsed = match std::str::from_utf8(body) {
+        Ok(text) => serde::Deserialize::deserialize(&mut serde_json::Deserializer::from_str(text)),
+        Err(_) => serde::Deserialize::deserialize(&mut serde_json::Deserializer::from_slice(body)),
+    };
+    if let Ok(value) = parsed {
         return Ok(value);
     }
     serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)).map_err(|e| {
@@ -275,6 +284,25 @@ mod tests {
         assert_eq!(path, "traveller.full_name");
         let Err(ParseError::Malformed { path, .. }) = parse_declaration(b"7") else { panic!() };
         assert_eq!(path, "", "the document itself");
+    }
+
+    #[test]
+    fn a_body_is_read_the_same_as_text_or_as_bytes_and_bad_utf8_in_a_string_is_located() {
+        let mut form = ehac_domain::sample::SampleGenerator::new(3).declaration(chrono::Utc::now(), "c", ehac_domain::sample::Flaw::None);
+        form.traveller.full_name = "Siti Nurhaliza \u{e9}\u{65e5}\u{1f600} \"q\" \\ \t".into();
+        let json = serde_json::to_vec(&form).unwrap();
+        assert_eq!(parse_declaration(&json).unwrap(), form, "the str path");
+        let by_bytes: DeclarationForm = serde::Deserialize::deserialize(&mut serde_json::Deserializer::from_slice(&json)).unwrap();
+        assert_eq!(by_bytes, form, "the byte path reads the same");
+
+        // Bytes that are not UTF-8 inside a string: refused, with the field's path.
+        let marker = b"Siti";
+        let at = json.windows(marker.len()).position(|w| w == marker).unwrap();
+        let mut bad = json.clone();
+        bad[at] = 0xff;
+        let Err(ParseError::Malformed { path, message }) = parse_declaration(&bad) else { panic!("invalid UTF-8 was accepted") };
+        assert_eq!(path, "traveller.full_name");
+        assert!(message.contains("unicode"), "{message}");
     }
 
     #[test]
