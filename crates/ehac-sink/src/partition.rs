@@ -113,7 +113,12 @@ pub(crate) struct Flush {
 /// the channel is ever dropped.
 async fn gather(rx: &mut mpsc::Receiver<OwnedMessage>, flush: Flush, idle: Duration) -> Gathered {
     let mut batch = match tokio::time::timeout(idle, rx.recv()).await {
-        Ok(Some(m)) => vec![m],
+        // Room for what the channel can hold at once, so a large batch is not copied as it grows.
+        Ok(Some(m)) => {
+            let mut batch = Vec::with_capacity(flush.max.clamp(1, 8_192));
+            batch.push(m);
+            batch
+        }
         Ok(None) => return Gathered::Closed,
         Err(_) => return Gathered::Idle,
     };
