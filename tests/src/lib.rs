@@ -181,8 +181,6 @@ pub fn sink_config(kafka: KafkaArgs, clickhouse: ClickHouseArgs, admin: AdminArg
         group: "ehac-sink".into(),
         batch_max: 2_000,
         batch_linger_ms: 100,
-        batch_quiet_ms: 500,
-        batch_quiet_min: 1_000,
         dedup_window: 100_000,
         handover_timeout_ms: 15_000,
         partition_buffer: 4_096,

@@ -68,15 +68,6 @@ pub struct Config {
     /// instead of 1 s cut its CPU per million rows about 3x in `ehac bench surge`).
     #[arg(long, env = "EHAC_SINK_BATCH_LINGER_MS", default_value_t = 5_000)]
     pub batch_linger_ms: u64,
-    /// A batch of at least --batch-quiet-min records goes in as soon as its partition brought
-    /// nothing new for this long (caught up), without waiting out the linger: a backlog's last
-    /// batch lands at once, while a steady stream still fills batches for the full linger.
-    #[arg(long, env = "EHAC_SINK_BATCH_QUIET_MS", default_value_t = 500)]
-    pub batch_quiet_ms: u64,
-    /// The smallest batch that goes in early when its partition is quiet (fewer, larger parts
-    /// when traffic is light).
-    #[arg(long, env = "EHAC_SINK_BATCH_QUIET_MIN", default_value_t = 1_000)]
-    pub batch_quiet_min: usize,
     /// Offsets behind a partition's restart point whose stored identities are loaded to catch
     /// records written twice upstream.
     #[arg(long, env = "EHAC_SINK_DEDUP_WINDOW", default_value_t = 100_000)]
@@ -255,12 +246,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics,
         readiness: readiness.clone(),
         enriched_topic: topics.enriched.clone(),
-        flush: partition::Flush {
-            max: config.batch_max.max(1),
-            linger: Duration::from_millis(config.batch_linger_ms),
-            quiet: Duration::from_millis(config.batch_quiet_ms),
-            quiet_min: config.batch_quiet_min,
-        },
+        flush: partition::Flush { max: config.batch_max.max(1), linger: Duration::from_millis(config.batch_linger_ms) },
         dedup_window: config.dedup_window,
         partition_buffer: config.partition_buffer.max(1),
     });
