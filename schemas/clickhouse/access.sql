@@ -43,6 +43,13 @@ GRANT CREATE DATABASE ON ehac.* TO ehac_migrator;
 GRANT CREATE DATABASE ON ehac_pii.* TO ehac_migrator;
 GRANT ALL ON ehac.* TO ehac_migrator;
 GRANT ALL ON ehac_pii.* TO ehac_migrator;
+-- Modern ClickHouse also asks for the right to create tables of each engine (TABLE ENGINE,
+-- checked since table_engines_require_grant became the default): the engines the schema uses.
+GRANT TABLE ENGINE ON MergeTree TO ehac_migrator;
+GRANT TABLE ENGINE ON ReplacingMergeTree TO ehac_migrator;
+GRANT TABLE ENGINE ON AggregatingMergeTree TO ehac_migrator;
+GRANT TABLE ENGINE ON SummingMergeTree TO ehac_migrator;
+GRANT TABLE ENGINE ON Memory TO ehac_migrator;
 
 CREATE USER IF NOT EXISTS analyst IDENTIFIED WITH sha256_hash BY '${ANALYST_PASSWORD_SHA256}' DEFAULT ROLE ehac_analyst;
 CREATE USER IF NOT EXISTS investigator IDENTIFIED WITH sha256_hash BY '${INVESTIGATOR_PASSWORD_SHA256}' DEFAULT ROLE ehac_investigator;

@@ -113,8 +113,9 @@ async fn citizens_are_stored_pending_while_the_registry_is_down_and_verified_lat
     // The reconciliation job verifies the pending ones and writes the answers back.
     let metrics = prometheus::Registry::new();
     let verifier = RegistryArgs { registry_timeout_ms: 5_000, ..registry_args.clone() }.verifier(&metrics).unwrap().unwrap();
-    // Reading pending NIKs (identity database) and writing answers: the writer on 18.16.
-    let warehouse = p.clickhouse_as(ehac_devstack::WarehouseUser::Writer);
+    // Reading pending NIKs and birth dates (identity database) and writing answers: the
+    // reconciler, which access.sql allows nothing more.
+    let warehouse = p.clickhouse_as(ehac_devstack::WarehouseUser::Reconciler);
     let report = ehac_registry::reconcile::run_once(&warehouse, &verifier, 250, "test").await.unwrap();
     assert!(report.stopped.is_none(), "{}", report.line());
     assert!(report.verified + report.not_found >= 400, "the 300 + 100 pending, at least: {}", report.line());

@@ -211,5 +211,5 @@ async fn reconcile(stack: &Stack, registry_url: &str) -> anyhow::Result<ehac_reg
     };
     let verifier = registry.verifier(&ehac_stream::telemetry::registry("demo"))?.expect("a registry URL is set");
     // Reconciling reads the pending citizens' NIKs from the identity database and writes answers.
-    ehac_registry::reconcile::run_once(&stack.clickhouse_as(WarehouseUser::Writer), &verifier, 1_000, "ehac demo").await
+    ehac_registry::reconcile::run_once(&stack.clickhouse_as(WarehouseUser::Reconciler), &verifier, 1_000, "ehac demo").await
 }

@@ -30,13 +30,22 @@ pub enum WarehouseUser {
     Writer,
     /// `ehac migrate`: DDL.
     Migrator,
+    /// `ehac reconcile`: the pending citizens' NIK and birth date, and the verification answers.
+    /// (On 18.16 it has the writer's rights: users.xml cannot restrict columns.)
+    Reconciler,
     /// Not for use: its password is kept only so a test can prove it is needed.
     Default,
 }
 
 impl WarehouseUser {
-    pub const ALL: [WarehouseUser; 5] =
-        [WarehouseUser::Analyst, WarehouseUser::Investigator, WarehouseUser::Writer, WarehouseUser::Migrator, WarehouseUser::Default];
+    pub const ALL: [WarehouseUser; 6] = [
+        WarehouseUser::Analyst,
+        WarehouseUser::Investigator,
+        WarehouseUser::Writer,
+        WarehouseUser::Migrator,
+        WarehouseUser::Reconciler,
+        WarehouseUser::Default,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -44,6 +53,7 @@ impl WarehouseUser {
             WarehouseUser::Investigator => "investigator",
             WarehouseUser::Writer => "writer",
             WarehouseUser::Migrator => "migrator",
+            WarehouseUser::Reconciler => "reconciler",
             WarehouseUser::Default => "default",
         }
     }
@@ -56,6 +66,9 @@ pub struct StackSecrets {
     pub investigator: String,
     pub writer: String,
     pub migrator: String,
+    /// Absent from the secrets of a stack made before the reconciler had a user of its own.
+    #[serde(default = "new_password")]
+    pub reconciler: String,
     pub default: String,
 }
 
@@ -67,6 +80,10 @@ impl std::fmt::Debug for StackSecrets {
 
 fn random_hex(bytes_of_16: usize) -> String {
     (0..bytes_of_16).map(|_| uuid::Uuid::new_v4().simple().to_string()).collect()
+}
+
+fn new_password() -> String {
+    random_hex(1)
 }
 
 /// Writes `contents` to a new file only its owner can read.
@@ -97,6 +114,7 @@ impl StackSecrets {
             investigator: random_hex(1),
             writer: random_hex(1),
             migrator: random_hex(1),
+            reconciler: random_hex(1),
             default: random_hex(1),
         };
         write_private(&path, serde_json::to_string_pretty(&secrets)?.as_bytes())?;
@@ -111,13 +129,62 @@ impl StackSecrets {
             WarehouseUser::Investigator => &self.investigator,
             WarehouseUser::Writer => &self.writer,
             WarehouseUser::Migrator => &self.migrator,
+            WarehouseUser::Reconciler => &self.reconciler,
             WarehouseUser::Default => &self.default,
         }
     }
 
-    /// users.xml for ClickHouse 18.16 (and modern servers, which read the same file).
+    fn password_sha256_hex(&self, user: WarehouseUser) -> String {
+        format!("{:x}", Sha256::digest(self.password(user).as_bytes()))
+    }
+
+    /// users.xml for a modern server (the stack's 26.9), generated from
+    /// `schemas/clickhouse/access.sql` so the two cannot drift: [`AccessPlan`] reads its
+    /// profiles, roles, quotas, users and grants. `default` has no password because the
+    /// server's own in-process session runs as it (`clickhouse_server.py`), so it may do nothing
+    /// but start the listeners and read `system.numbers`.
+    pub fn modern_users_xml(&self) -> anyhow::Result<String> {
+        let plan = AccessPlan::parse(ehac_stream::warehouse::ACCESS_SQL)?;
+        let mut x = String::from("<clickhouse>\n  <profiles>\n    <default/>\n");
+        for (name, settings) in &plan.profiles {
+            let settings: String = settings.iter().map(|(k, v)| format!("<{k}>{}</{k}>", xml_escape(v))).collect();
+            x.push_str(&format!("    <{name}>{settings}</{name}>\n"));
+        }
+        x.push_str("  </profiles>\n  <quotas>\n    <default/>\n");
+        for (name, limits) in &plan.quotas {
+            let limits: String = limits.iter().map(|(k, v)| format!("<{k}>{v}</{k}>")).collect();
+            x.push_str(&format!("    <{name}><interval><duration>3600</duration>{limits}</interval></{name}>\n"));
+        }
+        x.push_str("  </quotas>\n  <roles>\n");
+        for (name, grants) in &plan.roles {
+            x.push_str(&format!("    <{name}><grants>{}</grants></{name}>\n", grant_queries(grants)));
+        }
+        x.push_str("  </roles>\n  <users>\n");
+        let loopback = "<networks><ip>127.0.0.1</ip><ip>::1</ip></networks>";
+        x.push_str(&format!(
+            "    <default><no_password/>{loopback}<profile>default</profile><quota>default</quota><grants>{}</grants></default>\n",
+            grant_queries(&["GRANT SYSTEM LISTEN ON *.*".to_owned(), "GRANT SELECT ON system.numbers".to_owned()])
+        ));
+        for user in &plan.users {
+            let known = WarehouseUser::ALL.into_iter().find(|u| u.name() == user.name);
+            let known = known.with_context(|| format!("access.sql creates user {}, which the stack has no password for", user.name))?;
+            // XML roles hold grants only: a role's settings profile and quota go on its users.
+            let profile = plan.role_profiles.get(&user.default_role).map_or("default", String::as_str);
+            let quota = plan.role_quotas.get(&user.default_role).map_or("default", String::as_str);
+            x.push_str(&format!(
+                "    <{name}><password_sha256_hex>{hash}</password_sha256_hex>{loopback}<profile>{profile}</profile><quota>{quota}</quota><grants>{grants}</grants></{name}>\n",
+                name = user.name,
+                hash = self.password_sha256_hex(known),
+                grants = grant_queries(&user.grants),
+            ));
+        }
+        x.push_str("  </users>\n</clickhouse>\n");
+        Ok(x)
+    }
+
+    /// users.xml for ClickHouse 18.16, which has no SQL access control: per-database rights only.
     pub fn users_xml(&self) -> String {
-        let hash = |user| format!("{:x}", Sha256::digest(self.password(user).as_bytes()));
+        let hash = |user| self.password_sha256_hex(user);
         let user = |user: WarehouseUser, profile: &str, quota: &str, databases: &[&str]| {
             let allow = if databases.is_empty() {
                 String::new()
@@ -135,6 +202,7 @@ impl StackSecrets {
             user(WarehouseUser::Default, "default", "default", &["default"]),
             user(WarehouseUser::Migrator, "migrator", "default", &[]),
             user(WarehouseUser::Writer, "writer", "default", &["ehac", "ehac_pii"]),
+            user(WarehouseUser::Reconciler, "writer", "default", &["ehac", "ehac_pii"]),
             user(WarehouseUser::Analyst, "analyst", "analyst", &["ehac"]),
             user(WarehouseUser::Investigator, "investigator", "investigator", &["ehac", "ehac_pii"]),
         ]
@@ -186,4 +254,165 @@ pub fn http_client(secrets: &StackSecrets, user: WarehouseUser) -> reqwest::Clie
     key.set_sensitive(true);
     headers.insert("X-ClickHouse-Key", key);
     reqwest::Client::builder().default_headers(headers).build().expect("a client with default headers")
+}
+
+/// `schemas/clickhouse/access.sql` read statement by statement: what a users.xml needs to hold
+/// the same rights on a server whose SQL access storage is read-only.
+#[derive(Debug, Default)]
+pub struct AccessPlan {
+    /// Settings profiles: name, then `(setting, value)` with quotes taken off.
+    pub profiles: Vec<(String, Vec<(String, String)>)>,
+    /// Quotas (per hour): name, then `(limit, value)`.
+    pub quotas: Vec<(String, Vec<(String, String)>)>,
+    /// Roles and the GRANT statements given to each, without their `TO` clause.
+    pub roles: Vec<(String, Vec<String>)>,
+    pub role_profiles: std::collections::HashMap<String, String>,
+    pub role_quotas: std::collections::HashMap<String, String>,
+    pub users: Vec<PlannedUser>,
+    /// Statements to run as SQL after the migrations (the views' definers).
+    pub after_migrations: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct PlannedUser {
+    pub name: String,
+    pub default_role: String,
+    /// GRANT statements given to the user itself (its roles among them), without `TO`.
+    pub grants: Vec<String>,
+}
+
+/// The statements of a SQL file, comments dropped, white space folded.
+pub fn sql_statements(text: &str) -> Vec<String> {
+    let without_comments: String = text.lines().filter(|l| !l.trim_start().starts_with("--")).map(|l| format!("{l}\n")).collect();
+    without_comments.split(';').map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|s| !s.is_empty()).collect()
+}
+
+fn strip_if_not_exists(s: &str) -> &str {
+    s.strip_prefix("IF NOT EXISTS ").unwrap_or(s)
+}
+
+/// `k = v, k = 'v'` as pairs, quotes taken off.
+fn assignments(list: &str) -> Vec<(String, String)> {
+    list.split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('\'').to_owned()))
+        .collect()
+}
+
+impl AccessPlan {
+    /// Reads access.sql; a statement it cannot translate is an error, so the file cannot grow
+    /// something the stack would silently leave out.
+    pub fn parse(sql: &str) -> anyhow::Result<AccessPlan> {
+        let mut plan = AccessPlan::default();
+        for statement in sql_statements(sql) {
+            let st = statement.as_str();
+            if let Some(rest) = st.strip_prefix("CREATE SETTINGS PROFILE ") {
+                let (name, settings) = strip_if_not_exists(rest).split_once(" SETTINGS ").context("a profile without SETTINGS")?;
+                plan.profiles.push((name.to_owned(), assignments(settings)));
+            } else if let Some(rest) = st.strip_prefix("CREATE ROLE ") {
+                let rest = strip_if_not_exists(rest);
+                let (name, profile) = match rest.split_once(" SETTINGS PROFILE ") {
+                    Some((name, profile)) => (name, Some(profile.trim_matches('\''))),
+                    None => (rest, None),
+                };
+                plan.roles.push((name.to_owned(), Vec::new()));
+                if let Some(profile) = profile {
+                    plan.role_profiles.insert(name.to_owned(), profile.to_owned());
+                }
+            } else if let Some(rest) = st.strip_prefix("CREATE QUOTA ") {
+                let (name, rest) = strip_if_not_exists(rest).split_once(" FOR INTERVAL 1 hour MAX ").context("a quota not per hour")?;
+                let (limits, role) = rest.rsplit_once(" TO ").context("a quota for nobody")?;
+                plan.quotas.push((name.to_owned(), assignments(limits)));
+                plan.role_quotas.insert(role.to_owned(), name.to_owned());
+            } else if let Some(rest) = st.strip_prefix("CREATE USER ") {
+                let rest = strip_if_not_exists(rest);
+                let (name, rest) = rest.split_once(' ').context("a user without a definition")?;
+                let default_role = rest.rsplit_once(" DEFAULT ROLE ").context("a user without a default role")?.1;
+                plan.users.push(PlannedUser { name: name.to_owned(), default_role: default_role.to_owned(), grants: Vec::new() });
+            } else if st.starts_with("GRANT ") {
+                let (grant, grantee) = st.rsplit_once(" TO ").context("a GRANT to nobody")?;
+                if let Some((_, grants)) = plan.roles.iter_mut().find(|(name, _)| name == grantee) {
+                    grants.push(grant.to_owned());
+                } else if let Some(user) = plan.users.iter_mut().find(|u| u.name == grantee) {
+                    user.grants.push(grant.to_owned());
+                } else {
+                    anyhow::bail!("access.sql grants to {grantee} before creating it: {st}");
+                }
+            } else if st.starts_with("ALTER TABLE ") {
+                plan.after_migrations.push(statement.clone());
+            } else {
+                anyhow::bail!("the dev stack cannot translate this statement of access.sql into users.xml: {st}");
+            }
+        }
+        Ok(plan)
+    }
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn grant_queries(grants: &[String]) -> String {
+    grants.iter().map(|g| format!("<query>{}</query>", xml_escape(g))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets() -> StackSecrets {
+        StackSecrets {
+            analyst: "a".into(),
+            investigator: "i".into(),
+            writer: "w".into(),
+            migrator: "m".into(),
+            reconciler: "r".into(),
+            default: "d".into(),
+        }
+    }
+
+    /// Every statement of access.sql lands in the generated users.xml (or in what runs after the
+    /// migrations): the dev server's rights are production's, statement for statement.
+    #[test]
+    fn the_generated_users_xml_holds_every_statement_of_access_sql() {
+        let xml = secrets().modern_users_xml().unwrap();
+        let plan = AccessPlan::parse(ehac_stream::warehouse::ACCESS_SQL).unwrap();
+        let mut checked = 0;
+        for statement in sql_statements(ehac_stream::warehouse::ACCESS_SQL) {
+            if statement.starts_with("GRANT ") {
+                let grant = statement.rsplit_once(" TO ").unwrap().0;
+                assert!(xml.contains(&format!("<query>{grant}</query>")), "{grant} is not in users.xml");
+            } else if let Some(rest) = statement.strip_prefix("CREATE USER IF NOT EXISTS ") {
+                let name = rest.split(' ').next().unwrap();
+                assert!(xml.contains(&format!("<{name}><password_sha256_hex>")), "user {name} is not in users.xml");
+            } else if statement.starts_with("ALTER TABLE ") {
+                assert!(plan.after_migrations.contains(&statement), "{statement}");
+            } else {
+                let name = statement.split(' ').find(|w| w.starts_with("ehac_")).unwrap();
+                assert!(xml.contains(&format!("<{name}>")), "{name} is not in users.xml");
+            }
+            checked += 1;
+        }
+        assert!(checked >= 40, "only {checked} statements read");
+        // Each role's settings profile and quota reach the users whose default role it is.
+        assert!(xml.contains("<analyst><password_sha256_hex>"));
+        let analyst = xml.split("<analyst><password_sha256_hex>").nth(1).unwrap().split("</analyst>").next().unwrap();
+        assert!(analyst.contains("<profile>ehac_analyst_limits</profile><quota>ehac_analyst_quota</quota>"), "{analyst}");
+        assert!(analyst.contains("<query>GRANT ehac_analyst</query>"), "{analyst}");
+        // The analyst's limits are the profile's, quotes off.
+        assert!(xml.contains("<ehac_analyst_limits><readonly>1</readonly><max_execution_time>60</max_execution_time>"), "{xml}");
+        assert!(xml.contains("<result_overflow_mode>throw</result_overflow_mode>"));
+        // The password is each user's own, hashed.
+        let reconciler_hash = format!("{:x}", Sha256::digest(b"r"));
+        assert!(xml.contains(&format!("<reconciler><password_sha256_hex>{reconciler_hash}</password_sha256_hex>")));
+        assert!(!xml.contains("${"), "a placeholder was left in: {xml}");
+    }
+
+    #[test]
+    fn a_statement_users_xml_cannot_hold_is_an_error() {
+        let err = AccessPlan::parse("CREATE ROW POLICY p ON ehac.declarations USING 1 TO analyst;").unwrap_err();
+        assert!(err.to_string().contains("cannot translate"), "{err}");
+        let err = AccessPlan::parse("GRANT SELECT ON ehac.* TO nobody;").unwrap_err();
+        assert!(err.to_string().contains("before creating it"), "{err}");
+    }
 }

@@ -2,9 +2,10 @@
 //! resolved from Maven Central) and ClickHouse, on loopback ports, with all their data under one
 //! directory. Used by `ehac dev up`, `ehac demo`, `ehac chaos`, `ehac bench` and the integration
 //! tests. The broker is one combined broker + controller node, or (for the cluster tests) three
-//! nodes with RF 3 and min.insync.replicas 2. ClickHouse is one server, or (with
-//! [`StackOptions::with_clickhouse_replicas`]) ZooKeeper and replicas of one shard
-//! (`replicas.rs`). [`Prometheus`] starts a Prometheus server the same
+//! nodes with RF 3 and min.insync.replicas 2. ClickHouse is one ClickHouse 26.9 server (from
+//! the chdb-core wheel, `modern.rs`), or (with [`StackOptions::with_clickhouse_replicas`])
+//! ZooKeeper and Debian's ClickHouse 18.16 replicas of one shard (`replicas.rs`): 18.16 is the
+//! only ClickHouse that can replicate on these machines, and nothing else uses it. [`Prometheus`] starts a Prometheus server the same
 //! way, for the alerting tests.
 //!
 //! Servers started [`Lifetime::Attached`] die with the thread that started them (PR_SET_PDEATHSIG),
@@ -12,6 +13,7 @@
 
 pub mod access;
 pub mod broker;
+pub mod modern;
 pub mod network;
 pub mod replicas;
 
@@ -35,7 +37,10 @@ pub const INSTALL_SCRIPT: &str = include_str!("../../../deploy/local/install.sh"
 pub struct Tools {
     /// The Apache Kafka broker's jars.
     pub kafka_libs: PathBuf,
-    pub clickhouse_server: PathBuf,
+    /// A `python3` that imports chdb: serves the single ClickHouse 26.9 server.
+    pub python_with_chdb: PathBuf,
+    /// Debian's `clickhouse-server` (18.16), needed only by a replicated ClickHouse.
+    pub clickhouse_server: Option<PathBuf>,
     /// ZooKeeper's jar, needed only by a replicated ClickHouse (Debian's `zookeeper`).
     pub zookeeper_jar: Option<PathBuf>,
 }
@@ -61,12 +66,13 @@ impl Tools {
         let home = kafka_home();
         let kafka = Some(home.join("libs")).filter(|_| home.join(".complete").is_file());
         let java = on_path("java");
-        let clickhouse_server =
-            on_path("clickhouse-server").or_else(|| Some(PathBuf::from("/usr/bin/clickhouse-server")).filter(|p| p.is_file()));
-        match (kafka, java, clickhouse_server) {
-            (Some(kafka_libs), Some(_), Some(clickhouse_server)) => {
+        let python_with_chdb = modern::python_with_chdb();
+        match (kafka, java, python_with_chdb) {
+            (Some(kafka_libs), Some(_), Some(python_with_chdb)) => {
                 let zookeeper_jar = Some(PathBuf::from(replicas::ZOOKEEPER_JAR)).filter(|p| p.is_file());
-                Ok(Tools { kafka_libs, clickhouse_server, zookeeper_jar })
+                let clickhouse_server =
+                    on_path("clickhouse-server").or_else(|| Some(PathBuf::from("/usr/bin/clickhouse-server")).filter(|p| p.is_file()));
+                Ok(Tools { kafka_libs, python_with_chdb, clickhouse_server, zookeeper_jar })
             }
             (kafka, java, clickhouse) => {
                 let mut missing = Vec::new();
@@ -81,7 +87,7 @@ impl Tools {
                     missing.push("java (apt-get install openjdk-17-jre-headless)".to_owned());
                 }
                 if clickhouse.is_none() {
-                    missing.push("clickhouse-server (apt-get install clickhouse-server clickhouse-client)".to_owned());
+                    missing.push(format!("ClickHouse 26.9 (python3 -m pip install chdb-core=={})", modern::CHDB_CORE_VERSION));
                 }
                 bail!("missing {}: run `bash deploy/local/install.sh`, which installs them", missing.join(" and "))
             }
@@ -308,8 +314,13 @@ impl Stack {
                 Some(cluster) => (cluster.replicas[index].http_port, cluster.replicas[index].tcp_port),
                 None => (options.clickhouse_http_port, options.clickhouse_tcp_port),
             };
-            std::fs::write(clickhouse_dir.join("config.xml"), clickhouse_config(&clickhouse_dir, http_port, tcp_port))?;
-            std::fs::write(clickhouse_dir.join("users.xml"), secrets.users_xml())?;
+            if options.clickhouse_cluster.is_some() {
+                std::fs::write(clickhouse_dir.join("config.xml"), clickhouse_config(&clickhouse_dir, http_port, tcp_port))?;
+                std::fs::write(clickhouse_dir.join("users.xml"), secrets.users_xml())?;
+            } else {
+                std::fs::write(clickhouse_dir.join("config.xml"), modern::config(&clickhouse_dir, http_port, tcp_port))?;
+                access::write_private(&clickhouse_dir.join("users.xml"), secrets.modern_users_xml()?.as_bytes())?;
+            }
             let cluster_xml = clickhouse_dir.join("config.d/cluster.xml");
             match &options.clickhouse_cluster {
                 Some(cluster) => access::write_private(&cluster_xml, cluster.config_d(index, &secrets).as_bytes())?,
@@ -319,6 +330,9 @@ impl Stack {
             }
         }
         if let Some(cluster) = &options.clickhouse_cluster {
+            if tools.clickhouse_server.is_none() {
+                bail!("a replicated ClickHouse needs Debian's clickhouse-server (18.16): apt-get install clickhouse-server clickhouse-client (or run `bash deploy/local/install.sh`)");
+            }
             if tools.zookeeper_jar.is_none() {
                 bail!("a replicated ClickHouse needs ZooKeeper: apt-get install zookeeper (or run `bash deploy/local/install.sh`)");
             }
@@ -406,8 +420,14 @@ impl Stack {
             }
             Server::ClickHouseReplica(i) => {
                 let clickhouse_dir = replicas::replica_dir(&self.options.dir, i).canonicalize()?;
-                let mut clickhouse = Command::new(&self.tools.clickhouse_server);
-                clickhouse.current_dir(&clickhouse_dir).arg(format!("--config-file={}", clickhouse_dir.join("config.xml").display()));
+                let clickhouse = match &self.tools.clickhouse_server {
+                    Some(server) if self.options.clickhouse_cluster.is_some() => {
+                        let mut command = Command::new(server);
+                        command.current_dir(&clickhouse_dir).arg(format!("--config-file={}", clickhouse_dir.join("config.xml").display()));
+                        command
+                    }
+                    _ => modern::server_command(&self.tools.python_with_chdb, &clickhouse_dir)?,
+                };
                 spawn_appending(clickhouse, &clickhouse_dir.join("stdout.log"), self.options.lifetime)?
             }
             Server::ZooKeeper => {
@@ -659,7 +679,21 @@ impl Stack {
         )
         .await
         .context("applying migrations")?;
+        if self.clickhouse_cluster().is_none() {
+            // What access.sql sets on the schema itself (the views' definers); its users and
+            // grants are already in the server's users.xml.
+            let migrator = ehac_stream::warehouse::client(&self.clickhouse_as(WarehouseUser::Migrator));
+            for statement in access::AccessPlan::parse(ehac_stream::warehouse::ACCESS_SQL)?.after_migrations {
+                migrator.query(&statement).execute().await.with_context(|| format!("applying access.sql: {statement}"))?;
+            }
+        }
         Ok(())
+    }
+
+    /// The version ClickHouse reports (`SELECT version()`), e.g. 26.9.2.1.
+    pub async fn clickhouse_version(&self) -> anyhow::Result<String> {
+        let migrator = ehac_stream::warehouse::client(&self.clickhouse_as(WarehouseUser::Migrator));
+        Ok(migrator.query("SELECT version()").fetch_one::<String>().await?)
     }
 
     /// SIGTERM to every server at once, SIGKILL to any still running after 30 s. (At once: a
