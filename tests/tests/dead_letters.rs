@@ -49,7 +49,7 @@ async fn rejected_declarations_are_replayed_after_a_rule_fix_without_duplicates(
         .sql(&format!(
             "SELECT error_codes, error_fields, service, service_version != '', rejected_at > toDateTime('2026-01-01 00:00:00'), length(payload) > 100
              FROM ehac.rejections
-             ANY INNER JOIN (SELECT source_topic, source_partition, source_offset, payload FROM ehac_pii.rejected_payloads)
+             ANY INNER JOIN (SELECT source_topic, source_partition, source_offset, payload FROM ehac_pii.rejected_payloads) AS rejected
              USING (source_topic, source_partition, source_offset)
              WHERE declaration_id = '{}'",
             ahead_ids[0]

@@ -96,7 +96,7 @@ async fn reference_failures_go_to_the_rejected_topic_and_table_with_reasons() {
     let ids: BTreeSet<String> = p.produce_raw(declarations(20, &client, Flaw::Reference, 3)).await.into_iter().collect();
     let count = p.wait_for_count(&format!("SELECT count() FROM ehac.rejections WHERE client_id = '{client}'"), 20, PATIENCE).await;
     assert_eq!(count, 20);
-    let rows = p.sql(&format!("SELECT declaration_id, service, length(error_codes), error_codes[1], error_fields[1], error_messages[1] != '', length(payload) > 10, payload_json != '' FROM ehac.rejections ANY INNER JOIN (SELECT source_topic, source_partition, source_offset, error_messages, payload, payload_json FROM ehac_pii.rejected_payloads) USING (source_topic, source_partition, source_offset) WHERE client_id = '{client}'")).await;
+    let rows = p.sql(&format!("SELECT declaration_id, service, length(error_codes), error_codes[1], error_fields[1], error_messages[1] != '', length(payload) > 10, payload_json != '' FROM ehac.rejections ANY INNER JOIN (SELECT source_topic, source_partition, source_offset, error_messages, payload, payload_json FROM ehac_pii.rejected_payloads) AS rejected USING (source_topic, source_partition, source_offset) WHERE client_id = '{client}'")).await;
     for row in rows.lines() {
         let cols: Vec<&str> = row.split('\t').collect();
         assert!(ids.contains(cols[0]), "{row}");
@@ -261,7 +261,7 @@ async fn a_poison_message_is_rejected_without_stalling_its_partition() {
     let where_poison = format!("source_topic = '{}' AND source_partition = {partition} AND source_offset IN ({offsets})", p.topics.raw);
     let rejected = p.wait_for_count(&format!("SELECT count() FROM ehac.rejections WHERE {where_poison}"), 2, PATIENCE).await;
     assert_eq!(rejected, 2, "each poison message becomes one rejection");
-    let poison = p.sql(&format!("SELECT DISTINCT service, error_codes[1], declaration_id, length(payload) FROM ehac.rejections ANY INNER JOIN (SELECT source_topic, source_partition, source_offset, payload FROM ehac_pii.rejected_payloads) USING (source_topic, source_partition, source_offset) WHERE {where_poison} ORDER BY length(payload)")).await;
+    let poison = p.sql(&format!("SELECT DISTINCT service, error_codes[1], declaration_id, length(payload) FROM ehac.rejections ANY INNER JOIN (SELECT source_topic, source_partition, source_offset, payload FROM ehac_pii.rejected_payloads) AS rejected USING (source_topic, source_partition, source_offset) WHERE {where_poison} ORDER BY length(payload)")).await;
     assert_eq!(
         poison, "ehac-enricher\tundecodable\t\t11\nehac-enricher\tundecodable\t\t15\n",
         "no id can be read from an undecodable payload; its bytes are kept"

@@ -126,10 +126,10 @@ fn candidates_sql(args: &Filter) -> String {
     let position = "concat(source_topic, '/', toString(source_partition), '/', toString(source_offset)) AS source_position";
     format!(
         "SELECT declaration_id, argMax(payload, rejected_at) AS payload
-         FROM (SELECT declaration_id, rejected_at, {position} FROM ehac.rejections WHERE {conditions})
+         FROM (SELECT declaration_id, rejected_at, {position} FROM ehac.rejections WHERE {conditions}) AS rejection
          ANY INNER JOIN
          (SELECT {position}, payload FROM ehac_pii.rejected_payloads
-          WHERE declaration_id != '' AND declaration_id NOT IN (SELECT declaration_id FROM ehac.declarations)) USING (source_position)
+          WHERE declaration_id != '' AND declaration_id NOT IN (SELECT declaration_id FROM ehac.declarations)) AS rejected USING (source_position)
          GROUP BY declaration_id ORDER BY min(rejected_at) LIMIT {limit}",
         conditions = conditions.join(" AND "),
         limit = args.limit

@@ -67,8 +67,8 @@ pub async fn lookup(args: &LookupArgs) -> anyhow::Result<Vec<TravellerDeclaratio
     let sql = "SELECT declaration_id, traveller_key, full_name, date_of_birth, phone, ifNull(email, '') AS email, ifNull(seat, '') AS seat,
                       destination_street, arrival_port, flight_number, toString(arrival_at) AS arrival_at, toString(triage) AS triage
                FROM (SELECT declaration_id, traveller_key, full_name, date_of_birth, phone, email, seat, destination_street
-                     FROM ehac_pii.identities WHERE traveller_key = ? AND pepper_version = ?)
-               ANY LEFT JOIN (SELECT declaration_id, arrival_port, flight_number, arrival_at, triage FROM ehac.declarations WHERE traveller_key = ?)
+                     FROM ehac_pii.identities WHERE traveller_key = ? AND pepper_version = ?) AS identity
+               ANY LEFT JOIN (SELECT declaration_id, arrival_port, flight_number, arrival_at, triage FROM ehac.declarations WHERE traveller_key = ?) AS trip
                USING (declaration_id)
                ORDER BY arrival_at, declaration_id";
     let client = ehac_stream::warehouse::client(&args.clickhouse);

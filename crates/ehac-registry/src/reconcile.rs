@@ -58,14 +58,14 @@ struct VerificationRow<'a> {
 /// The NIK and birth date come from the identity database (`ehac_pii`), the status and sex from
 /// the analyst one: reconciling is a job for a user that may read identity.
 const PENDING: &str = "SELECT declaration_id, assumeNotNull(nik) AS nik, date_of_birth, sex
-    FROM (SELECT declaration_id, nik, date_of_birth FROM ehac_pii.identities WHERE isNotNull(nik))
+    FROM (SELECT declaration_id, nik, date_of_birth FROM ehac_pii.identities WHERE isNotNull(nik)) AS identity
     ANY INNER JOIN
     (
         SELECT declaration_id, CAST(sex AS Int8) AS sex, received_at
         FROM ehac.declarations
         WHERE verification_status = 'pending'
           AND declaration_id NOT IN (SELECT declaration_id FROM ehac.verifications)
-    ) USING (declaration_id)
+    ) AS pending USING (declaration_id)
     ORDER BY received_at
     LIMIT ?";
 
