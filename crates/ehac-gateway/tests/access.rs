@@ -140,18 +140,19 @@ impl Gateway {
 
     /// Declarations this gateway has put in its spool.
     async fn spooled(&self) -> f64 {
-        self.metric("ehac_gateway_spooled_total").await
+        self.metric("ehac_gateway_spooled_total", &[]).await
     }
 
-    /// The value of the metric whose line starts with `series` (a name, or a name and labels).
-    async fn metric(&self, series: &str) -> f64 {
+    /// The value of the series of metric `name` with these `labels` (`route="single"`, ...).
+    async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
         let metrics = self.http.get(format!("{}/metrics", self.admin)).send().await.unwrap().text().await.unwrap();
         metrics
             .lines()
-            .find(|l| l.starts_with(series))
+            .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+            .find(|l| labels.iter().all(|label| l.contains(label)))
             .and_then(|l| l.rsplit(' ').next())
             .map(|v| v.parse().unwrap())
-            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{metrics}"))
     }
 
     /// The public listener's `host:port`, for requests written by hand.
@@ -442,7 +443,15 @@ const TRICKLING: usize = 12;
 
 #[tokio::test]
 async fn slow_bodies_beyond_the_global_limit_do_not_hold_back_another_clients_202s() {
-    let g = gateway_configured(&["trickler", "kiosk-b"], |_| {}, |a| a.max_requests_in_flight = TRICKLING - 4).await;
+    let g = gateway_configured(
+        &["trickler", "kiosk-b"],
+        |_| {},
+        |a| {
+            a.max_requests_in_flight = TRICKLING - 4;
+            a.max_requests_in_flight_per_client = TRICKLING;
+        },
+    )
+    .await;
     let mut trickles = Vec::new();
     for _ in 0..TRICKLING {
         trickles.push(Trickle::start(g.address(), "/v1/declarations", &g.tokens[0], 4_000, Duration::from_millis(200)).await);
@@ -460,28 +469,32 @@ async fn slow_bodies_beyond_the_global_limit_do_not_hold_back_another_clients_20
 
 #[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_is_closed() {
-    let g = gateway(&["slow-app"]).await;
+    let g = gateway_configured(&["slow-app"], |_| {}, |a| (a.body_read_timeout_ms, a.body_min_bytes_per_second) = (1_000, 4_000)).await;
+    // 1 s, and 1 s for the 4,000 bytes declared.
+    let deadline = Duration::from_secs(2);
     for path in ["/v1/declarations", "/v1/declarations/batch"] {
         let mut trickle = Trickle::start(g.address(), path, &g.tokens[0], 4_000, Duration::from_millis(250)).await;
         let answer = trickle.answer_within(Duration::from_secs(20)).await;
         let waited = trickle.headers_sent.elapsed();
         let answer = answer.unwrap_or_else(|| panic!("{path}: no answer {waited:?} after the headers, the body still trickling"));
+        // Within the deadline, with room for a busy machine's scheduling; never before it.
+        assert!(waited >= deadline && waited < deadline + Duration::from_secs(2), "{path}: answered {waited:?} after the headers");
         assert_eq!(answer.status, 408, "{path}: {}", String::from_utf8_lossy(&answer.body));
         assert_eq!(answer.json()["error"], "request_timeout", "{path}");
         assert!(answer.header("connection").eq_ignore_ascii_case("close"), "{path}: {:?}", answer.headers);
         assert!(trickle.answer_within(Duration::from_secs(5)).await.is_none(), "{path}: the connection stays open after a 408");
     }
-    assert_eq!(g.metric("ehac_gateway_body_timeouts_total{route=\"single\"}").await, 1.0);
-    assert_eq!(g.metric("ehac_gateway_body_timeouts_total{route=\"batch\"}").await, 1.0);
+    assert_eq!(g.metric("ehac_gateway_body_timeouts_total", &["route=\"single\""]).await, 1.0);
+    assert_eq!(g.metric("ehac_gateway_body_timeouts_total", &["route=\"batch\""]).await, 1.0);
     assert_eq!(g.spooled().await, 0.0);
 }
 
 /// A client's requests in flight at once, beyond which it gets 429.
-const CLIENT_CAP: usize = 64;
+const CLIENT_CAP: usize = 8;
 
 #[tokio::test]
 async fn a_client_at_its_in_flight_cap_gets_429_while_another_gets_202() {
-    let g = gateway(&["trickler", "kiosk-b"]).await;
+    let g = gateway_configured(&["trickler", "kiosk-b"], |_| {}, |a| a.max_requests_in_flight_per_client = CLIENT_CAP).await;
     let mut trickles = Vec::new();
     for _ in 0..CLIENT_CAP {
         trickles.push(Trickle::start(g.address(), "/v1/declarations", &g.tokens[0], 4_000, Duration::from_millis(200)).await);
@@ -493,6 +506,7 @@ async fn a_client_at_its_in_flight_cap_gets_429_while_another_gets_202() {
     assert!(wait >= 1);
     assert_eq!(g.post(&g.tokens[1], &declaration("kiosk-b")).await.status, 202, "another client is served meanwhile");
     assert_eq!(g.spooled().await, 1.0, "nothing of the trickling client was accepted");
+    assert_eq!(g.metric("ehac_gateway_in_flight_refusals_total", &["limit=\"client\""]).await, 1.0);
     // Its slots are its own again once it lets go of them.
     drop(trickles);
     let deadline = Instant::now() + Duration::from_secs(5);
