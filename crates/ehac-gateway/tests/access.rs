@@ -520,6 +520,62 @@ async fn a_client_at_its_in_flight_cap_gets_429_while_another_gets_202() {
     }
 }
 
+/// 200 declarations of kiosk-b one after another, all 202: their latency's p50, p99 and max.
+async fn kiosk_b_latencies(g: &Gateway) -> String {
+    let body = declaration("kiosk-b");
+    let mut took = Vec::new();
+    for _ in 0..200 {
+        let sent = Instant::now();
+        let answer = g.post(&g.tokens[1], &body).await;
+        took.push(sent.elapsed());
+        assert_eq!(answer.status, 202, "{}", answer.body);
+    }
+    took.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    format!("p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", ms(took[100]), ms(took[197]), ms(took[199]))
+}
+
+/// Not a check of timing but the figures for a report: another client's latency while 260
+/// bodies trickle in at a byte a second through a gateway with 200 slots for work, with the
+/// trickling client held to the default cap and with a cap above 260. A debug build in process:
+/// compare the rows with each other, not with BENCHMARKS.md.
+/// `cargo test -p ehac-gateway --test access -- --ignored --nocapture another_clients_latency`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn another_clients_latency_while_260_bodies_trickle() {
+    const OPEN: usize = 260;
+    for cap in [AccessArgs::default().max_requests_in_flight_per_client, OPEN + 40] {
+        let g = gateway_configured(
+            &["trickler", "kiosk-b"],
+            |r| r.clients.values_mut().for_each(|c| c.rate_per_second = 0),
+            |a| (a.max_requests_in_flight, a.max_requests_in_flight_per_client) = (200, cap),
+        )
+        .await;
+        // The first of them open the spool's files and connections: warm up, then measure.
+        kiosk_b_latencies(&g).await;
+        let quiet = kiosk_b_latencies(&g).await;
+        let mut trickles = Vec::new();
+        for _ in 0..OPEN {
+            trickles.push(Trickle::start(g.address(), "/v1/declarations", &g.tokens[0], 4_000, Duration::from_secs(1)).await);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let started = Instant::now();
+        let busy = kiosk_b_latencies(&g).await;
+        assert!(started.elapsed() < Duration::from_secs(4), "measured while the trickles were still open");
+        let mut refused = 0;
+        for trickle in &mut trickles {
+            if let Some(answer) = trickle.answer_within(Duration::ZERO).await {
+                assert_eq!(answer.status, 429);
+                refused += 1;
+            }
+        }
+        println!(
+            "cap {cap}: {} of {OPEN} trickling requests held, {refused} refused 429; the other client's 202s: quiet {quiet}; with the trickles open {busy}",
+            OPEN - refused
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_nul_or_a_right_to_left_override_in_a_name_gets_422() {
     let g = gateway(&["web-a"]).await;
