@@ -520,6 +520,32 @@ async fn a_client_at_its_in_flight_cap_gets_429_while_another_gets_202() {
     }
 }
 
+#[tokio::test]
+async fn without_keys_an_address_at_its_in_flight_cap_gets_429_while_another_address_gets_202() {
+    let g = gateway_configured(
+        &[],
+        |_| {},
+        |a| {
+            (a.clients_file, a.allow_anonymous, a.peer_rate_per_second) = (None, true, 0);
+            a.max_requests_in_flight_per_address = 2;
+        },
+    )
+    .await;
+    let mut trickles = Vec::new();
+    for _ in 0..2 {
+        trickles.push(Trickle::start(g.address(), "/v1/declarations", "none", 4_000, Duration::from_millis(200)).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let body = declaration("web-anonymous");
+    let over = g.http.post(format!("{}/v1/declarations", g.url)).json(&body).send().await.unwrap();
+    assert_eq!(over.status(), 429, "{}", over.text().await.unwrap());
+    // All of 127.0.0.0/8 is this machine's loopback: another address.
+    let elsewhere = reqwest::Client::builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let answer = elsewhere.post(format!("{}/v1/declarations", g.url)).json(&body).send().await.unwrap();
+    assert_eq!(answer.status(), 202, "{}", answer.text().await.unwrap());
+    assert_eq!(g.metric("ehac_gateway_in_flight_refusals_total", &["limit=\"address\""]).await, 1.0);
+}
+
 /// 200 declarations of kiosk-b one after another, all 202: their latency's p50, p99 and max.
 async fn kiosk_b_latencies(g: &Gateway) -> String {
     let body = declaration("kiosk-b");
