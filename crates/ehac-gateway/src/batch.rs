@@ -21,8 +21,8 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use ehac_domain::DeclarationForm;
@@ -30,7 +30,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 use serde::Serialize;
 
-use crate::{admit, idempotency_key, input, limits, problem, tls, too_many_requests, Accepted, Caller, Gateway, Prepared, Problem, Route};
+use crate::{input, limits, problem, receive, tls, too_many_requests, Accepted, Caller, Gateway, Prepared, Problem, Received, Route};
 
 /// Namespace of the ids of batch items without their own `declaration_id`, derived from the
 /// batch's `Idempotency-Key` and the item's index (UUIDv5).
@@ -80,14 +80,13 @@ pub(crate) async fn submit_batch(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     certified: Option<Extension<tls::CertifiedClient>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
-    let (outcome, response) = match admit(&gateway, peer, certified.as_ref().map(|c| &c.0), &headers, Route::Batch) {
-        Ok(caller) => match idempotency_key(&headers) {
-            Ok(key) => handle_batch(&gateway, caller, key, input::is_ndjson(&headers), body).await,
-            Err(problem) => ("malformed", problem),
-        },
+    let (outcome, response) = match receive(&gateway, peer, certified.as_ref().map(|c| &c.0), request, Route::Batch).await {
+        Ok(received) => {
+            let Received { caller, idempotency_key, ndjson, body, _slots } = received;
+            handle_batch(&gateway, caller, idempotency_key, ndjson, body).await
+        }
         Err(refused) => refused,
     };
     gateway.metrics.batch_requests.with_label_values(&[outcome]).inc();

@@ -27,7 +27,9 @@
 #![allow(clippy::result_large_err)]
 
 mod batch;
+mod body;
 pub mod clients;
+mod in_flight;
 pub mod input;
 mod limits;
 mod metrics;
@@ -44,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -152,9 +154,29 @@ pub struct AccessArgs {
     /// Open connections; more are closed at once.
     #[arg(long, env = "EHAC_GATEWAY_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
-    /// Requests being handled at once; more get 503 with `Retry-After: 1`.
+    /// Requests being worked on at once, counted from when their body has arrived; more get
+    /// 503 with `Retry-After: 1`.
     #[arg(long, env = "EHAC_GATEWAY_MAX_REQUESTS_IN_FLIGHT", default_value_t = 4_096)]
     pub max_requests_in_flight: usize,
+    /// Requests one authenticated client may have in flight, from its headers to its answer;
+    /// more get 429 with `Retry-After: 1` (0: no cap). A kiosk sends one at a time and an
+    /// airline's batch client a few; 64 leaves room for a bank of kiosks sharing a key, or a
+    /// client at the default 50/s while the broker takes its full produce timeout.
+    #[arg(long, env = "EHAC_GATEWAY_MAX_REQUESTS_IN_FLIGHT_PER_CLIENT", default_value_t = 64)]
+    pub max_requests_in_flight_per_client: usize,
+    /// The same cap per peer address for requests with no authenticated client (anonymous
+    /// mode): an address may be a whole airport's NAT, so it is generous (0: no cap).
+    #[arg(long, env = "EHAC_GATEWAY_MAX_REQUESTS_IN_FLIGHT_PER_ADDRESS", default_value_t = 1_024)]
+    pub max_requests_in_flight_per_address: usize,
+    /// A request's body must arrive within this time after its headers, plus the allowance of
+    /// --body-min-bytes-per-second for its length; else 408 and the connection is closed.
+    #[arg(long, env = "EHAC_GATEWAY_BODY_READ_TIMEOUT_MS", default_value_t = 5_000)]
+    pub body_read_timeout_ms: u64,
+    /// The slowest upload the body deadline allows for: it grows by the declared
+    /// Content-Length at this rate, up to the route's largest body (0: no allowance). 32 KiB/s
+    /// gives a 64 KiB declaration 7 s and a 4 MiB manifest 133 s.
+    #[arg(long, env = "EHAC_GATEWAY_BODY_MIN_BYTES_PER_SECOND", default_value_t = 32 * 1024)]
+    pub body_min_bytes_per_second: u64,
     #[command(flatten)]
     pub tls: tls::TlsArgs,
 }
@@ -196,6 +218,10 @@ impl Default for AccessArgs {
             header_read_timeout_ms: 10_000,
             max_connections: 10_000,
             max_requests_in_flight: 4_096,
+            max_requests_in_flight_per_client: 64,
+            max_requests_in_flight_per_address: 1_024,
+            body_read_timeout_ms: 5_000,
+            body_min_bytes_per_second: 32 * 1024,
             tls: tls::TlsArgs::default(),
         }
     }
@@ -208,6 +234,13 @@ struct Gateway {
     tls: Option<tls::Tls>,
     client_limits: limits::ClientLimits,
     peer_limits: limits::PeerLimits,
+    /// Each caller's requests in flight, body included ([`in_flight`]).
+    caller_slots: in_flight::CallerSlots,
+    /// The gateway's requests being worked on, taken once the body has arrived.
+    work_slots: Arc<tokio::sync::Semaphore>,
+    body_deadline: body::BodyDeadline,
+    max_body_bytes: usize,
+    max_batch_body_bytes: usize,
     producer: FutureProducer,
     topic: String,
     produce_timeout: Duration,
@@ -313,6 +346,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         tls: tls.clone(),
         client_limits: limits::ClientLimits::default(),
         peer_limits: limits::PeerLimits::new(limits::quota(config.access.peer_rate_per_second, config.access.peer_burst)),
+        caller_slots: in_flight::CallerSlots::new(
+            config.access.max_requests_in_flight_per_client,
+            config.access.max_requests_in_flight_per_address,
+        ),
+        work_slots: Arc::new(tokio::sync::Semaphore::new(config.access.max_requests_in_flight)),
+        body_deadline: body::BodyDeadline {
+            base: Duration::from_millis(config.access.body_read_timeout_ms),
+            min_bytes_per_second: config.access.body_min_bytes_per_second,
+        },
+        max_body_bytes: config.max_body_bytes,
+        max_batch_body_bytes: config.max_batch_body_bytes,
         producer: producer.clone(),
         topic: config.kafka.topics.raw.clone(),
         produce_timeout: Duration::from_millis(config.produce_timeout_ms),
@@ -342,7 +386,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let limits = serve::Limits {
         header_read_timeout: Duration::from_millis(config.access.header_read_timeout_ms),
         max_connections: config.access.max_connections,
-        max_requests_in_flight: config.access.max_requests_in_flight,
     };
     let task = tokio::spawn(async move {
         serve::serve(listener, app, limits, tls, shutdown).await;
@@ -360,7 +403,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 /// Answer body for everything that is not a 202.
 #[derive(Serialize, utoipa::ToSchema)]
 struct Problem {
-    /// A stable code: malformed_json, unauthorized, forbidden, invalid_declaration, rate_limited, ...
+    /// A stable code: malformed_json, unauthorized, forbidden, invalid_declaration, rate_limited,
+    /// too_many_in_flight, request_timeout, ...
     error: &'static str,
     message: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -420,20 +464,100 @@ async fn submit(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     certified: Option<Extension<tls::CertifiedClient>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
-    let started = Instant::now();
-    let (outcome, response) = match admit(&gateway, peer, certified.as_ref().map(|c| &c.0), &headers, Route::Single) {
-        Ok(caller) => match idempotency_key(&headers) {
-            Ok(key) => handle(&gateway, &caller, key.as_deref(), body).await,
-            Err(problem) => ("malformed", problem),
-        },
+    let (outcome, response) = match receive(&gateway, peer, certified.as_ref().map(|c| &c.0), request, Route::Single).await {
+        Ok(received) => {
+            let started = Instant::now();
+            let answered = handle(&gateway, &received.caller, received.idempotency_key.as_deref(), received.body).await;
+            if answered.0 == "accepted" {
+                gateway.metrics.ack_seconds.observe(started.elapsed().as_secs_f64());
+            }
+            answered
+        }
         Err(refused) => refused,
     };
     gateway.metrics.requests.with_label_values(&[outcome]).inc();
-    if outcome == "accepted" {
-        gateway.metrics.ack_seconds.observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// A request let in: who sent it, its body as read, and the slots it holds until answered.
+struct Received {
+    caller: Caller,
+    idempotency_key: Option<String>,
+    /// Sent as `application/x-ndjson` (a batch's other form).
+    ndjson: bool,
+    body: Result<Bytes, BytesRejection>,
+    _slots: (in_flight::Slot, tokio::sync::OwnedSemaphorePermit),
+}
+
+/// What both endpoints do between the headers and the work, in this order: [`admit`] from the
+/// headers alone (nothing of the body is read for a caller who is refused), one of the caller's
+/// slots, the body within its deadline (counted from here: the handler starts as soon as the
+/// headers are read), and only then one of the gateway's slots for the work.
+async fn receive(
+    gateway: &Gateway,
+    peer: SocketAddr,
+    certified: Option<&tls::CertifiedClient>,
+    request: Request,
+    route: Route,
+) -> Result<Received, (&'static str, Response)> {
+    let (parts, body) = request.into_parts();
+    let largest = match route {
+        Route::Single => gateway.max_body_bytes,
+        Route::Batch => gateway.max_batch_body_bytes,
+    };
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let within = gateway.body_deadline.for_body(declared, largest as u64);
+    let deadline = tokio::time::Instant::now() + within;
+
+    let caller = admit(gateway, peer, certified, &parts.headers, route)?;
+    let idempotency_key = idempotency_key(&parts.headers).map_err(|problem| ("malformed", problem))?;
+    let ndjson = input::is_ndjson(&parts.headers);
+    let holder = match &caller {
+        Caller::Client { client_id, .. } => in_flight::Holder::Client(client_id.clone()),
+        Caller::Anonymous => in_flight::Holder::Address(peer.ip()),
+    };
+    let kind = holder.kind();
+    let Some(caller_slot) = gateway.caller_slots.try_take(holder) else {
+        gateway.metrics.in_flight_refusals.with_label_values(&[kind]).inc();
+        return Err(("too_many_in_flight", too_many_in_flight(kind)));
+    };
+
+    let http1 = parts.version < axum::http::Version::HTTP_2;
+    let body = match tokio::time::timeout_at(deadline, Bytes::from_request(Request::from_parts(parts, body), &())).await {
+        Ok(body) => body,
+        Err(_) => {
+            gateway.metrics.body_timeouts.with_label_values(&[route.label()]).inc();
+            return Err(("timeout", request_timeout(within, http1)));
+        }
+    };
+    let Ok(work_slot) = gateway.work_slots.clone().try_acquire_owned() else {
+        gateway.metrics.in_flight_refusals.with_label_values(&["gateway"]).inc();
+        let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests in flight; retry", vec![]);
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return Err(("overloaded", response));
+    };
+    Ok(Received { caller, idempotency_key, ndjson, body, _slots: (caller_slot, work_slot) })
+}
+
+/// 429 for a caller whose every slot is taken: its own requests end within milliseconds unless
+/// it is slow to send them, so a second is enough.
+fn too_many_in_flight(whose: &str) -> Response {
+    let message = format!("too many requests in flight for this {whose}; retry after 1 s with the same Idempotency-Key");
+    let mut response = problem(StatusCode::TOO_MANY_REQUESTS, "too_many_in_flight", message, vec![]);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// 408 for a body that did not arrive in time. The rest of it may still be on its way, so the
+/// connection cannot carry another request: it is closed (HTTP/2 resets the stream instead).
+fn request_timeout(within: Duration, http1: bool) -> Response {
+    let message =
+        format!("the body did not arrive within {} ms of the headers; send it again with the same Idempotency-Key", within.as_millis());
+    let mut response = problem(StatusCode::REQUEST_TIMEOUT, "request_timeout", message, vec![]);
+    if http1 {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }
@@ -446,6 +570,16 @@ enum Route {
     /// `POST /v1/declarations/batch`: JSON or NDJSON; the client's rate is charged per item
     /// once the body is read ([`batch`]).
     Batch,
+}
+
+impl Route {
+    /// The `route` label of the gateway's metrics.
+    fn label(self) -> &'static str {
+        match self {
+            Route::Single => "single",
+            Route::Batch => "batch",
+        }
+    }
 }
 
 /// Everything decided from the headers alone, cheapest first: the peer's rate, the key, the

@@ -1,7 +1,9 @@
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 pub struct GatewayMetrics {
-    /// Requests by outcome: accepted, invalid, malformed, too_large, unavailable, internal.
+    /// Requests by outcome: accepted, invalid, malformed, too_large, unavailable, internal,
+    /// timeout (408), too_many_in_flight (429), overloaded (503), and the refusals of
+    /// authentication and limits.
     pub requests: IntCounterVec,
     /// Time from request to the broker's acknowledgement, for accepted declarations.
     pub ack_seconds: Histogram,
@@ -19,11 +21,17 @@ pub struct GatewayMetrics {
     /// fdatasync calls of the spool: a batch spooled whole adds one.
     pub spool_fsyncs: IntCounter,
     /// Batch requests by outcome: accepted (every item), partial (some items rejected),
-    /// rejected (every item), malformed, too_large, rate_limited, unavailable.
+    /// rejected (every item), malformed, too_large, rate_limited, unavailable, timeout,
+    /// too_many_in_flight, overloaded.
     pub batch_requests: IntCounterVec,
     /// Items of batch requests that were read, by outcome: accepted, or the refusal (invalid,
     /// forbidden, internal), or unavailable when the batch could not be made durable.
     pub batch_items: IntCounterVec,
+    /// Requests whose body did not arrive by its deadline (408), by route: single, batch.
+    pub body_timeouts: IntCounterVec,
+    /// Requests refused for want of a slot, by limit: client or address (429, the caller's
+    /// cap), gateway (503, `--max-requests-in-flight`).
+    pub in_flight_refusals: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -50,6 +58,16 @@ impl GatewayMetrics {
         let batch_requests = IntCounterVec::new(Opts::new("gateway_batch_requests_total", "Batch submissions by outcome"), &["outcome"])?;
         let batch_items =
             IntCounterVec::new(Opts::new("gateway_batch_items_total", "Declarations in batch submissions, by outcome"), &["outcome"])?;
+        let body_timeouts = IntCounterVec::new(
+            Opts::new("gateway_body_timeouts_total", "Requests whose body did not arrive by its deadline (408), by route"),
+            &["route"],
+        )?;
+        let in_flight_refusals = IntCounterVec::new(
+            Opts::new("gateway_in_flight_refusals_total", "Requests refused because their caller's or the gateway's slots were all taken"),
+            &["limit"],
+        )?;
+        registry.register(Box::new(body_timeouts.clone()))?;
+        registry.register(Box::new(in_flight_refusals.clone()))?;
         registry.register(Box::new(spool_fsyncs.clone()))?;
         registry.register(Box::new(batch_requests.clone()))?;
         registry.register(Box::new(batch_items.clone()))?;
@@ -73,6 +91,8 @@ impl GatewayMetrics {
             spool_fsyncs,
             batch_requests,
             batch_items,
+            body_timeouts,
+            in_flight_refusals,
         })
     }
 }

@@ -71,14 +71,20 @@ impl Modify for ApiKey {
         (status = 403, description = "The key's client may not submit this: another client_id, channel or departure port.",
          body = Problem),
         (status = 404, description = "No such route.", body = Problem),
+        (status = 408, description = "The body did not arrive in time after the headers (5 s, plus 1 s per 32 KiB \
+                                      declared, by default); the connection is closed. Nothing was accepted: send it \
+                                      again with the same Idempotency-Key.", body = Problem,
+         headers(("Connection" = String, description = "close (HTTP/1.1)"))),
         (status = 413, description = "Larger than the gateway accepts (64 KiB by default).", body = Problem),
         (status = 415, description = "Not sent as Content-Type: application/json.", body = Problem),
         (status = 422, description = "Read, but fields need fixing: every field error at once, with its code.", body = Problem),
-        (status = 429, description = "Over the client's or the address's rate limit; nothing was accepted. Retry after \
+        (status = 429, description = "Over the client's or the address's rate limit, or the client already has as many \
+                                      requests in flight as it may (64 by default); nothing was accepted. Retry after \
                                       Retry-After seconds with the same Idempotency-Key.", body = Problem,
          headers(("Retry-After" = u64, description = "Whole seconds, at least 1."))),
-        (status = 503, description = "The gateway could not make it durable (spool full); retry with the same \
-                                      Idempotency-Key.", body = Problem),
+        (status = 503, description = "The gateway could not make it durable (spool full), or has too many requests in \
+                                      flight; retry with the same Idempotency-Key.", body = Problem,
+         headers(("Retry-After" = u64, description = "When too many requests are in flight: 1."))),
     ),
 )]
 #[allow(dead_code)] // Only its attribute is used: the handler is `crate::submit`.
@@ -116,15 +122,19 @@ fn submit_declaration() {}
          headers(("WWW-Authenticate" = String, description = "Bearer realm=\"ehac\""))),
         (status = 403, description = "The API key and the connection's client certificate name different clients.",
          body = Problem),
+        (status = 408, description = "The body did not arrive in time after the headers (5 s, plus 1 s per 32 KiB \
+                                      declared, by default); the connection is closed. Nothing was accepted.",
+         body = Problem, headers(("Connection" = String, description = "close (HTTP/1.1)"))),
         (status = 413, description = "Larger than the gateway accepts (4 MiB), more items than --max-batch-items, or \
                                       more than the client's burst. Nothing was accepted.", body = Problem),
         (status = 415, description = "Not sent as application/json or application/x-ndjson.", body = Problem),
-        (status = 429, description = "The client's quota does not cover every item now, or the address's limit; \
-                                      nothing was accepted. Retry the whole batch after Retry-After seconds with the \
+        (status = 429, description = "The client's quota does not cover every item now, the address's limit, or the \
+                                      client's requests in flight; nothing was accepted. Retry the whole batch after Retry-After seconds with the \
                                       same Idempotency-Key.", body = Problem,
          headers(("Retry-After" = u64, description = "Whole seconds, at least 1."))),
-        (status = 503, description = "The batch could not be made durable (spool full); nothing was accepted. Retry \
-                                      with the same Idempotency-Key.", body = Problem),
+        (status = 503, description = "The batch could not be made durable (spool full), or the gateway has too many \
+                                      requests in flight; nothing was accepted. Retry with the same Idempotency-Key.",
+         body = Problem, headers(("Retry-After" = u64, description = "When too many requests are in flight: 1."))),
     ),
 )]
 #[allow(dead_code)] // Only its attribute is used: the handler is `crate::batch::submit_batch`.

@@ -1,8 +1,9 @@
 //! The public listener's accept loop. It is ours rather than `axum::serve` for what a front
 //! door on the internet needs and axum does not set: a deadline for a request's headers (a
-//! client that trickles them, slowloris, is cut off), a cap on open connections, a cap on
-//! requests in flight (over it: 503 at once instead of a queue), the peer address for the
-//! per-address rate limit, and TLS with kiosk client certificates ([`crate::tls`]).
+//! client that trickles them, slowloris, is cut off), a cap on open connections, the peer
+//! address for the per-address limits, and TLS with kiosk client certificates ([`crate::tls`]).
+//! The body's deadline and the caps on requests in flight are the handlers' ([`crate::in_flight`]):
+//! they depend on who the caller is and on when the body has arrived.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,8 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::http::{Request, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::Request;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -27,7 +27,6 @@ use crate::tls::{certified_client, CertifiedClient, Tls};
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
-    pub max_requests_in_flight: usize,
 }
 
 /// Serves `app` on `listener` until `shutdown`, then lets open requests finish (up to 30 s).
@@ -38,7 +37,6 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, tls: Opti
     builder.http1().timer(TokioTimer::new()).header_read_timeout(Some(limits.header_read_timeout));
     builder.http2().timer(TokioTimer::new());
     let connections = Arc::new(Semaphore::new(limits.max_connections));
-    let requests = Arc::new(Semaphore::new(limits.max_requests_in_flight));
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -58,13 +56,13 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, tls: Opti
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (app, requests, builder, watcher) = (app.clone(), requests.clone(), builder.clone(), graceful.watcher());
+        let (app, builder, watcher) = (app.clone(), builder.clone(), graceful.watcher());
         let acceptor = tls.as_ref().map(Tls::acceptor);
         let handshake_deadline = limits.header_read_timeout;
         tokio::spawn(async move {
             let ended = match acceptor {
                 None => {
-                    let service = service(app, requests, peer, None);
+                    let service = service(app, peer, None);
                     watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await
                 }
                 Some(acceptor) => {
@@ -74,7 +72,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, tls: Opti
                         Err(_) => return tracing::info!(%peer, "TLS handshake not finished within the header deadline"),
                     };
                     let certified = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).and_then(certified_client);
-                    let service = service(app, requests, peer, certified);
+                    let service = service(app, peer, certified);
                     watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await
                 }
             };
@@ -91,10 +89,9 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, tls: Opti
 }
 
 /// One connection's request handler: the peer address (and the certified client) on each
-/// request, and the in-flight cap.
+/// request.
 fn service(
     app: Router,
-    requests: Arc<Semaphore>,
     peer: SocketAddr,
     certified: Option<CertifiedClient>,
 ) -> impl hyper::service::Service<Request<Incoming>, Response = axum::response::Response, Error = Infallible, Future: Send> + Clone {
@@ -103,17 +100,6 @@ fn service(
         if let Some(certified) = &certified {
             request.extensions_mut().insert(certified.clone());
         }
-        let permit = requests.clone().try_acquire_owned();
-        let app = app.clone();
-        async move {
-            let Ok(_permit) = permit else {
-                let overloaded =
-                    crate::problem(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests in flight; retry", vec![]);
-                let mut response = overloaded.into_response();
-                response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
-                return Ok::<_, Infallible>(response);
-            };
-            app.oneshot(request.map(axum::body::Body::new)).await
-        }
+        app.clone().oneshot(request.map(axum::body::Body::new))
     })
 }

@@ -23,13 +23,14 @@ fn the_committed_contract_is_the_one_the_code_derives() {
     let contract: serde_json::Value = serde_json::from_str(&committed).unwrap();
     assert_eq!(contract["openapi"], "3.1.0");
     let answers = contract["paths"]["/v1/declarations"]["post"]["responses"].as_object().unwrap();
-    for status in ["202", "400", "401", "403", "413", "415", "422", "429", "503"] {
+    for status in ["202", "400", "401", "403", "408", "413", "415", "422", "429", "503"] {
         let content = &answers[status]["content"]["application/json"]["schema"]["$ref"];
         assert!(content.is_string(), "answer {status} is described with its body: {:#}", answers[status]);
     }
     assert!(answers["429"]["headers"]["Retry-After"].is_object() && answers["401"]["headers"]["WWW-Authenticate"].is_object());
+    assert!(answers["408"]["headers"]["Connection"].is_object() && answers["503"]["headers"]["Retry-After"].is_object());
     let batch = &contract["paths"]["/v1/declarations/batch"]["post"];
-    for status in ["200", "207", "400", "401", "413", "415", "429", "503"] {
+    for status in ["200", "207", "400", "401", "408", "413", "415", "429", "503"] {
         assert!(
             batch["responses"][status]["content"]["application/json"]["schema"]["$ref"].is_string(),
             "batch answer {status}: {batch:#}"
