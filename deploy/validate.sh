@@ -7,7 +7,9 @@
 #     JSON schemas (PyPI kubernetes-validate) and the CRDs' openAPIV3Schema (Strimzi and
 #     Altinity: deploy/k8s/crd-schemas, vendored; KEDA: from its Go module);
 #   - the systemd units in deploy/hosts (systemd-analyze verify, where systemd is installed);
-#   - deploy/prometheus: promtool check config / check rules / test rules.
+#   - deploy/prometheus: promtool check config / check rules / test rules;
+#   - deploy/alertmanager: amtool check-config, and every alert rule's severity routed to its
+#     receiver (page: the pager, ticket: chat).
 # Installs what it needs once under ~/.cache/ehac (helm from the Go module proxy, a Python venv
 # from PyPI, KEDA's module); later runs take a few seconds.
 set -uo pipefail
@@ -202,6 +204,29 @@ else
     echo "SKIP promtool check config prometheus-kubernetes.yml: Debian's promtool is built without Kubernetes service discovery"
     check "promtool check rules" "$PROMTOOL" check rules "$DEPLOY"/prometheus/rules/*.yml
     check "promtool test rules" sh -c "cd '$DEPLOY/prometheus' && '$PROMTOOL' test rules tests/*.yml"
+fi
+
+# --- Alertmanager ----------------------------------------------------------------------------
+AMTOOL=$(command -v amtool || true)
+ALERTMANAGER_CONFIG=$DEPLOY/alertmanager/alertmanager.yml
+if [ -z "$AMTOOL" ]; then
+    fail "amtool not found (apt-get install prometheus-alertmanager)"
+else
+    check "amtool check-config alertmanager.yml" "$AMTOOL" check-config "$ALERTMANAGER_CONFIG"
+    routed() { # routed: each alert (name, severity) of the rules goes to the receiver its severity names
+        local alert severity receiver problems=0
+        while read -r alert severity; do
+            case $severity in
+                page) receiver=ehac-pager ;;
+                ticket) receiver=ehac-chat ;;
+                *) echo "$alert: severity '$severity' is neither page nor ticket"; problems=1; continue ;;
+            esac
+            "$AMTOOL" config routes test --config.file="$ALERTMANAGER_CONFIG" --verify.receivers="$receiver" \
+                alertname="$alert" severity="$severity" > /dev/null 2>&1 || { echo "$alert ($severity) is not routed to $receiver"; problems=1; }
+        done < <(awk '/- alert:/ {alert = $3} /severity:/ && alert {print alert, $2; alert = ""}' "$DEPLOY"/prometheus/rules/*.yml)
+        return $problems
+    }
+    check "alertmanager.yml routes every alert: severity page to ehac-pager, ticket to ehac-chat" routed
 fi
 
 if [ "$failures" -eq 0 ]; then
