@@ -729,15 +729,16 @@ pub struct MonitoringServer {
 }
 
 impl MonitoringServer {
-    /// Writes `config` to `dir/<config_name>` and starts `binary` with the arguments `args`
-    /// gives for a port; returns once `/-/ready` answers. A port taken between choosing it and
-    /// the server binding it ("address already in use") is retried with another.
+    /// Writes `config` to `dir/<config_name>` and starts `binary` with it, its data in
+    /// `dir/data` (passed as `storage_flag`), listening on a loopback port, plus `extra_flags`;
+    /// returns once `/-/ready` answers. A port taken between choosing it and the server binding
+    /// it ("address already in use") is retried with another.
     async fn start(
         binary: PathBuf,
         dir: &Path,
-        config_name: &str,
-        config: &str,
-        args: impl Fn(&Path, u16) -> Vec<String>,
+        (config_name, config): (&str, &str),
+        storage_flag: &str,
+        extra_flags: &[&str],
     ) -> anyhow::Result<MonitoringServer> {
         let what = binary.file_name().map_or_else(|| binary.display().to_string(), |n| n.to_string_lossy().into_owned());
         std::fs::create_dir_all(dir)?;
@@ -748,7 +749,13 @@ impl MonitoringServer {
         for _attempt in 0..5 {
             let port = free_port()?;
             let mut command = Command::new(&binary);
-            command.current_dir(&dir).args(args(&dir, port));
+            command
+                .current_dir(&dir)
+                .arg(format!("--config.file={}", dir.join(config_name).display()))
+                .arg(format!("{storage_flag}={}", dir.join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=warn")
+                .args(extra_flags);
             let child = spawn(command, &log, Lifetime::Attached)?;
             let mut server = MonitoringServer { port, dir: dir.clone(), log: log.clone(), child };
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -790,15 +797,7 @@ impl Prometheus {
     /// Writes `config` (prometheus.yml; rule files it names relative to `dir` must already be
     /// there) and starts the server; returns once it is ready.
     pub async fn start(dir: &Path, config: &str) -> anyhow::Result<MonitoringServer> {
-        MonitoringServer::start(prometheus_tool("prometheus")?, dir, "prometheus.yml", config, |dir, port| {
-            vec![
-                format!("--config.file={}", dir.join("prometheus.yml").display()),
-                format!("--storage.tsdb.path={}", dir.join("data").display()),
-                format!("--web.listen-address=127.0.0.1:{port}"),
-                "--log.level=warn".to_owned(),
-            ]
-        })
-        .await
+        MonitoringServer::start(prometheus_tool("prometheus")?, dir, ("prometheus.yml", config), "--storage.tsdb.path", &[]).await
     }
 }
 
@@ -809,16 +808,15 @@ pub struct Alertmanager;
 impl Alertmanager {
     /// Writes `config` (alertmanager.yml) and starts the server; returns once it is ready.
     pub async fn start(dir: &Path, config: &str) -> anyhow::Result<MonitoringServer> {
-        MonitoringServer::start(alertmanager_tool("prometheus-alertmanager")?, dir, "alertmanager.yml", config, |dir, port| {
-            vec![
-                format!("--config.file={}", dir.join("alertmanager.yml").display()),
-                format!("--storage.path={}", dir.join("data").display()),
-                format!("--web.listen-address=127.0.0.1:{port}"),
-                // A single Alertmanager: no gossip port to open (and collide on).
-                "--cluster.listen-address=".to_owned(),
-                "--log.level=warn".to_owned(),
-            ]
-        })
+        // A single Alertmanager: no gossip port to open (and collide on).
+        let no_cluster = ["--cluster.listen-address="];
+        MonitoringServer::start(
+            alertmanager_tool("prometheus-alertmanager")?,
+            dir,
+            ("alertmanager.yml", config),
+            "--storage.path",
+            &no_cluster,
+        )
         .await
     }
 }
