@@ -2,12 +2,15 @@
 # Checks everything under deploy/ that a cluster or a host would run, offline, one line per
 # check (PASS/FAIL/SKIP), non-zero exit on any FAIL:
 #   - the Helm chart: helm lint --strict and helm template for values-dev/staging/prod (and the
-#     HPA, spool-drain and network-policy variants), and values the chart must refuse;
+#     HPA, spool-drain and network-policy variants), and values the chart must refuse; the
+#     production render carries the shipped Prometheus and Alertmanager files as ConfigMaps;
 #   - every rendered manifest and every file in deploy/k8s, strictly against the Kubernetes
 #     JSON schemas (PyPI kubernetes-validate) and the CRDs' openAPIV3Schema (Strimzi and
 #     Altinity: deploy/k8s/crd-schemas, vendored; KEDA: from its Go module);
 #   - the systemd units in deploy/hosts (systemd-analyze verify, where systemd is installed);
-#   - deploy/prometheus: promtool check config / check rules / test rules.
+#   - deploy/prometheus: promtool check config / check rules / test rules;
+#   - deploy/alertmanager: amtool check-config, and every alert rule's severity routed to its
+#     receiver (page: the pager, ticket: chat).
 # Installs what it needs once under ~/.cache/ehac (helm from the Go module proxy, a Python venv
 # from PyPI, KEDA's module); later runs take a few seconds.
 set -uo pipefail
@@ -113,8 +116,8 @@ refuses "no pepper Secret" "pepperSecret" --set enricher.pepperSecret=
 # Facts the rendered production manifests must show (not only be well-formed).
 facts() {
     local f=$WORK/prod.yaml
-    python3 - "$f" <<'PY'
-import sys, yaml
+    python3 - "$f" "$DEPLOY" <<'PY'
+import glob, os, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
 def sts(name): return by[("StatefulSet", f"ehac-{name}")]["spec"]
@@ -146,11 +149,21 @@ if sorted(d["spec"]["scaleTargetRef"]["name"] for d in docs if d["kind"] == "Sca
 gw_policy = by[("NetworkPolicy", "ehac-gateway")]["spec"]["ingress"]
 if [r["ports"][0]["port"] for r in gw_policy] != [8080, 9182]:
     problems.append("gateway network policy: public port then admin port expected")
+monitoring = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap" and d["metadata"].get("namespace") == "monitoring"}
+def shipped(path): return open(sys.argv[2] + path).read()
+if monitoring.get("ehac-alertmanager", {}).get("data", {}).get("alertmanager.yml") != shipped("/alertmanager/alertmanager.yml"):
+    problems.append("no ConfigMap ehac-alertmanager in monitoring holding deploy/alertmanager/alertmanager.yml")
+prometheus = monitoring.get("ehac-prometheus", {}).get("data", {}).get("prometheus.yml", "")
+if prometheus != shipped("/prometheus/prometheus-kubernetes.yml") or "alertmanagers" not in yaml.safe_load(prometheus).get("alerting", {}):
+    problems.append("no ConfigMap ehac-prometheus in monitoring holding prometheus-kubernetes.yml with its alerting: alertmanagers")
+rules = {os.path.basename(f): open(f).read() for f in glob.glob(sys.argv[2] + "/prometheus/rules/*.yml")}
+if monitoring.get("ehac-prometheus-rules", {}).get("data") != rules:
+    problems.append("ConfigMap ehac-prometheus-rules does not hold the rule files of deploy/prometheus/rules")
 print("\n".join(problems))
 sys.exit(1 if problems else 0)
 PY
 }
-check "rendered prod: spool volumes retained, grace > drain, probes, instance ids, secrets by reference, hook, PDBs, ScaledObjects, policies" facts
+check "rendered prod: spool volumes retained, grace > drain, probes, instance ids, secrets by reference, hook, PDBs, ScaledObjects, policies, the shipped Prometheus and Alertmanager configuration" facts
 
 # --- strict schema validation ----------------------------------------------------------------
 for version in $K8S_VERSIONS; do
@@ -202,6 +215,29 @@ else
     echo "SKIP promtool check config prometheus-kubernetes.yml: Debian's promtool is built without Kubernetes service discovery"
     check "promtool check rules" "$PROMTOOL" check rules "$DEPLOY"/prometheus/rules/*.yml
     check "promtool test rules" sh -c "cd '$DEPLOY/prometheus' && '$PROMTOOL' test rules tests/*.yml"
+fi
+
+# --- Alertmanager ----------------------------------------------------------------------------
+AMTOOL=$(command -v amtool || true)
+ALERTMANAGER_CONFIG=$DEPLOY/alertmanager/alertmanager.yml
+if [ -z "$AMTOOL" ]; then
+    fail "amtool not found (apt-get install prometheus-alertmanager)"
+else
+    check "amtool check-config alertmanager.yml" "$AMTOOL" check-config "$ALERTMANAGER_CONFIG"
+    routed() { # routed: each alert (name, severity) of the rules goes to the receiver its severity names
+        local alert severity receiver problems=0
+        while read -r alert severity; do
+            case $severity in
+                page) receiver=ehac-pager ;;
+                ticket) receiver=ehac-chat ;;
+                *) echo "$alert: severity '$severity' is neither page nor ticket"; problems=1; continue ;;
+            esac
+            "$AMTOOL" config routes test --config.file="$ALERTMANAGER_CONFIG" --verify.receivers="$receiver" \
+                alertname="$alert" severity="$severity" > /dev/null 2>&1 || { echo "$alert ($severity) is not routed to $receiver"; problems=1; }
+        done < <(awk '/- alert:/ {alert = $3} /severity:/ && alert {print alert, $2; alert = ""}' "$DEPLOY"/prometheus/rules/*.yml)
+        return $problems
+    }
+    check "alertmanager.yml routes every alert: severity page to ehac-pager, ticket to ehac-chat" routed
 fi
 
 if [ "$failures" -eq 0 ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the e-HAC pipeline needs on a Debian machine, skipping whatever is already there:
-#   ClickHouse server + client and Prometheus (Debian packages), a JRE and Maven (Debian),
+#   ClickHouse server + client, Prometheus and Alertmanager with amtool (Debian packages), a JRE
+#   and Maven (Debian),
 #   Apache Kafka (the broker's jars from Maven Central, resolved by mvn from
 #   deploy/local/kafka/pom.xml into $EHAC_TOOLS_DIR/kafka-<version>/libs; about a minute, once),
 #   chdb-core (PyPI), the in-process modern ClickHouse the schema tests check against.
@@ -16,6 +17,8 @@ sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
 apt_needed=()
 command -v clickhouse-server >/dev/null || apt_needed+=(clickhouse-server clickhouse-client)
 command -v prometheus >/dev/null || apt_needed+=(prometheus)
+# Debian names the server prometheus-alertmanager; the package brings amtool too.
+command -v prometheus-alertmanager >/dev/null || apt_needed+=(prometheus-alertmanager)
 command -v java >/dev/null || apt_needed+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || apt_needed+=(maven)
 [ -f /usr/share/java/zookeeper.jar ] || apt_needed+=(zookeeper)

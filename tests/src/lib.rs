@@ -245,14 +245,20 @@ impl Pipeline {
         }
     }
 
-    /// Stops the enricher (SIGTERM-like: it drains and commits) and starts a new one in the same
-    /// consumer group with `options`: a deploy of a rule fix.
-    pub async fn restart_enricher(&self, options: PipelineOptions) {
+    /// Stops the enricher (SIGTERM-like: it drains and commits); its group is left with no
+    /// member until [`Pipeline::restart_enricher`].
+    pub async fn stop_enricher(&self) {
         let old = self.enricher.lock().unwrap().take();
         if let Some((token, task)) = old {
             token.cancel();
             task.await.expect("enricher task").expect("enricher drained cleanly");
         }
+    }
+
+    /// Stops the enricher, if it runs, and starts a new one in the same consumer group with
+    /// `options`: a deploy of a rule fix.
+    pub async fn restart_enricher(&self, options: PipelineOptions) {
+        self.stop_enricher().await;
         let token = CancellationToken::new();
         let task = self.runtime.spawn(ehac_enricher::run(enricher_config(&self.kafka, &options, &self.pepper), token.clone()));
         *self.enricher.lock().unwrap() = Some((token, task));
@@ -359,6 +365,9 @@ pub struct OwnPipeline {
     pub gateway_addr: std::net::SocketAddr,
     pub gateway_admin: std::net::SocketAddr,
     pub enricher_admin: std::net::SocketAddr,
+    /// The broker and ClickHouse, for a test that stops and restarts them. Never dropped: the
+    /// servers die with the test's thread (see [`own_pipeline`]).
+    pub stack: std::mem::ManuallyDrop<Stack>,
 }
 
 /// Starts an [`OwnPipeline`] with its data under a fresh temporary directory named after `name`.
@@ -420,9 +429,10 @@ pub async fn own_pipeline(name: &str, partitions: i32) -> anyhow::Result<OwnPipe
     };
     // The servers die with the test's thread (PR_SET_PDEATHSIG), after its runtime is gone.
     // Stopping them earlier, when a failing test unwinds, would leave the services' consumers
-    // closing against a dead broker, which librdkafka waits for without end.
-    std::mem::forget(stack);
-    Ok(OwnPipeline { pipeline, shutdown, gateway_addr: gateway.addr, gateway_admin: gateway.admin_addr, enricher_admin })
+    // closing against a dead broker, which librdkafka waits for without end: so the stack is
+    // never dropped.
+    let stack = std::mem::ManuallyDrop::new(stack);
+    Ok(OwnPipeline { pipeline, shutdown, gateway_addr: gateway.addr, gateway_admin: gateway.admin_addr, enricher_admin, stack })
 }
 
 impl OwnPipeline {

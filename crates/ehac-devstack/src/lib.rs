@@ -5,7 +5,8 @@
 //! nodes with RF 3 and min.insync.replicas 2. ClickHouse is one ClickHouse 26.9 server (from
 //! the chdb-core wheel, `modern.rs`), or (with [`StackOptions::with_clickhouse_replicas`])
 //! ZooKeeper and Debian's ClickHouse 18.16 replicas of one shard (`replicas.rs`): 18.16 is the
-//! only ClickHouse that can replicate on these machines, and nothing else uses it. [`Prometheus`] starts a Prometheus server the same
+//! only ClickHouse that can replicate on these machines, and nothing else uses it.
+//! [`Prometheus`] and [`Alertmanager`] start those servers the same
 //! way, for the alerting tests.
 //!
 //! Servers started [`Lifetime::Attached`] die with the thread that started them (PR_SET_PDEATHSIG),
@@ -736,52 +737,80 @@ impl Drop for Stack {
 
 /// Where a Debian-packaged Prometheus binary (`prometheus`, `promtool`) is, or what to install.
 pub fn prometheus_tool(name: &str) -> anyhow::Result<PathBuf> {
-    on_path(name).or_else(|| Some(PathBuf::from("/usr/bin").join(name)).filter(|p| p.is_file())).with_context(|| {
-        format!("missing {name}: apt-get install prometheus (Debian's package has the server and promtool), or run `bash deploy/local/install.sh`")
-    })
+    debian_tool(name, "prometheus (Debian's package has the server and promtool)")
 }
 
-/// A real Prometheus server on a free loopback port, its data under `dir`. It stops when dropped
-/// or when the thread that started it exits.
+/// Where a Debian-packaged Alertmanager binary (`prometheus-alertmanager`, `amtool`) is, or what
+/// to install.
+pub fn alertmanager_tool(name: &str) -> anyhow::Result<PathBuf> {
+    debian_tool(name, "prometheus-alertmanager (Debian's package has the server and amtool)")
+}
+
+fn debian_tool(name: &str, package: &str) -> anyhow::Result<PathBuf> {
+    on_path(name)
+        .or_else(|| Some(PathBuf::from("/usr/bin").join(name)).filter(|p| p.is_file()))
+        .with_context(|| format!("missing {name}: apt-get install {package}, or run `bash deploy/local/install.sh`"))
+}
+
+/// A server of the Prometheus family (Prometheus, Alertmanager) on a loopback port, its config,
+/// data and log under `dir`. It stops when dropped or when the thread that started it exits.
 #[derive(Debug)]
-pub struct Prometheus {
+pub struct MonitoringServer {
     pub port: u16,
     pub dir: PathBuf,
+    /// The server's stdout and stderr.
+    pub log: PathBuf,
     child: Child,
 }
 
-impl Prometheus {
-    /// Writes `config` (prometheus.yml; rule files it names relative to `dir` must already be
-    /// there) and starts the server; returns once it is ready.
-    pub async fn start(dir: &Path, config: &str) -> anyhow::Result<Prometheus> {
-        let binary = prometheus_tool("prometheus")?;
+impl MonitoringServer {
+    /// Writes `config` to `dir/<config_name>` and starts `binary` with it, its data in
+    /// `dir/data` (passed as `storage_flag`), listening on a loopback port, plus `extra_flags`;
+    /// returns once `/-/ready` answers. A port taken between choosing it and the server binding
+    /// it ("address already in use") is retried with another.
+    async fn start(
+        binary: PathBuf,
+        dir: &Path,
+        (config_name, config): (&str, &str),
+        storage_flag: &str,
+        extra_flags: &[&str],
+    ) -> anyhow::Result<MonitoringServer> {
+        let what = binary.file_name().map_or_else(|| binary.display().to_string(), |n| n.to_string_lossy().into_owned());
         std::fs::create_dir_all(dir)?;
         let dir = dir.canonicalize()?;
-        std::fs::write(dir.join("prometheus.yml"), config)?;
-        let port = free_port()?;
-        let mut command = Command::new(binary);
-        command.current_dir(&dir).args([
-            format!("--config.file={}", dir.join("prometheus.yml").display()),
-            format!("--storage.tsdb.path={}", dir.join("data").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--log.level=warn".to_owned(),
-        ]);
-        let child = spawn(command, &dir.join("prometheus.log"), Lifetime::Attached)?;
-        let mut prometheus = Prometheus { port, dir, child };
+        std::fs::write(dir.join(config_name), config)?;
+        let log = dir.join(format!("{what}.log"));
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = prometheus.child.try_wait()? {
-                bail!("prometheus exited during start-up ({status}); see {}", prometheus.dir.join("prometheus.log").display());
+        for _attempt in 0..5 {
+            let port = free_port()?;
+            let mut command = Command::new(&binary);
+            command
+                .current_dir(&dir)
+                .arg(format!("--config.file={}", dir.join(config_name).display()))
+                .arg(format!("{storage_flag}={}", dir.join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=warn")
+                .args(extra_flags);
+            let child = spawn(command, &log, Lifetime::Attached)?;
+            let mut server = MonitoringServer { port, dir: dir.clone(), log: log.clone(), child };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Some(status) = server.child.try_wait()? {
+                    if std::fs::read_to_string(&log).unwrap_or_default().contains("address already in use") {
+                        break;
+                    }
+                    bail!("{what} exited during start-up ({status}); see {}", log.display());
+                }
+                if matches!(http.get(format!("{}/-/ready", server.url())).send().await, Ok(r) if r.status().is_success()) {
+                    return Ok(server);
+                }
+                if Instant::now() > deadline {
+                    bail!("{what} not ready after 60 s; see {}", log.display());
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            if matches!(http.get(format!("{}/-/ready", prometheus.url())).send().await, Ok(r) if r.status().is_success()) {
-                return Ok(prometheus);
-            }
-            if Instant::now() > deadline {
-                bail!("prometheus not ready after 60 s; see {}", prometheus.dir.join("prometheus.log").display());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        bail!("{what} found no free port in 5 attempts; see {}", log.display())
     }
 
     pub fn url(&self) -> String {
@@ -789,10 +818,41 @@ impl Prometheus {
     }
 }
 
-impl Drop for Prometheus {
+impl Drop for MonitoringServer {
     fn drop(&mut self) {
         terminate(self.child.id(), Duration::from_secs(10));
         let _ = self.child.wait();
+    }
+}
+
+/// A real Prometheus server, for the alerting tests.
+pub struct Prometheus;
+
+impl Prometheus {
+    /// Writes `config` (prometheus.yml; rule files it names relative to `dir` must already be
+    /// there) and starts the server; returns once it is ready.
+    pub async fn start(dir: &Path, config: &str) -> anyhow::Result<MonitoringServer> {
+        MonitoringServer::start(prometheus_tool("prometheus")?, dir, ("prometheus.yml", config), "--storage.tsdb.path", &[]).await
+    }
+}
+
+/// A real Alertmanager (Debian's `prometheus-alertmanager`), clustering off, for the alerting
+/// tests.
+pub struct Alertmanager;
+
+impl Alertmanager {
+    /// Writes `config` (alertmanager.yml) and starts the server; returns once it is ready.
+    pub async fn start(dir: &Path, config: &str) -> anyhow::Result<MonitoringServer> {
+        // A single Alertmanager: no gossip port to open (and collide on).
+        let no_cluster = ["--cluster.listen-address="];
+        MonitoringServer::start(
+            alertmanager_tool("prometheus-alertmanager")?,
+            dir,
+            ("alertmanager.yml", config),
+            "--storage.path",
+            &no_cluster,
+        )
+        .await
     }
 }
 
