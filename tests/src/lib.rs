@@ -211,6 +211,26 @@ pub fn declarations(n: usize, client_id: &str, flaw: Flaw, seed: u64) -> Vec<Dec
     (0..n).map(|_| generator.declaration(chrono::Utc::now(), client_id, flaw)).collect()
 }
 
+/// Declarations as the enricher hands them to the sink (valid samples, accepted as received now).
+pub fn enriched_declarations(n: usize, client_id: &str) -> Vec<ehac_domain::EnrichedDeclaration> {
+    let received_at = chrono::Utc::now();
+    let run = uuid_like();
+    declarations(n, client_id, Flaw::None, 7)
+        .into_iter()
+        .enumerate()
+        .map(|(i, form)| {
+            let raw = RawDeclaration {
+                declaration_id: format!("{client_id}-{run}-{i}"),
+                received_at_ms: received_at.timestamp_millis(),
+                gateway_version: "test".into(),
+                form,
+            };
+            let accepted = ehac_domain::accept(raw, ehac_domain::ReferenceData::embedded(), &ehac_domain::Policy::default(), "test");
+            accepted.map_err(|(_, e)| e).expect("a valid sample")
+        })
+        .collect()
+}
+
 /// A client id no other test uses.
 pub fn unique_client(test: &str) -> String {
     format!("test-{test}-{}", uuid_like())
@@ -453,5 +473,77 @@ impl OwnPipeline {
         let mut config = sink_config(kafka, self.pipeline.clickhouse_as(WarehouseUser::Writer), AdminArgs { admin_listen: admin });
         configure(&mut config);
         (token.clone(), tokio::spawn(ehac_sink::run(config, token)))
+    }
+}
+
+/// A TCP proxy in front of `upstream` that loses one answer: the first request whose bytes
+/// contain `marker` reaches the server whole, but its answer is dropped and the connection
+/// closed, as when a network cuts out after the server did the work. Everything else passes.
+pub struct AnswerLosingProxy {
+    pub addr: std::net::SocketAddr,
+    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl AnswerLosingProxy {
+    pub async fn start(upstream: std::net::SocketAddr, marker: &'static [u8]) -> AnswerLosingProxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding the proxy");
+        let addr = listener.local_addr().unwrap();
+        let lost = std::sync::Arc::new(AtomicBool::new(false));
+        let lost_in_task = lost.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let lost = lost_in_task.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    // Armed once the marked request has gone upstream on this connection.
+                    let armed = std::sync::Arc::new(AtomicBool::new(false));
+                    let armed_up = armed.clone();
+                    let up = tokio::spawn(async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let Ok(n) = client_read.read(&mut buf).await else { return };
+                            if n == 0 || server_write.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                            if memchr::memmem::find(&buf[..n], marker).is_some() && !lost.swap(true, Ordering::SeqCst) {
+                                armed_up.store(true, Ordering::SeqCst);
+                            }
+                        }
+                    });
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let Ok(n) = server_read.read(&mut buf).await else { break };
+                        if n == 0 {
+                            break;
+                        }
+                        if armed.load(Ordering::SeqCst) {
+                            // The server answered: the work is done. The client never hears of it.
+                            break;
+                        }
+                        if client_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    up.abort();
+                });
+            }
+        });
+        AnswerLosingProxy { addr, lost, task }
+    }
+
+    /// Whether the marked request's answer has been lost yet.
+    pub fn lost_one(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for AnswerLosingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -288,3 +288,44 @@ async fn analyst_queries_run_on_this_clickhouse() {
         assert!(ok, "{name} as analyst: {answer}");
     }
 }
+
+/// A retried insert is dropped by ClickHouse itself: the sink's first INSERT of a batch lands
+/// but its answer is lost on the way back, so the sink sends it again; the insert's
+/// deduplication token (where its rows were read) makes ClickHouse drop the second one, even
+/// when its bytes differ (a later stamp).
+#[tokio::test]
+async fn a_retried_insert_whose_answer_was_lost_is_dropped_by_clickhouse() {
+    let p = pipeline();
+    let writer = p.clickhouse_as(ehac_devstack::WarehouseUser::Writer);
+    let upstream: std::net::SocketAddr = writer.clickhouse_url.trim_start_matches("http://").parse().unwrap();
+    let proxy = ehac_tests::AnswerLosingProxy::start(upstream, b"INSERT").await;
+    let lossy = ehac_sink::Warehouse::new(&ehac_stream::config::ClickHouseArgs {
+        clickhouse_url: format!("http://{}", proxy.addr),
+        ..writer.clone()
+    });
+    let direct = ehac_sink::Warehouse::new(&writer);
+    // A partition no topic of the pipeline has, so only this test's rows are counted.
+    let partition = 9_000 + (std::process::id() % 900) as i32;
+    let batch_of = |stamp: u32| {
+        let mut batch = ehac_sink::Batch::new(stamp);
+        for (i, record) in ehac_tests::enriched_declarations(40, "retried-insert").into_iter().enumerate() {
+            batch.push_declaration(record, 500 + i as i64);
+        }
+        batch
+    };
+    let counted = format!(
+        "SELECT (SELECT count() FROM ehac.declarations WHERE kafka_partition = {partition}), \
+                (SELECT count() FROM ehac_pii.identities WHERE kafka_partition = {partition})"
+    );
+    let batch = batch_of(1_800_000_000);
+    let lost = batch.insert(&lossy, partition).await;
+    assert!(lost.is_err() && proxy.lost_one(), "the first answer was lost: {lost:?}");
+    assert_eq!(p.sql(&counted).await.trim(), "0\t40", "the identity rows landed although the sink never heard so");
+
+    // The sink's retry: the same batch again, now answered. Its identity rows are dropped.
+    batch.insert(&direct, partition).await.expect("the retry is answered");
+    assert_eq!(p.sql(&counted).await.trim(), "40\t40", "each row once");
+    // The same records from the same positions in a batch stamped later (other bytes): dropped too.
+    batch_of(1_800_000_060).insert(&direct, partition).await.expect("answered");
+    assert_eq!(p.sql(&counted).await.trim(), "40\t40", "each row once, whatever the bytes");
+}

@@ -2,13 +2,17 @@
 //!
 //! A batch is stamped with its `inserted_at` once, when it is made, and every attempt to insert
 //! it writes that same stamp: a retry after a failed (or seemingly failed) insert sends the
-//! same bytes, so a replicated table's block deduplication drops what had landed. The sink's
+//! same bytes, so a replicated table's block deduplication drops what had landed. On a server
+//! that has them (22.2 on), each INSERT also carries an `insert_deduplication_token` made of
+//! where its rows were read, so ClickHouse drops a retried insert whatever its bytes. The sink's
 //! dedup window (`dedup.rs`) still decides which records are written at all.
+
+use std::sync::Arc;
 
 use clickhouse::Client;
 use ehac_domain::{EnrichedDeclaration, Rejection};
 use ehac_stream::config::ClickHouseArgs;
-use ehac_stream::warehouse;
+use ehac_stream::warehouse::{self, ServerFeatures};
 
 use crate::rows::{DeclarationRow, IdentityRow, RejectedPayloadRow, RejectionRow};
 
@@ -25,6 +29,8 @@ pub struct Warehouse {
     rejections: String,
     identities: String,
     rejected_payloads: String,
+    /// Read from the server on the first insert, once.
+    features: Arc<tokio::sync::OnceCell<ServerFeatures>>,
 }
 
 impl Warehouse {
@@ -38,8 +44,50 @@ impl Warehouse {
             rejections: warehouse::write_table(cluster, "rejections"),
             identities: warehouse::write_table(cluster, "identities"),
             rejected_payloads: warehouse::write_table(cluster, "rejected_payloads"),
+            features: Arc::default(),
         }
     }
+
+    /// What the server can do, asked once.
+    pub async fn features(&self) -> clickhouse::error::Result<&ServerFeatures> {
+        self.features.get_or_try_init(|| ServerFeatures::detect(&self.client)).await
+    }
+
+    /// `client` for one INSERT of rows read from `partition` at `offsets`: with the token that
+    /// makes ClickHouse drop it when it is sent again, and synchronous, since the sink batches
+    /// itself and commits offsets only once the rows are in their table.
+    fn for_insert(&self, client: &Client, table: &str, partition: i32, offsets: impl Iterator<Item = i64>) -> Client {
+        let Some(features) = self.features.get() else { return client.clone() };
+        let mut client = client.clone();
+        if features.async_insert {
+            client = client.with_setting("async_insert", "0");
+        }
+        if features.deduplication_tokens {
+            client = client.with_setting("insert_deduplication_token", deduplication_token(table, partition, offsets));
+        }
+        client
+    }
+}
+
+/// The offsets of the rows bound for the analyst database's table (`analyst`) or the identity
+/// database's.
+fn offsets<T>(rows: &[Pending<T>], analyst: bool) -> impl Iterator<Item = i64> + '_ {
+    rows.iter().filter(move |p| if analyst { p.analyst } else { p.personal }).map(|p| p.offset)
+}
+
+/// Names an INSERT by where its rows were read: the table, the topic partition, the first and
+/// last offsets, how many rows, and a checksum of every offset (a retry after part of a batch
+/// landed sends fewer rows, so it gets a token of its own).
+pub fn deduplication_token(table: &str, partition: i32, offsets: impl Iterator<Item = i64>) -> String {
+    let (mut first, mut last, mut rows) = (i64::MAX, i64::MIN, 0u64);
+    let mut checksum = crc32fast::Hasher::new();
+    for offset in offsets {
+        first = first.min(offset);
+        last = last.max(offset);
+        rows += 1;
+        checksum.update(&offset.to_le_bytes());
+    }
+    format!("{table}/{partition}/{first}-{last}/{rows}/{:08x}", checksum.finalize())
 }
 
 /// The identity under which a rejection is stored once: where the rejected record was read.
@@ -143,30 +191,36 @@ impl Batch {
     /// first. Each table's rows are one INSERT; a table with no rows left gets none. Calling it
     /// again after a failure sends the same rows with the same bytes.
     pub async fn insert(&self, warehouse: &Warehouse, partition: i32) -> clickhouse::error::Result<()> {
+        warehouse.features().await?;
         let [declarations, identities, rejections, payloads] = self.counts();
         if identities > 0 {
-            let mut insert = warehouse.pii_client.insert::<IdentityRow<'_>>(&warehouse.identities).await?;
+            let client = warehouse.for_insert(&warehouse.pii_client, &warehouse.identities, partition, offsets(&self.declarations, false));
+            let mut insert = client.insert::<IdentityRow<'_>>(&warehouse.identities).await?;
             for row in self.identity_rows(partition) {
                 insert.write(&row).await?;
             }
             insert.end().await?;
         }
         if declarations > 0 {
-            let mut insert = warehouse.client.insert::<DeclarationRow<'_>>(&warehouse.declarations).await?;
+            let client = warehouse.for_insert(&warehouse.client, &warehouse.declarations, partition, offsets(&self.declarations, true));
+            let mut insert = client.insert::<DeclarationRow<'_>>(&warehouse.declarations).await?;
             for row in self.declaration_rows(partition) {
                 insert.write(&row).await?;
             }
             insert.end().await?;
         }
         if payloads > 0 {
-            let mut insert = warehouse.pii_client.insert::<RejectedPayloadRow<'_>>(&warehouse.rejected_payloads).await?;
+            let client =
+                warehouse.for_insert(&warehouse.pii_client, &warehouse.rejected_payloads, partition, offsets(&self.rejections, false));
+            let mut insert = client.insert::<RejectedPayloadRow<'_>>(&warehouse.rejected_payloads).await?;
             for row in self.rejected_payload_rows(partition) {
                 insert.write(&row).await?;
             }
             insert.end().await?;
         }
         if rejections > 0 {
-            let mut insert = warehouse.client.insert::<RejectionRow<'_>>(&warehouse.rejections).await?;
+            let client = warehouse.for_insert(&warehouse.client, &warehouse.rejections, partition, offsets(&self.rejections, true));
+            let mut insert = client.insert::<RejectionRow<'_>>(&warehouse.rejections).await?;
             for row in self.rejection_rows(partition) {
                 insert.write(&row).await?;
             }

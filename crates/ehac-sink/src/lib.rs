@@ -23,6 +23,8 @@
 //!   of the server it connects to, so an insert's answer means the rows are in a replica; each
 //!   batch carries its own `inserted_at`, so a retried insert is byte-identical and the
 //!   replicas' block deduplication drops it (`batch.rs`).
+//! - On a server that has them, every INSERT also carries an `insert_deduplication_token` made
+//!   of where its rows were read, so ClickHouse itself drops a retried insert (`batch.rs`).
 
 mod batch;
 mod dedup;
@@ -44,7 +46,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use batch::{Batch, Warehouse};
+pub use batch::{deduplication_token, Batch, Warehouse};
 pub use rows::{DeclarationRow, IdentityRow, RejectedPayloadRow, RejectionRow};
 
 pub const SERVICE: &str = "ehac-sink";

@@ -75,6 +75,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../schemas/clickhouse/migrations/0005_home_district.sql"),
         cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0005_home_district.sql")),
     },
+    Migration {
+        version: 6,
+        name: "0006_deduplication_window",
+        sql: include_str!("../../../schemas/clickhouse/migrations/0006_deduplication_window.sql"),
+        cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0006_deduplication_window.sql")),
+    },
 ];
 
 /// A fresh cluster's schema: migrations 1 to [`CLUSTER_BASELINE_VERSION`] as they end, created
@@ -97,6 +103,33 @@ pub fn write_table(cluster: Option<&str>, table: &str) -> String {
 /// A cluster form of a migration (or the baseline) with the cluster's name filled in.
 pub fn on_cluster(sql: &str, cluster: &str) -> String {
     sql.replace("${CLUSTER}", cluster)
+}
+
+/// What the connected server can do that the services use, read once from its version: the
+/// one place where ClickHouse 18.16 (the replicated test cluster) and a current server differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFeatures {
+    /// `version()`, e.g. `26.9.2.1`.
+    pub version: String,
+    /// `insert_deduplication_token` (22.2 on): a retried insert is dropped by its token,
+    /// whatever its bytes. Without it only byte-identical blocks of replicated tables are.
+    pub deduplication_tokens: bool,
+    /// `async_insert` (21.11 on), which a current server may have on by default.
+    pub async_insert: bool,
+}
+
+impl ServerFeatures {
+    pub fn from_version(version: &str) -> ServerFeatures {
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let at_least = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        ServerFeatures { version: version.to_owned(), deduplication_tokens: at_least >= (22, 2), async_insert: at_least >= (21, 11) }
+    }
+
+    /// Asks the server.
+    pub async fn detect(client: &Client) -> clickhouse::error::Result<ServerFeatures> {
+        let version: String = client.query("SELECT version()").fetch_one().await?;
+        Ok(ServerFeatures::from_version(&version))
+    }
 }
 
 /// Users and grants for modern ClickHouse (on 18.16 the same users are in users.xml).
@@ -256,6 +289,16 @@ async fn record(client: &Client, m: &Migration) -> Result<(), MigrationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn features_follow_the_version() {
+        let old = ServerFeatures::from_version("18.16.1");
+        assert!(!old.deduplication_tokens && !old.async_insert);
+        let current = ServerFeatures::from_version("26.9.2.1");
+        assert!(current.deduplication_tokens && current.async_insert);
+        assert!(ServerFeatures::from_version("22.2.1.1").deduplication_tokens);
+        assert!(!ServerFeatures::from_version("22.1.9").deduplication_tokens);
+    }
 
     #[test]
     fn statements_split_on_line_ending_semicolons_and_skip_comment_only_chunks() {

@@ -1,0 +1,3 @@
+-- 0006 on a cluster: nothing to change. The tables writers fill are replicated, and a replicated
+-- table keeps the deduplication window 0006 gives the tables of a single server
+-- (replicated_deduplication_window); the sink's tokens are honoured there when the server has them.
