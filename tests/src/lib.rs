@@ -516,8 +516,7 @@ impl AnswerLosingProxy {
                         }
                     });
                     let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        let Ok(n) = server_read.read(&mut buf).await else { break };
+                    while let Ok(n) = server_read.read(&mut buf).await {
                         if n == 0 {
                             break;
                         }
