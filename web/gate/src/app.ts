@@ -37,8 +37,11 @@ const TRIAGE = { green: ["HIJAU", "green"], yellow: ["KUNING", "yellow"], red: [
 
 /** How long a verdict stays on screen before scanning resumes by itself, ms. */
 const SHOW_MS = { ACCEPT: 4000, REJECT: 7000, DEGRADED: 7000 } as const;
-/** The same code seen again this soon after its verdict is the same traveller still holding it up. */
-const SAME_CODE_MS = 4000;
+/**
+ * A code the camera keeps seeing is the same traveller still holding it up: it is judged once,
+ * and again only after it was out of sight this long.
+ */
+const OUT_OF_SIGHT_MS = 3000;
 /** How often the gate asks for a newer trust list while it has network. */
 const REFRESH_MS = 5 * 60 * 1000;
 
@@ -54,8 +57,10 @@ const stats = { verifyMs: [] as number[], frameMs: [] as number[], frames: 0, la
 
 let gate: Gate | null = null;
 let showing = false;
-let lastCode = "";
-let lastCodeAt = 0;
+/** A verification under way (WebCrypto is asynchronous): nothing else is judged meanwhile. */
+let busy = false;
+/** Codes the camera saw, with when it last saw each. */
+const seen = new Map<string, number>();
 
 function bilingual(element: HTMLElement, [id, en]: readonly [string, string]) {
   element.replaceChildren(id, " ", Object.assign(document.createElement("small"), { textContent: en }));
@@ -192,18 +197,22 @@ $("new-shift").addEventListener("click", async () => {
 $("reconfigure").addEventListener("click", () => showSetup());
 
 async function judge(text: string) {
-  if (!gate || showing) return;
+  if (!gate || showing || busy) return;
   if (!gate.list) {
     notice("Belum ada daftar kepercayaan: sambungkan ke jaringan gerbang / No trust list yet: connect to the gate network");
     return;
   }
-  const started = performance.now();
-  const verdict = await verify(text, gate.list, gate.config.airport, Date.now());
-  stats.verifyMs.push(performance.now() - started);
-  stats.lastVerdict = verdict;
-  lastCode = text;
-  await count(verdict);
-  show(verdict);
+  busy = true;
+  try {
+    const started = performance.now();
+    const verdict = await verify(text, gate.list, gate.config.airport, Date.now());
+    stats.verifyMs.push(performance.now() - started);
+    stats.lastVerdict = verdict;
+    show(verdict);
+    await count(verdict);
+  } finally {
+    busy = false;
+  }
 }
 
 function row(list: HTMLElement, label: readonly [string, string], value: string | Node, className = "") {
@@ -245,7 +254,6 @@ function show(verdict: Verdict) {
 function dismiss() {
   if (!showing) return;
   showing = false;
-  lastCodeAt = performance.now();
   $("verdict").hidden = true;
   $("manual-pass").blur();
 }
@@ -277,8 +285,11 @@ async function startCamera() {
   }
   const canvas = document.createElement("canvas");
   const context = canvas.getContext("2d", { willReadFrequently: true })!;
+  const manual = $<HTMLTextAreaElement>("manual-pass");
   const scan = () => {
-    if (!showing && video.readyState >= video.HAVE_CURRENT_DATA && video.videoWidth > 0) {
+    // Paused while the officer types a pass by hand.
+    const typing = document.activeElement === manual || manual.value !== "";
+    if (!typing && video.readyState >= video.HAVE_CURRENT_DATA && video.videoWidth > 0) {
       // Decode at most 640 pixels wide: plenty for a pass held up to the camera, and the
       // decoder's cost grows with the pixel count.
       const scale = Math.min(1, 640 / video.videoWidth);
@@ -290,9 +301,19 @@ async function startCamera() {
       const code = jsQR(image.data, image.width, image.height, { inversionAttempts: "dontInvert" });
       stats.frameMs.push(performance.now() - started);
       stats.frames++;
-      if (code && code.data && !(code.data === lastCode && performance.now() - lastCodeAt < SAME_CODE_MS)) {
-        void judge(code.data);
+      if (code?.data) {
+        const now = performance.now();
+        const last = seen.get(code.data);
+        // Frames keep being read while a verdict shows, so a pass still held up is not
+        // judged a second time when the screen returns to scanning; a new one waits its turn.
+        if (last !== undefined && now - last <= OUT_OF_SIGHT_MS) {
+          seen.set(code.data, now);
+        } else if (!showing && !busy) {
+          seen.set(code.data, now);
+          void judge(code.data);
+        }
       }
+      if (seen.size > 64) seen.clear();
     }
     setTimeout(scan, 100);
   };
