@@ -6,6 +6,8 @@
 #   chdb-core (PyPI), the in-process modern ClickHouse the schema tests check against.
 #   ZooKeeper (Debian's zookeeper, its jar run by the dev stack) for the replicated ClickHouse.
 #   DejaVu Sans (Debian's fonts-dejavu-core): the font `ehac bench surge` draws its PNG plots with.
+#   Node.js with npm and Chromium (Debian): the gate app's build and tests (web/gate); its npm
+#   packages are installed by the test command (npm ci, cached in ~/.cache/ehac/npm).
 #   oha (crates.io, `cargo install` into $EHAC_TOOLS_DIR/bin; a few minutes, once): the
 #   independent load generator the surge bench runs beside ours (BENCHMARKS.md).
 set -euo pipefail
@@ -20,6 +22,10 @@ command -v java >/dev/null || apt_needed+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || apt_needed+=(maven)
 [ -f /usr/share/java/zookeeper.jar ] || apt_needed+=(zookeeper)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_needed+=(fonts-dejavu-core)
+command -v npm >/dev/null || apt_needed+=(nodejs npm)
+# The gate app's browser test drives this one (playwright-core with executablePath): browser
+# downloads are neither wanted nor reachable.
+[ -x /usr/bin/chromium ] || apt_needed+=(chromium)
 if [ ${#apt_needed[@]} -gt 0 ]; then
   echo "install.sh: apt-get install ${apt_needed[*]}" >&2
   $sudo apt-get update -qq
