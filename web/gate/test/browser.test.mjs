@@ -167,6 +167,9 @@ test("an officer's gate in Chromium: offline camera ACCEPT, REJECTs, DEGRADED, t
     const page = await context.newPage();
     const errors = [];
     page.on("pageerror", (e) => errors.push(String(e)));
+    // Everything the app asks of the network, to show that no pass goes anywhere.
+    const requests = [];
+    context.on("request", (request) => requests.push({ method: request.method(), url: request.url() }));
 
     // Set up once, online: airport, pinned root, the list from the server.
     await page.goto(origin);
@@ -228,6 +231,11 @@ test("an officer's gate in Chromium: offline camera ACCEPT, REJECTs, DEGRADED, t
     assert.match(await page.locator("#list-status").innerText(), new RegExp(`v${installedVersion + 1}`));
 
     assert.deepEqual(errors, []);
+    const appFiles = ["/", ...readdirSync(join(ROOT, "dist")).map((f) => `/${f}`), "/trust-list.cose"];
+    const unexpected = requests.filter((r) => r.method !== "GET" || !r.url.startsWith(origin) || !appFiles.includes(new URL(r.url).pathname));
+    assert.deepEqual(unexpected, [], "the app fetches its own files and the trust list, nothing else");
+    assert.ok(requests.every((r) => !r.url.includes("EH1")), "no pass in any request");
+    assert.ok(requests.some((r) => r.url === `${origin}/trust-list.cose`), "the requests were recorded");
 
     // Every shared vector inside Chromium.
     // On a page of its own (a fresh context, no service worker) at a localhost address, which
