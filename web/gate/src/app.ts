@@ -117,6 +117,7 @@ async function openGate(config: GateConfig) {
       notice(`Daftar tersimpan ditolak / Stored trust list refused: ${e}`);
     }
   }
+  const first = gate === null;
   gate = { config, roots, list };
   $("setup").hidden = true;
   $("scan").hidden = false;
@@ -124,9 +125,12 @@ async function openGate(config: GateConfig) {
   await renderTally();
   renderListStatus();
   await refreshTrustList();
-  setInterval(refreshTrustList, REFRESH_MS);
-  setInterval(renderListStatus, 30_000);
-  startCamera();
+  if (first) {
+    // Once per page: setting the gate up again only changes what these use.
+    setInterval(refreshTrustList, REFRESH_MS);
+    setInterval(renderListStatus, 30_000);
+    void startCamera();
+  }
 }
 
 /** Fetches the list from the configured URL and installs it only if it is newer. */

@@ -202,6 +202,9 @@ test("an officer's gate in Chromium: offline camera ACCEPT, REJECTs, DEGRADED, t
     await typePass(page, elsewhere);
     assert.match(await verdict(page, "REJECT", "wrong_airport"), /another airport/);
     await dismiss(page);
+    // The scanning screen, with the field for manual entry in use (scanning paused).
+    await page.locator("#manual-pass").focus();
+    await screenshot(page, dir, "gate-scan.png");
     await typePass(page, tamper(accepted, "Siti"));
     await verdict(page, "REJECT", "bad_signature");
     await dismiss(page);
