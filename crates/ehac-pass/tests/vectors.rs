@@ -486,6 +486,87 @@ fn build() -> Vectors {
     let bad_date = rewrite(b"1988-03-14", b"1988-02-30");
     v.case("claims_impossible_date", &pack_stored(&signed(&issuing, &header, &bad_date)), "current", now, "CGK", "bad_claims");
 
+    let padless_date = rewrite(b"\x6a1988-03-14", b"\x691988-3-14");
+    v.case("claims_date_without_zero_padding", &pack_stored(&signed(&issuing, &header, &padless_date)), "current", now, "CGK", "ACCEPT");
+    let signed_year = rewrite(b"\x6a1988-03-14", b"\x6b+1988-03-14");
+    v.case("claims_date_with_a_sign", &pack_stored(&signed(&issuing, &header, &signed_year)), "current", now, "CGK", "ACCEPT");
+    let lower_airport = rewrite(b"\x62ap\x63CGK", b"\x62ap\x63cgk");
+    v.case("claims_airport_lower_case", &pack_stored(&signed(&issuing, &header, &lower_airport)), "current", now, "CGK", "ACCEPT");
+    v.case("gate_airport_with_spaces", &pass, "current", now, " CGK ", "ACCEPT");
+    let accented = rewrite(b"Siti", "S\u{ec}t".as_bytes());
+    v.case("claims_name_not_ascii", &pack_stored(&signed(&issuing, &header, &accented)), "current", now, "CGK", "ACCEPT");
+    let not_utf8 = rewrite(b"Siti", b"\xffiti");
+    v.case("claims_name_not_utf8", &pack_stored(&signed(&issuing, &header, &not_utf8)), "current", now, "CGK", "bad_claims");
+    let no_cti = rewrite(&[&[0x07, 0x50][..], &[1; 16]].concat(), &[0x07, 0x40]);
+    v.case("claims_empty_pass_id", &pack_stored(&signed(&issuing, &header, &no_cti)), "current", now, "CGK", "bad_claims");
+    let long_cti = rewrite(&[&[0x07, 0x50][..], &[1; 16]].concat(), &[&[0x07, 0x58, 65][..], &[1; 65]].concat());
+    v.case("claims_pass_id_65_bytes", &pack_stored(&signed(&issuing, &header, &long_cti)), "current", now, "CGK", "bad_claims");
+    let mut audience = payload.clone();
+    audience[0] = 0xa7;
+    audience.extend([0x03, 0x61, b'x']);
+    v.case("claims_audience", &pack_stored(&signed(&issuing, &header, &audience)), "current", now, "CGK", "bad_claims");
+    let int_field = rewrite(b"\x61v\x01", b"\x01\x01");
+    v.case("claims_field_with_an_integer_key", &pack_stored(&signed(&issuing, &header, &int_field)), "current", now, "CGK", "bad_claims");
+    v.case("protected_header_empty", &pack_stored(&signed(&issuing, &[], &payload)), "current", now, "CGK", "algorithm_not_allowed");
+    let empty_kid = [0xa2, 0x01, 0x26, 0x04, 0x40];
+    // coset reads an empty kid as malformed, not as absent.
+    v.case("kid_empty", &pack_stored(&signed(&issuing, &empty_kid, &payload)), "current", now, "CGK", "bad_cbor");
+    let alg_text = [vec![0xa2, 0x01, 0x65], b"ES256".to_vec(), vec![0x04], bstr(&issuing.kid().0)].concat();
+    v.case("alg_as_text", &pack_stored(&signed(&issuing, &alg_text, &payload)), "current", now, "CGK", "algorithm_not_allowed");
+    let alg_unassigned = [vec![0xa2, 0x01, 0x19, 0x30, 0x39], vec![0x04], bstr(&issuing.kid().0)].concat();
+    v.case("alg_unassigned_number", &pack_stored(&signed(&issuing, &alg_unassigned, &payload)), "current", now, "CGK", "bad_cbor");
+    let kid_item = bstr(&issuing.kid().0);
+    let content_type_text = [vec![0xa3, 0x01, 0x26, 0x03, 0x64], b"json".to_vec(), vec![0x04], kid_item.clone()].concat();
+    v.case(
+        "content_type_not_type_slash_subtype",
+        &pack_stored(&signed(&issuing, &content_type_text, &payload)),
+        "current",
+        now,
+        "CGK",
+        "bad_cbor",
+    );
+    let content_type_number = [vec![0xa3, 0x01, 0x26, 0x03, 0x18, 50, 0x04], kid_item.clone()].concat();
+    v.case(
+        "content_type_registered_number",
+        &pack_stored(&signed(&issuing, &content_type_number, &payload)),
+        "current",
+        now,
+        "CGK",
+        "ACCEPT",
+    );
+    let crit_empty = [vec![0xa3, 0x01, 0x26, 0x02, 0x80, 0x04], kid_item.clone()].concat();
+    v.case("crit_empty", &pack_stored(&signed(&issuing, &crit_empty, &payload)), "current", now, "CGK", "bad_cbor");
+    let both_ivs = [vec![0xa4, 0x01, 0x26, 0x04], kid_item.clone(), vec![0x05, 0x41, 0x01, 0x06, 0x41, 0x02]].concat();
+    v.case("iv_and_partial_iv", &pack_stored(&signed(&issuing, &both_ivs, &payload)), "current", now, "CGK", "bad_cbor");
+    let spaced_date = rewrite(b"\x6a1988-03-14", b"\x6b 1988-03-14");
+    v.case("claims_date_after_a_space", &pack_stored(&signed(&issuing, &header, &spaced_date)), "current", now, "CGK", "ACCEPT");
+    let signature = sign(&issuing, &sig_structure(&header, &payload));
+    v.case(
+        "unprotected_not_a_map",
+        &pack_stored(&sign1_items(&bstr(&header), &[0x80], &bstr(&payload), &signature)),
+        "current",
+        now,
+        "CGK",
+        "bad_cbor",
+    );
+    v.case(
+        "unprotected_duplicate_key",
+        &pack_stored(&sign1_items(&bstr(&header), &[0xa2, 0x18, 0x63, 0x00, 0x18, 0x63, 0x00], &bstr(&payload), &signature)),
+        "current",
+        now,
+        "CGK",
+        "bad_cbor",
+    );
+    let text_signature = [vec![0xd2, 0x84], bstr(&header), vec![0xa0], bstr(&payload), vec![0x78, 64], vec![b'a'; 64]].concat();
+    v.case("signature_as_text", &pack_stored(&text_signature), "current", now, "CGK", "bad_cbor");
+    v.case("cose_tagged_twice", &pack_stored(&[vec![0xd2], cose.clone()].concat()), "current", now, "CGK", "bad_cbor");
+    let mut revoked_upper: Value =
+        serde_json::from_slice(coset::CoseSign1::from_tagged_slice(&v.lists["revoked"]).unwrap().payload.as_ref().unwrap()).unwrap();
+    let hash = revoked_upper["revoked_passes"][0]["pass_hash"].as_str().unwrap().to_uppercase();
+    revoked_upper["revoked_passes"][0]["pass_hash"] = json!(hash);
+    v.list("revoked_upper_case", sign_list_json(&fixed_secret(0x01), &root, &revoked_upper.to_string()));
+    v.case("revoked_listed_in_upper_case_hex", &revoked_pass, "revoked_upper_case", now, "CGK", "revoked");
+
     // Trust lists offered to a gate.
     let mut versions = list.clone();
     v.list("v1", versions.sign(&root, issued()));
@@ -506,6 +587,30 @@ fn build() -> Vectors {
     v.list("kid_mismatch", sign_list_json(&fixed_secret(0x01), &root, &json_list.to_string()));
     let duplicate_version = json_list.to_string().replacen("{", "{\"version\":4,", 1);
     v.list("duplicate_field", sign_list_json(&fixed_secret(0x01), &root, &duplicate_version));
+    let original = json_list.clone();
+    let mut bent = |name: &'static str, change: &dyn Fn(&mut Value)| {
+        let mut json = original.clone();
+        json["issuing_keys"][0]["kid"] = json!(issuing.kid().to_string());
+        change(&mut json);
+        v.list(name, sign_list_json(&fixed_secret(0x01), &root, &json.to_string()));
+    };
+    bent("private_key_listed", &|json| json["issuing_keys"][0]["public_key"]["d"] = json!("AAAA"));
+    bent("empty_region", &|json| json["issuing_keys"][0]["region"] = json!(""));
+    bent("fractional_max_age", &|json| json["max_age_secs"] = json!(86400.0));
+    bent("time_without_offset", &|json| json["issued"] = json!("2026-05-01T07:00:00"));
+    bent("time_with_offset", &|json| json["issued"] = json!("2026-05-01T14:00:00+07:00"));
+    bent("bad_revocation_hash", &|json| json["revoked_passes"] = json!([{ "pass_hash": "abc", "expires": "2026-05-02T10:00:00Z" }]));
+    bent("kid_upper_case", &|json| {
+        let kid = json["issuing_keys"][0]["kid"].as_str().unwrap().to_uppercase();
+        json["issuing_keys"][0]["kid"] = json!(kid);
+    });
+    bent("duplicate_key", &|json| {
+        let key = json["issuing_keys"][0].clone();
+        json["issuing_keys"].as_array_mut().unwrap().push(key);
+    });
+    bent("public_key_not_on_the_curve", &|json| {
+        json["issuing_keys"][0]["public_key"]["y"] = json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+    });
     v.update("first_install", None, "v1", &["root"], "installed");
     v.update("newer", Some("v1"), "v2", &["root"], "installed");
     v.update("rollback", Some("v2"), "v1", &["root"], "rollback");
@@ -516,6 +621,15 @@ fn build() -> Vectors {
     v.update("unknown_field", Some("v1"), "unknown_field", &["root"], "json");
     v.update("kid_mismatch", Some("v1"), "kid_mismatch", &["root"], "entry");
     v.update("duplicate_field", Some("v1"), "duplicate_field", &["root"], "json");
+    v.update("private_key_listed", Some("v1"), "private_key_listed", &["root"], "entry");
+    v.update("empty_region", Some("v1"), "empty_region", &["root"], "entry");
+    v.update("fractional_max_age", Some("v1"), "fractional_max_age", &["root"], "json");
+    v.update("time_without_offset", Some("v1"), "time_without_offset", &["root"], "json");
+    v.update("time_with_offset", Some("v1"), "time_with_offset", &["root"], "installed");
+    v.update("bad_revocation_hash", Some("v1"), "bad_revocation_hash", &["root"], "entry");
+    v.update("kid_upper_case", Some("v1"), "kid_upper_case", &["root"], "installed");
+    v.update("duplicate_key", Some("v1"), "duplicate_key", &["root"], "duplicate_key");
+    v.update("public_key_not_on_the_curve", Some("v1"), "public_key_not_on_the_curve", &["root"], "entry");
     v
 }
 

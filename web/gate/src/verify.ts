@@ -6,6 +6,7 @@
 import { Z_BUF_ERROR, Z_FINISH, Z_OK, Z_STREAM_END, ZStream, zlibInflate, zlibInflateEnd, zlibInflateInit } from "pako";
 import { byteString, CborError, concat, decode, type Item } from "./cbor";
 import type { GateTrustList, TrustedKey } from "./trust";
+import { ALGORITHMS, COAP_CONTENT_FORMATS, HEADER_PARAMETERS, PRIVATE_USE_MAX } from "./iana";
 
 export const PREFIX = "EH1:";
 /** The most a QR version 40 at level Q holds. */
@@ -106,24 +107,91 @@ interface Header {
   kid?: Uint8Array;
 }
 
-/** A COSE header map as coset reads it: int or text labels, no label twice, kid a byte string. */
+const I64_MIN = -(2n ** 63n);
+const I64_MAX = 2n ** 63n - 1n;
+
+/** An int label or value as coset takes it: it must fit an i64. */
+function i64(item: Item): bigint | null {
+  return item.t === "int" && item.v >= I64_MIN && item.v <= I64_MAX ? item.v : null;
+}
+
+/** A registered number, a private-use one, or text (coset's RegisteredLabelWithPrivate). */
+function registeredOrPrivate(item: Item, registry: Set<bigint>): boolean {
+  if (item.t === "text") return true;
+  const n = i64(item);
+  return n !== null && (registry.has(n) || n < PRIVATE_USE_MAX);
+}
+
+function nonEmptyBytes(item: Item): Uint8Array {
+  if (item.t !== "bytes" || item.v.length === 0) throw new CborError("expected a non-empty byte string");
+  return item.v;
+}
+
+/** A COSE_Signature inside a counter signature: [protected bstr, unprotected map, signature bstr]. */
+function counterSignature(item: Item) {
+  if (item.t !== "array" || item.v.length !== 3) throw new CborError("counter signature");
+  const [p, u, s] = item.v as [Item, Item, Item];
+  if (p.t !== "bytes" || s.t !== "bytes") throw new CborError("counter signature");
+  if (p.v.length > 0) header(decode(p.v));
+  header(u);
+}
+
+/**
+ * A COSE header map, refused or accepted exactly as coset's Header reads it: int (i64) or text
+ * labels, no label twice; alg and crit entries registered or private; a content format
+ * registered, or text of the form type/subtype; kid, IV and partial IV non-empty byte strings,
+ * not both IVs; counter signatures well-formed. Other labels are kept without a look.
+ */
 function header(item: Item): Header {
   if (item.t !== "map") throw new CborError("header is not a map");
-  const seen: string[] = [];
+  const seen = new Set<string>();
   const out: Header = {};
+  let iv = false;
+  let partialIv = false;
   for (const [key, value] of item.v) {
-    if (key.t !== "int" && key.t !== "text") throw new CborError("header label");
-    const label = key.t === "int" ? `i${key.v}` : `t${key.v}`;
-    if (seen.includes(label)) throw new CborError("duplicate header label");
-    seen.push(label);
+    if (key.t !== "text" && i64(key) === null) throw new CborError("header label");
+    const label = key.t === "int" ? `i${key.v}` : `t${(key as { v: string }).v}`;
+    if (seen.has(label)) throw new CborError("duplicate header label");
+    seen.add(label);
     if (key.t !== "int") continue;
-    if (key.v === 1n) {
-      if (value.t !== "int" && value.t !== "text") throw new CborError("alg");
-      out.alg = value;
-    } else if (key.v === 4n) {
-      if (value.t !== "bytes") throw new CborError("kid");
-      out.kid = value.v;
+    switch (key.v) {
+      case 1n:
+        if (!registeredOrPrivate(value, ALGORITHMS)) throw new CborError("alg");
+        out.alg = value;
+        break;
+      case 2n:
+        if (value.t !== "array" || value.v.length === 0 || !value.v.every((v) => registeredOrPrivate(v, HEADER_PARAMETERS))) throw new CborError("crit");
+        break;
+      case 3n:
+        if (value.t === "text") {
+          const text = value.v;
+          if (text === "" || text.trim() !== text || text.split("/").length !== 2) throw new CborError("content type");
+        } else {
+          const format = i64(value);
+          if (format === null || !COAP_CONTENT_FORMATS.has(format)) throw new CborError("content type");
+        }
+        break;
+      case 4n:
+        out.kid = nonEmptyBytes(value);
+        break;
+      case 5n:
+        nonEmptyBytes(value);
+        iv = true;
+        break;
+      case 6n:
+        nonEmptyBytes(value);
+        partialIv = true;
+        break;
+      case 7n: {
+        if (value.t !== "array" || value.v.length === 0) throw new CborError("counter signature");
+        const first = value.v[0]!;
+        if (first.t === "bytes") counterSignature(value);
+        else if (first.t === "array") value.v.forEach(counterSignature);
+        else throw new CborError("counter signature");
+        break;
+      }
     }
+    if (iv && partialIv) throw new CborError("IV and partial IV");
   }
   return out;
 }
@@ -158,8 +226,8 @@ export function openSign1(bytes: Uint8Array): Sign1 {
   if (payload.t !== "bytes") throw new Refused("bad_cbor");
   const alg = protectedHeader.alg;
   if (!alg || alg.t !== "int" || alg.v !== ES256 || unprotected.alg) throw new Refused("algorithm_not_allowed");
-  if (unprotected.kid && unprotected.kid.length > 0) throw new Refused("kid_unprotected");
-  if (!protectedHeader.kid || protectedHeader.kid.length === 0) throw new Refused("kid_missing");
+  if (unprotected.kid) throw new Refused("kid_unprotected");
+  if (!protectedHeader.kid) throw new Refused("kid_missing");
   return { protectedBytes, kid: protectedHeader.kid, payload: payload.v, signature: signature.v };
 }
 
@@ -209,14 +277,26 @@ interface SignedClaims {
 
 const FIELDS = ["v", "n", "dob", "fl", "ap", "ad", "t"];
 
-/** `YYYY-MM-DD`, a real date. */
+// Rust's char::is_whitespace (Unicode White_Space), which chrono skips before each number.
+const WS = "[\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*";
+const DATE = new RegExp(`^${WS}([+-][0-9]+|[0-9]{1,4})-${WS}([0-9]{1,2})-${WS}([0-9]{1,2})$`);
+
+/**
+ * A date as chrono's `NaiveDate::parse_from_str(text, "%Y-%m-%d")` reads it (a signed year of
+ * any length or 1 to 4 digits, 1 or 2 digits of month and day, whitespace before each number),
+ * written back as chrono writes a NaiveDate.
+ */
 function date(text: string | undefined): string | null {
-  const match = text === undefined ? null : /^(\d{4})-(\d{1,2})-(\d{1,2})$/.exec(text);
+  const match = text === undefined ? null : DATE.exec(text);
   if (!match) return null;
-  const [y, m, d] = [Number(match[1]), Number(match[2]), Number(match[3])];
-  const at = new Date(Date.UTC(y, m - 1, d));
-  if (at.getUTCFullYear() !== y || at.getUTCMonth() !== m - 1 || at.getUTCDate() !== d) return null;
-  return `${match[1]}-${String(m).padStart(2, "0")}-${String(d).padStart(2, "0")}`;
+  const year = Number(match[1]);
+  const [month, day] = [Number(match[2]), Number(match[3])];
+  if (!Number.isSafeInteger(year) || year < -262144 || year > 262143) return null;
+  const at = new Date(0);
+  at.setUTCFullYear(year, month - 1, day);
+  if (at.getUTCFullYear() !== year || at.getUTCMonth() !== month - 1 || at.getUTCDate() !== day) return null;
+  const y = year >= 0 && year <= 9999 ? String(year).padStart(4, "0") : `${year < 0 ? "-" : "+"}${String(Math.abs(year)).padStart(4, "0")}`;
+  return `${y}-${String(month).padStart(2, "0")}-${String(day).padStart(2, "0")}`;
 }
 
 /** Strict claims: every claim present with its type, nothing unknown, whole-second times. */
