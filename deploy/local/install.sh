@@ -6,8 +6,10 @@
 #   chdb-core (PyPI), the in-process modern ClickHouse the schema tests check against.
 #   ZooKeeper (Debian's zookeeper, its jar run by the dev stack) for the replicated ClickHouse.
 #   DejaVu Sans (Debian's fonts-dejavu-core): the font `ehac bench surge` draws its PNG plots with.
-#   Node.js with npm and Chromium (Debian): the gate app's build and tests (web/gate); its npm
-#   packages are installed by the test command (npm ci, cached in ~/.cache/ehac/npm).
+#   Chromium (Debian), and Node.js with npm if there is none: the gate app's build and tests
+#   (web/gate; playwright-core wants Node 20 or later, which the machine image has; Debian 12's
+#   own nodejs is 18). Its npm packages are installed by the test command (npm ci, cached in
+#   ~/.cache/ehac/npm).
 #   oha (crates.io, `cargo install` into $EHAC_TOOLS_DIR/bin; a few minutes, once): the
 #   independent load generator the surge bench runs beside ours (BENCHMARKS.md).
 set -euo pipefail

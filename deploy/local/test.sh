@@ -14,6 +14,7 @@ cargo test --workspace --locked --no-fail-fast
 # under Node; the app as an officer uses it in Debian's Chromium, served by the ehac-gate built above.
 (
   cd web/gate
+  node -e 'if (+process.versions.node.split(".")[0] < 20) { console.error(`web/gate needs Node 20 or later (playwright-core), found ${process.version}`); process.exit(1) }'
   npm ci --cache "$HOME/.cache/ehac/npm" --no-audit --no-fund --loglevel=error
   npx tsc --noEmit
   node build.mjs --check
