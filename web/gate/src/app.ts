@@ -122,6 +122,8 @@ async function openGate(config: GateConfig) {
   $("setup").hidden = true;
   $("scan").hidden = false;
   $("airport-badge").textContent = config.airport;
+  // To check against the kid written down with the root key.
+  $("pinned").textContent = `Root kid: ${roots.map((r) => r.kid).join(", ")}`;
   await renderTally();
   renderListStatus();
   await refreshTrustList();

@@ -132,7 +132,7 @@ test("an officer's gate in Chromium: offline camera ACCEPT, REJECTs, DEGRADED, t
   const dir = mkdtempSync(join(tmpdir(), "ehac-gate-app-"));
   let server, browser;
   try {
-    gate(dir, "keys", "root", "--out", ".");
+    const rootCreated = gate(dir, "keys", "root", "--out", ".");
     gate(dir, "keys", "issuing", "--region", "ID-JK", "--out", ".");
     const issuingPublic = readdirSync(dir).find((f) => f.endsWith(".pub.json"));
     const issuingKey = issuingPublic.replace(".pub.json", ".key.json");
@@ -177,6 +177,8 @@ test("an officer's gate in Chromium: offline camera ACCEPT, REJECTs, DEGRADED, t
     await page.locator("textarea[name=roots]").fill(readFileSync(join(dir, "root.pub.pem"), "utf8"));
     await page.locator("#setup button[type=submit]").click();
     await page.waitForSelector(`#list-status:text("v${installedVersion}")`);
+    const rootKid = /root key ([0-9a-f]{16})/.exec(rootCreated)[1];
+    assert.match(await page.locator("#pinned").innerText(), new RegExp(rootKid), "the pinned root's kid is shown");
     await page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
 
     // The network goes away: the browser is offline and the server is stopped.
