@@ -66,6 +66,13 @@ enum Command {
         /// /trust-list.cose and read again at every request.
         #[arg(long, env = "EHAC_GATE_TRUST_LIST")]
         trust_list: PathBuf,
+        /// Serve HTTPS with this certificate chain (PEM), for a gate server without a proxy in
+        /// front; read at start (restart after renewing it).
+        #[arg(long, env = "EHAC_GATE_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, env = "EHAC_GATE_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
 }
 
@@ -80,13 +87,14 @@ only request it makes is for /trust-list.cose, which it installs only if the roo
 verifies against the pinned root key(s) and the version is newer than the installed one.
 
 Deployment. Browsers give a page the camera only in a secure context: https://, or http://localhost
-on the device itself. So on a gate network:
-  - run `ehac-gate serve --listen 127.0.0.1:8080 --trust-list /srv/ehac/trust-list.cose` on the
-    gate server, behind a TLS-terminating reverse proxy (nginx, Caddy, HAProxy) on :443 that
-    forwards to it;
-  - give the proxy a certificate for the server's name (e.g. gate.cgk.example), either from the
-    airport's internal CA whose root certificate is installed on every officer's device (MDM), or
-    a public certificate obtained with a DNS challenge for a name that resolves to the LAN address;
+on the device itself. So on a gate network the devices reach the server over HTTPS:
+  - get a certificate for the server's name (e.g. gate.cgk.example), either from the airport's
+    internal CA whose root certificate is installed on every officer's device (MDM), or a public
+    certificate obtained with a DNS challenge for a name that resolves to the LAN address;
+  - serve with it directly: `ehac-gate serve --listen 0.0.0.0:443 --tls-cert gate.pem --tls-key
+    gate.key.pem --trust-list /srv/ehac/trust-list.cose`; or run `ehac-gate serve --listen
+    127.0.0.1:8080 ...` behind a TLS-terminating reverse proxy (nginx, Caddy, HAProxy) that
+    holds the certificate and renews it;
   - open https://gate.cgk.example/ once on each device, set up the airport and paste the pinned
     root public key (root.pub.pem, checked against the kid on paper), and add it to the home
     screen. From then on the device works offline; it fetches a newer trust list whenever it can
@@ -277,8 +285,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::TrustList { action } => trust_list(action),
-        Command::Serve { listen, trust_list } => {
-            serve::run(listen, trust_list)?;
+        Command::Serve { listen, trust_list, tls_cert, tls_key } => {
+            let tls = tls_cert.zip(tls_key).map(|(cert, key)| serve::TlsFiles { cert, key });
+            serve::run(listen, trust_list, tls)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Pass { action: PassAction::Issue { key, name, dob, flight, airport, arrival, triage, window_hours, now } } => {

@@ -37,15 +37,74 @@ pub fn router(trust_list: PathBuf) -> Router {
     Router::new().route(TRUST_LIST_PATH, get(trust_list_file)).fallback(app_file).with_state(Arc::new(Served { trust_list }))
 }
 
+/// The certificate (chain, PEM) and private key (PEM) to serve HTTPS with.
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Serves until SIGINT or SIGTERM. Prints the address it listens on (port 0 picks one).
-pub fn run(listen: SocketAddr, trust_list: PathBuf) -> Result<()> {
+pub fn run(listen: SocketAddr, trust_list: PathBuf, tls: Option<TlsFiles>) -> Result<()> {
+    let acceptor = tls.as_ref().map(tls_acceptor).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         let address = listener.local_addr()?;
-        println!("serving the gate app on http://{address}/ and the trust list {} as {TRUST_LIST_PATH}", trust_list.display());
-        axum::serve(listener, router(trust_list)).with_graceful_shutdown(shutdown()).await.context("serving")
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
+        println!("serving the gate app on {scheme}://{address}/ and the trust list {} as {TRUST_LIST_PATH}", trust_list.display());
+        let app = router(trust_list);
+        match acceptor {
+            None => axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.context("serving"),
+            Some(acceptor) => {
+                serve_tls(listener, app, acceptor).await;
+                Ok(())
+            }
+        }
     })
+}
+
+fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls::{crypto, ServerConfig};
+    let chain = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading certificates from {}", files.cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).with_context(|| format!("reading the private key from {}", files.key.display()))?;
+    let mut config = ServerConfig::builder_with_provider(Arc::new(crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the certificate and key")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// axum::serve speaks plain HTTP only: each connection's handshake runs in its own task (a
+/// slow or broken client holds up no one), then HTTP/1.1 over it.
+async fn serve_tls(listener: tokio::net::TcpListener, app: Router, acceptor: tokio_rustls::TlsAcceptor) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let shutdown = shutdown();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    // Out of file descriptors, mostly: wait rather than spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(Ok(tls)) = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream)).await else { return };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await;
+        });
+    }
 }
 
 async fn shutdown() {

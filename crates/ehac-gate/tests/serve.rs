@@ -17,31 +17,38 @@ impl Drop for Server {
     }
 }
 
-fn serve(trust_list: &std::path::Path) -> Server {
+fn serve(trust_list: &std::path::Path, extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ehac-gate"))
         .args(["serve", "--listen", "127.0.0.1:0", "--trust-list"])
         .arg(trust_list)
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .expect("ehac-gate serve starts");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let address = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()).expect("the address it listens on").to_owned();
+    let address = line.split("://").nth(1).and_then(|rest| rest.split('/').next()).expect("the address it listens on").to_owned();
     Server { child, address }
 }
 
-/// One HTTP/1.1 request: (status, headers lower-cased, body).
-fn get(server: &Server, path: &str, extra: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut stream = TcpStream::connect(&server.address).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{extra}\r\n", server.address).unwrap();
+/// One HTTP/1.1 request over `stream`: (status, headers lower-cased, body).
+fn exchange(mut stream: impl Read + Write, host: &str, path: &str, extra: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}\r\n").unwrap();
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
+    if let Err(e) = stream.read_to_end(&mut response) {
+        // A TLS peer that closes without close_notify: what arrived is the whole response.
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+    }
     let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block");
     let head = String::from_utf8(response[..split].to_vec()).unwrap();
     let mut lines = head.lines();
     let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
     let headers = lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned())).collect();
     (status, headers, response[split + 4..].to_vec())
+}
+
+fn get(server: &Server, path: &str, extra: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    exchange(TcpStream::connect(&server.address).unwrap(), &server.address, path, extra)
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -52,7 +59,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 fn serves_the_embedded_app_and_the_current_trust_list() {
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("published.cose");
-    let server = serve(&list);
+    let server = serve(&list, &[]);
 
     let (status, headers, body) = get(&server, "/", "");
     assert_eq!(status, 200);
@@ -82,4 +89,38 @@ fn serves_the_embedded_app_and_the_current_trust_list() {
     assert!(header(&headers, "content-type").is_some_and(|t| t.starts_with("application/cose")));
     std::fs::write(&list, b"version two").unwrap();
     assert_eq!(get(&server, "/trust-list.cose", "").2, b"version two");
+}
+
+#[test]
+fn serves_https_with_the_given_certificate() {
+    use tokio_rustls::rustls::{self, pki_types::ServerName};
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["gate.cgk.example".into()]).unwrap();
+    let (cert, key) = (dir.path().join("gate.pem"), dir.path().join("gate.key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    std::fs::write(dir.path().join("published.cose"), b"a list").unwrap();
+    let server = serve(&dir.path().join("published.cose"), &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+
+    // A device that trusts the certificate, as one whose CA was installed by device management.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), ServerName::try_from("gate.cgk.example").unwrap()).unwrap();
+    let tls = rustls::StreamOwned::new(connection, TcpStream::connect(&server.address).unwrap());
+    let (status, headers, body) = exchange(tls, "gate.cgk.example", "/trust-list.cose", "");
+    assert_eq!((status, body.as_slice()), (200, &b"a list"[..]));
+    assert!(header(&headers, "content-type").is_some_and(|t| t.starts_with("application/cose")));
+
+    // Plain HTTP on the TLS port gets no page.
+    let mut plain = TcpStream::connect(&server.address).unwrap();
+    write!(plain, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/1.1 200"), "served a page over plain HTTP");
 }
