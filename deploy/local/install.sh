@@ -7,6 +7,10 @@
 #   chdb-core (PyPI), the in-process modern ClickHouse the schema tests check against.
 #   ZooKeeper (Debian's zookeeper, its jar run by the dev stack) for the replicated ClickHouse.
 #   DejaVu Sans (Debian's fonts-dejavu-core): the font `ehac bench surge` draws its PNG plots with.
+#   Chromium (Debian), and Node.js with npm if there is none: the gate app's build and tests
+#   (web/gate; playwright-core wants Node 20 or later, which the machine image has; Debian 12's
+#   own nodejs is 18). Its npm packages are installed by the test command (npm ci, cached in
+#   ~/.cache/ehac/npm).
 #   oha (crates.io, `cargo install` into $EHAC_TOOLS_DIR/bin; a few minutes, once): the
 #   independent load generator the surge bench runs beside ours (BENCHMARKS.md).
 set -euo pipefail
@@ -23,6 +27,10 @@ command -v java >/dev/null || apt_needed+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || apt_needed+=(maven)
 [ -f /usr/share/java/zookeeper.jar ] || apt_needed+=(zookeeper)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_needed+=(fonts-dejavu-core)
+command -v npm >/dev/null || apt_needed+=(nodejs npm)
+# The gate app's browser test drives this one (playwright-core with executablePath): browser
+# downloads are neither wanted nor reachable.
+[ -x /usr/bin/chromium ] || apt_needed+=(chromium)
 if [ ${#apt_needed[@]} -gt 0 ]; then
   echo "install.sh: apt-get install ${apt_needed[*]}" >&2
   $sudo apt-get update -qq

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every test: installs what is missing (ClickHouse, Apache Kafka, chdb), then runs the workspace's unit
-# and integration tests. Integration tests start their own broker and ClickHouse on free ports.
+# Every test: installs what is missing (ClickHouse, Apache Kafka, chdb, Chromium), then runs the
+# workspace's unit and integration tests and the gate app's (web/gate) Node and Chromium tests.
+# Integration tests start their own broker and ClickHouse on free ports.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 EHAC_INSTALL_OHA=0 bash deploy/local/install.sh
@@ -8,5 +9,16 @@ EHAC_INSTALL_OHA=0 bash deploy/local/install.sh
 cargo build --workspace --bins --locked
 bash deploy/validate.sh  # the Helm chart, k8s, hosts and Prometheus files, offline (seconds once its tools are cached)
 cargo test --workspace --locked --no-fail-fast
+# The gate app (web/gate): npm packages from the lockfile, cached outside the clone; the committed
+# bundle (embedded by ehac-gate serve) must be the build of the sources; the shared pass vectors
+# under Node; the app as an officer uses it in Debian's Chromium, served by the ehac-gate built above.
+(
+  cd web/gate
+  node -e 'if (+process.versions.node.split(".")[0] < 20) { console.error(`web/gate needs Node 20 or later (playwright-core), found ${process.version}`); process.exit(1) }'
+  npm ci --cache "$HOME/.cache/ehac/npm" --no-audit --no-fund --loglevel=error
+  npx tsc --noEmit
+  node build.mjs --check
+  node --test test/vectors.test.mjs test/browser.test.mjs
+)
 # A short fuzz run of every target (nightly, cargo-fuzz; its build is cached under ~/.cache/ehac).
 bash deploy/local/fuzz.sh --seconds "${EHAC_TEST_FUZZ_SECONDS:-10}"

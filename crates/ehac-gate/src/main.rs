@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use clap::{Parser, Subcommand};
+mod serve;
+
 use ehac_pass::{IssuePolicy, IssuingKey, Kid, PassClaims, RootKey, RootPublicKey, Signer, Triage, TrustList, TrustedKey, Verdict};
 
 #[derive(Parser)]
@@ -53,7 +55,57 @@ enum Command {
         #[command(subcommand)]
         action: PassAction,
     },
+    /// Serve the gate app (the officer's scanner, embedded in this binary) and the current
+    /// signed trust list to the gates on the local network.
+    #[command(long_about = SERVE_ABOUT)]
+    Serve {
+        /// Address to listen on (port 0 picks a free one and prints it).
+        #[arg(long, env = "EHAC_GATE_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// The published trust list (the file the `trust-list` commands sign), served as
+        /// /trust-list.cose and read again at every request.
+        #[arg(long, env = "EHAC_GATE_TRUST_LIST")]
+        trust_list: PathBuf,
+        /// Serve HTTPS with this certificate chain (PEM), for a gate server without a proxy in
+        /// front; read at start (restart after renewing it).
+        #[arg(long, env = "EHAC_GATE_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, env = "EHAC_GATE_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
 }
+
+const SERVE_ABOUT: &str = "\
+Serve the gate app (the officer's scanner, embedded in this binary) and the current signed trust
+list to the gates on the local network.
+
+The app runs in the browser of the officer's phone or tablet. It reads the pass QR with the camera
+and verifies the pass on the device, against the trust list it keeps (IndexedDB); after the first
+load a service worker serves it with no network at all, and nothing scanned leaves the device. The
+only request it makes is for /trust-list.cose, which it installs only if the root signature
+verifies against the pinned root key(s) and the version is newer than the installed one.
+
+Deployment. Browsers give a page the camera only in a secure context: https://, or http://localhost
+on the device itself. So on a gate network the devices reach the server over HTTPS:
+  - get a certificate for the server's name (e.g. gate.cgk.example), either from the airport's
+    internal CA whose root certificate is installed on every officer's device (MDM), or a public
+    certificate obtained with a DNS challenge for a name that resolves to the LAN address;
+  - serve with it directly: `ehac-gate serve --listen 0.0.0.0:443 --tls-cert gate.pem --tls-key
+    gate.key.pem --trust-list /srv/ehac/trust-list.cose`; or run `ehac-gate serve --listen
+    127.0.0.1:8080 ...` behind a TLS-terminating reverse proxy (nginx, Caddy, HAProxy) that
+    holds the certificate and renews it;
+  - open https://gate.cgk.example/ once on each device, set up the airport and paste the pinned
+    root public key (root.pub.pem, checked against the kid on paper), and add it to the home
+    screen. From then on the device works offline; it fetches a newer trust list whenever it can
+    reach the server (every five minutes and when the network comes back).
+Plain http:// to a LAN address does not work: the camera stays off and only manual entry is left.
+
+Publishing a new list is re-signing the file (`ehac-gate trust-list ...`, written atomically);
+this server reads it at every request. The built app (web/gate/dist) also works from any static
+web server: serve its files with `Cache-Control: no-cache`, sw.js as text/javascript, the
+.webmanifest as application/manifest+json, and the trust list next to index.html as
+trust-list.cose with `Cache-Control: no-store`.";
 
 #[derive(Subcommand)]
 enum KeysAction {
@@ -233,6 +285,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::TrustList { action } => trust_list(action),
+        Command::Serve { listen, trust_list, tls_cert, tls_key } => {
+            let tls = tls_cert.zip(tls_key).map(|(cert, key)| serve::TlsFiles { cert, key });
+            serve::run(listen, trust_list, tls)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Pass { action: PassAction::Issue { key, name, dob, flight, airport, arrival, triage, window_hours, now } } => {
             let key = IssuingKey::parse(&read_text(&key)?, None)?;
             let claims = PassClaims {
