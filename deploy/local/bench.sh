@@ -5,7 +5,7 @@
 # and target/bench/surge.md. Extra arguments go to `ehac bench surge` (see its --help).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bash deploy/local/install.sh
+EHAC_INSTALL_OHA=1 bash deploy/local/install.sh
 cargo build --release --bins --quiet
 target_dir="${CARGO_TARGET_DIR:-target}"
 mkdir -p target/bench

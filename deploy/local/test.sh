@@ -4,7 +4,7 @@
 # Integration tests start their own broker and ClickHouse on free ports.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-EHAC_INSTALL_OHA=0 bash deploy/local/install.sh
+EHAC_INSTALL_TESTS=1 bash deploy/local/install.sh
 # The chaos matrix test runs the services as processes: build their binaries first.
 cargo build --workspace --bins --locked
 bash deploy/validate.sh  # the Helm chart, k8s, hosts and Prometheus files, offline (seconds once its tools are cached)

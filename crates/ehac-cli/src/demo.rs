@@ -56,10 +56,11 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     let stack = Stack::start(&tools, StackOptions::ephemeral(dir.join("stack"))?).await.context("starting broker and ClickHouse")?;
     stack.provision(&Topics::default(), args.partitions).await?;
     println!(
-        "stack: Apache Kafka {} at {} (log {}), clickhouse {}",
+        "stack: Apache Kafka {} at {} (log {}), ClickHouse {} at {}",
         ehac_devstack::kafka_version(),
         stack.kafka_brokers(),
         stack.broker_logs()[0].display(),
+        stack.clickhouse_version().await?,
         stack.clickhouse_url()
     );
 

@@ -76,17 +76,18 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
             let state = State { kafka_brokers: stack.kafka_brokers(), clickhouse_url: stack.clickhouse_url(), pids: stack.pids.clone() };
             std::fs::write(&state_file, serde_json::to_string_pretty(&state)?)?;
             println!(
-                "up: Apache Kafka {} at {} (log {}), clickhouse {} (data in {})",
+                "up: Apache Kafka {} at {} (log {}), ClickHouse {} at {} (data in {})",
                 ehac_devstack::kafka_version(),
                 state.kafka_brokers,
                 stack.broker_logs()[0].display(),
+                stack.clickhouse_version().await?,
                 state.clickhouse_url,
                 dir.display()
             );
             println!("export EHAC_KAFKA_BROKERS={} EHAC_CLICKHOUSE_URL={}", state.kafka_brokers, state.clickhouse_url);
             // The secrets stay in their 0600 files; this says where, never what.
             println!(
-                "ClickHouse users analyst, investigator, writer, migrator: passwords in {}; the enricher's pepper: EHAC_PEPPER_FILE={}",
+                "ClickHouse users analyst, investigator, writer, reconciler, migrator: passwords in {}; the enricher's pepper: EHAC_PEPPER_FILE={}",
                 stack.options.dir.join("secrets.json").display(),
                 stack.options.dir.join("pepper").display()
             );

@@ -104,9 +104,14 @@ impl Tools {
         std::fs::create_dir_all(tools_dir())?;
         let pom = tools_dir().join(format!("kafka-{}.pom.xml", kafka_version()));
         std::fs::write(&pom, broker::KAFKA_POM)?;
-        // The servers only: oha (minutes to build) is the surge bench's, which installs it.
-        let installer =
-            Command::new("bash").arg("-c").arg(INSTALL_SCRIPT).env("EHAC_KAFKA_POM", &pom).env("EHAC_INSTALL_OHA", "0").status();
+        // What the main job runs, nothing of the tests' or the bench's.
+        let installer = Command::new("bash")
+            .arg("-c")
+            .arg(INSTALL_SCRIPT)
+            .env("EHAC_KAFKA_POM", &pom)
+            .env("EHAC_INSTALL_TESTS", "0")
+            .env("EHAC_INSTALL_OHA", "0")
+            .status();
         let status = installer.context("running the installer")?;
         if !status.success() {
             bail!("the installer failed ({status})");
@@ -332,10 +337,10 @@ impl Stack {
         }
         if let Some(cluster) = &options.clickhouse_cluster {
             if tools.clickhouse_server.is_none() {
-                bail!("a replicated ClickHouse needs Debian's clickhouse-server (18.16): apt-get install clickhouse-server clickhouse-client (or run `bash deploy/local/install.sh`)");
+                bail!("a replicated ClickHouse needs Debian's clickhouse-server (18.16): apt-get install clickhouse-server clickhouse-client (or run `EHAC_INSTALL_TESTS=1 bash deploy/local/install.sh`)");
             }
             if tools.zookeeper_jar.is_none() {
-                bail!("a replicated ClickHouse needs ZooKeeper: apt-get install zookeeper (or run `bash deploy/local/install.sh`)");
+                bail!("a replicated ClickHouse needs ZooKeeper: apt-get install zookeeper (or run `EHAC_INSTALL_TESTS=1 bash deploy/local/install.sh`)");
             }
             let zookeeper_dir = options.dir.join("zookeeper");
             std::fs::create_dir_all(zookeeper_dir.join("data"))?;
@@ -749,7 +754,7 @@ pub fn alertmanager_tool(name: &str) -> anyhow::Result<PathBuf> {
 fn debian_tool(name: &str, package: &str) -> anyhow::Result<PathBuf> {
     on_path(name)
         .or_else(|| Some(PathBuf::from("/usr/bin").join(name)).filter(|p| p.is_file()))
-        .with_context(|| format!("missing {name}: apt-get install {package}, or run `bash deploy/local/install.sh`"))
+        .with_context(|| format!("missing {name}: apt-get install {package}, or run `EHAC_INSTALL_TESTS=1 bash deploy/local/install.sh`"))
 }
 
 /// A server of the Prometheus family (Prometheus, Alertmanager) on a loopback port, its config,
