@@ -152,15 +152,17 @@ pub async fn declarations(http: &reqwest::Client, url: &str) -> anyhow::Result<(
 
 /// Empties the tables a ceiling wrote to, so the next one (and the surge) starts from nothing.
 pub async fn truncate(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    // Truncating a materialized view empties the table it writes to (named `.inner_id.<uuid>`
+    // in an Atomic database, so not by name).
     for table in [
         "ehac.declarations",
         "ehac.rejections",
-        "ehac.`.inner.declaration_positions`",
-        "ehac.`.inner.rejection_positions`",
+        "ehac.declaration_positions",
+        "ehac.rejection_positions",
         "ehac_pii.identities",
         "ehac_pii.rejected_payloads",
-        "ehac_pii.`.inner.identity_positions`",
-        "ehac_pii.`.inner.rejected_payload_positions`",
+        "ehac_pii.identity_positions",
+        "ehac_pii.rejected_payload_positions",
     ] {
         post(http, url, format!("TRUNCATE TABLE {table}")).await?;
     }
