@@ -123,6 +123,19 @@ impl StackSecrets {
         Ok(secrets)
     }
 
+    /// Fixed one-letter passwords, for tests of what is generated from them.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> StackSecrets {
+        StackSecrets {
+            analyst: "a".into(),
+            investigator: "i".into(),
+            writer: "w".into(),
+            migrator: "m".into(),
+            reconciler: "r".into(),
+            default: "d".into(),
+        }
+    }
+
     pub fn password(&self, user: WarehouseUser) -> &str {
         match user {
             WarehouseUser::Analyst => &self.analyst,
@@ -361,14 +374,7 @@ mod tests {
     use super::*;
 
     fn secrets() -> StackSecrets {
-        StackSecrets {
-            analyst: "a".into(),
-            investigator: "i".into(),
-            writer: "w".into(),
-            migrator: "m".into(),
-            reconciler: "r".into(),
-            default: "d".into(),
-        }
+        StackSecrets::for_tests()
     }
 
     /// Every statement of access.sql lands in the generated users.xml (or in what runs after the

@@ -261,7 +261,9 @@ fn spawn_logging_to(mut command: Command, log_file: std::fs::File, lifetime: Lif
     command.spawn().with_context(|| format!("starting {:?}", command.get_program()))
 }
 
-fn clickhouse_config(dir: &Path, http_port: u16, tcp_port: u16) -> String {
+/// config.xml of a ClickHouse server in `dir` (also its data path): what every server of the
+/// stack shares, then `own`, what only this kind of server has (where its users come from).
+pub(crate) fn clickhouse_config(dir: &Path, http_port: u16, tcp_port: u16, own: &str) -> String {
     let d = dir.display();
     // <yandex> is the root both 18.16 and modern servers accept. No interserver or other ports,
     // so several servers can run side by side.
@@ -275,13 +277,12 @@ fn clickhouse_config(dir: &Path, http_port: u16, tcp_port: u16) -> String {
   <tmp_path>{d}/tmp/</tmp_path>
   <user_files_path>{d}/user_files/</user_files_path>
   <format_schema_path>{d}/format_schemas/</format_schema_path>
-  <users_config>users.xml</users_config>
   <default_profile>default</default_profile>
   <default_database>default</default_database>
   <timezone>UTC</timezone>
   <mark_cache_size>268435456</mark_cache_size>
   <max_concurrent_queries>100</max_concurrent_queries>
-</yandex>
+{own}</yandex>
 "#
     )
 }
@@ -321,7 +322,8 @@ impl Stack {
                 None => (options.clickhouse_http_port, options.clickhouse_tcp_port),
             };
             if options.clickhouse_cluster.is_some() {
-                std::fs::write(clickhouse_dir.join("config.xml"), clickhouse_config(&clickhouse_dir, http_port, tcp_port))?;
+                let users = "  <users_config>users.xml</users_config>\n";
+                std::fs::write(clickhouse_dir.join("config.xml"), clickhouse_config(&clickhouse_dir, http_port, tcp_port, users))?;
                 std::fs::write(clickhouse_dir.join("users.xml"), secrets.users_xml())?;
             } else {
                 std::fs::write(clickhouse_dir.join("config.xml"), modern::config(&clickhouse_dir, http_port, tcp_port))?;

@@ -29,31 +29,17 @@ pub fn python_with_chdb() -> Option<PathBuf> {
 
 /// config.xml of a 26.9 server in `dir` (also its data path).
 pub fn config(dir: &Path, http_port: u16, tcp_port: u16) -> String {
-    let d = dir.display();
-    format!(
-        r#"<clickhouse>
-  <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/err.log</errorlog><size>50M</size><count>2</count></logger>
-  <listen_host>127.0.0.1</listen_host>
-  <http_port>{http_port}</http_port>
-  <tcp_port>{tcp_port}</tcp_port>
-  <path>{d}/</path>
-  <tmp_path>{d}/tmp/</tmp_path>
-  <user_files_path>{d}/user_files/</user_files_path>
-  <format_schema_path>{d}/format_schemas/</format_schema_path>
-  <user_directories><users_xml><path>{d}/users.xml</path></users_xml></user_directories>
-  <default_profile>default</default_profile>
-  <default_database>default</default_database>
-  <timezone>UTC</timezone>
-  <mark_cache_size>268435456</mark_cache_size>
-  <max_concurrent_queries>100</max_concurrent_queries>
+    let own = format!(
+        r#"  <user_directories><users_xml><path>{users}</path></users_xml></user_directories>
   <!-- A cluster of this one server, as production servers have clusters: the access tests show
        that cluster() cannot reach around the grants. -->
   <remote_servers><loopback><shard><replica><host>127.0.0.1</host><port>{tcp_port}</port></replica></shard></loopback></remote_servers>
   <!-- Who read what: kept for the audit of the identity readers (query_log is per user). -->
   <query_log><database>system</database><table>query_log</table><flush_interval_milliseconds>1000</flush_interval_milliseconds></query_log>
-</clickhouse>
-"#
-    )
+"#,
+        users = dir.join("users.xml").display()
+    );
+    crate::clickhouse_config(dir, http_port, tcp_port, &own)
 }
 
 /// The command that serves the 26.9 server of `dir` (config.xml and users.xml already there).

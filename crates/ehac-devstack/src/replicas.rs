@@ -153,14 +153,7 @@ mod tests {
 
     #[test]
     fn each_replica_gets_its_own_macro_and_interserver_port_and_lists_every_replica() {
-        let secrets = StackSecrets {
-            analyst: "a".into(),
-            investigator: "i".into(),
-            writer: "w".into(),
-            migrator: "m".into(),
-            reconciler: "r".into(),
-            default: "d".into(),
-        };
+        let secrets = StackSecrets::for_tests();
         let cluster = ClickHouseCluster::ephemeral(2, 18123, 19000).unwrap();
         let (one, two) = (cluster.config_d(0, &secrets), cluster.config_d(1, &secrets));
         assert!(one.contains("<replica>replica-1</replica>") && two.contains("<replica>replica-2</replica>"));
