@@ -81,6 +81,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../schemas/clickhouse/migrations/0006_deduplication_window.sql"),
         cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0006_deduplication_window.sql")),
     },
+    Migration {
+        version: 7,
+        name: "0007_analyst_views",
+        sql: include_str!("../../../schemas/clickhouse/migrations/0007_analyst_views.sql"),
+        cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0007_analyst_views.sql")),
+    },
 ];
 
 /// A fresh cluster's schema: migrations 1 to [`CLUSTER_BASELINE_VERSION`] as they end, created
