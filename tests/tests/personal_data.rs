@@ -115,11 +115,15 @@ async fn the_access_matrix_holds_for_every_user_on_real_logins() {
     ] {
         m.refused(Analyst, sql, 497).await;
     }
-    // merge() over the identity database finds no table the analyst may see (636).
+    // merge() over the identity database, or the declarations, finds no table the analyst may
+    // see (636).
     m.refused(Analyst, "SELECT * FROM merge('ehac_pii', '.*')", 636).await;
-    // No identifying column is left in the analyst database.
+    m.refused(Analyst, "SELECT * FROM merge('ehac', '^declarations$')", 636).await;
+    // No identifying column is left in the analyst database (the epidemiologist, who reads its
+    // rows, finds none), and the analyst may not read its rows at all.
     for column in ["nik", "passport_number", "full_name", "date_of_birth", "phone", "email", "seat", "destination_street"] {
-        m.refused(Analyst, &format!("SELECT {column} FROM ehac.declarations"), 47).await;
+        m.refused(Epidemiologist, &format!("SELECT {column} FROM ehac.declarations"), 47).await;
+        m.refused(Analyst, &format!("SELECT {column} FROM ehac.declarations"), 497).await;
     }
     m.refused(Analyst, "SELECT payload FROM ehac.rejections", 47).await;
     // Table functions that would reach around the grants: another server, a URL, a file.
@@ -151,7 +155,62 @@ async fn the_access_matrix_holds_for_every_user_on_real_logins() {
         let (ok, answer) = p.sql_as(Analyst, &analyst_query(sql, DEFAULT_SUPPRESS_BELOW)).await;
         assert!(ok, "{name} as analyst: {answer}");
     }
-    m.allowed(Analyst, "SELECT uniqExact(traveller_key), count() FROM ehac.declarations").await;
+    // The analyst reads the published counts, the k-anonymous microdata and rejection codes...
+    for table in PUBLISHED_TO_ANALYSTS {
+        m.allowed(Analyst, &format!("SELECT * FROM ehac.{table} LIMIT 5")).await;
+    }
+    m.allowed(Analyst, "SELECT error_codes, error_fields, rejected_at FROM ehac.rejections LIMIT 5").await;
+    // ...and nothing row by row that could single a traveller out: not the declarations (their
+    // traveller key least of all), not the rollup's raw counts, not which declaration was
+    // rejected or verified.
+    for sql in [
+        "SELECT uniqExact(traveller_key), count() FROM ehac.declarations",
+        "SELECT count() FROM ehac.declarations",
+        "SELECT arrival_port, age_years, home_district_code, flight_number FROM ehac.declarations",
+        "SELECT sum(declarations) FROM ehac.arrival_counts",
+        "SELECT * FROM ehac.declaration_verification",
+        "SELECT count() FROM ehac.verifications",
+        "SELECT count() FROM ehac.declaration_positions",
+        "SELECT declaration_id FROM ehac.rejections",
+        "SELECT client_id FROM ehac.rejections",
+        "SELECT m.triage FROM ehac.arrivals_microdata AS m ANY INNER JOIN ehac.declarations AS d USING (arrival_port)",
+    ] {
+        m.refused(Analyst, sql, 497).await;
+    }
+
+    // epidemiologist: the analyst database row by row (pseudonymised), read-only, no identity,
+    // and every query kept in the query log, which it cannot turn off.
+    m.allowed(Epidemiologist, "SELECT uniqExact(traveller_key), count() FROM ehac.declarations").await;
+    m.allowed(Epidemiologist, "SELECT sum(declarations) FROM ehac.arrival_counts").await;
+    m.allowed(Epidemiologist, "SELECT count() FROM ehac.arrivals_microdata").await;
+    for sql in [
+        "SELECT nik FROM ehac_pii.identities",
+        "SELECT count() FROM ehac_pii.identities",
+        "SELECT * FROM ehac_pii.rejected_payloads",
+        "INSERT INTO ehac.verifications (declaration_id) VALUES ('x')",
+        "DROP TABLE ehac.declarations",
+        "SELECT query FROM system.query_log",
+    ] {
+        m.refused(Epidemiologist, sql, 497).await;
+    }
+    m.refused(Epidemiologist, "SET log_queries = 0", 164).await;
+    for user in [Epidemiologist, Investigator] {
+        let marker = unique_client("audited-read");
+        m.allowed(user, &format!("SELECT count() FROM ehac.declarations WHERE client_id != '{marker}'")).await;
+        let logged = format!(
+            "SELECT count() FROM system.query_log WHERE user = '{}' AND type = 'QueryFinish' AND query LIKE '%{marker}%' AND query NOT LIKE '%system.query_log%'",
+            user.name()
+        );
+        let mut found = String::new();
+        for _ in 0..120 {
+            found = m.allowed(Migrator, &logged).await;
+            if found.trim() == "1" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert_eq!(found.trim(), "1", "{}'s query is not in system.query_log", user.name());
+    }
 
     // investigator: both databases, read-only.
     let rows = m.allowed(Investigator, "SELECT count() FROM ehac_pii.identities WHERE full_name != '' AND phone != ''").await;
@@ -229,6 +288,18 @@ async fn the_access_matrix_holds_for_every_user_on_real_logins() {
     println!("access matrix: {} checks held", m.checked);
 }
 
+/// What the analyst may read of the analyst database, besides rejection codes.
+const PUBLISHED_TO_ANALYSTS: [&str; 8] = [
+    "published_arrivals_by_port_day",
+    "published_arrivals_by_hour",
+    "published_triage_by_port",
+    "published_arrivals_by_home_province",
+    "published_arrivals_by_departure_country",
+    "published_arrivals_by_channel",
+    "published_verification_by_status",
+    "arrivals_microdata",
+];
+
 /// The access matrix's checks, every broken one kept so that a run shows them all.
 struct Matrix<'a> {
     p: &'a Pipeline,
@@ -261,7 +332,9 @@ async fn small_counts_are_suppressed_in_the_published_tables() {
     let _serial = SERIAL.lock().await;
     seed_data(p).await;
     let (a, b) = trips();
-    let by_port = ANALYST_QUERIES.iter().find(|(name, _)| *name == "arrivals_by_port").unwrap().1;
+    // The whole table, not only its top ten: other tests of this binary add busier days.
+    let by_port = ANALYST_QUERIES.iter().find(|(name, _)| *name == "arrivals_by_port").unwrap().1.replace("\nLIMIT 10", "");
+    let by_port = by_port.as_str();
 
     // arrival_port, port_name, arrival_date, travellers, international, suppressed_cells
     let rows = |answer: String| -> Vec<Vec<String>> { answer.lines().map(|l| l.split('\t').map(str::to_owned).collect()).collect() };
@@ -283,10 +356,136 @@ async fn small_counts_are_suppressed_in_the_published_tables() {
         }
     }
 
-    // The threshold is configurable: at 2, trip B's 3 travellers are published.
+    // The threshold can be raised, never lowered below the published views' 11: at 2, trip B's
+    // 3 travellers stay NULL; at 1000, trip A's cell is NULL too.
     let published = rows(allowed(p, WarehouseUser::Analyst, &analyst_query(by_port, 2)).await);
     let small = published.iter().find(|r| r[0] == b.trip.arrival_port).unwrap();
-    assert_eq!(small[3], "3", "{small:?}");
+    assert_eq!(small[3], "\\N", "{small:?}");
+    let published = rows(allowed(p, WarehouseUser::Analyst, &analyst_query(by_port, 1000)).await);
+    let big = published.iter().find(|r| r[0] == a.trip.arrival_port).unwrap();
+    assert_eq!((big[3].as_str(), big[5].parse::<u32>().unwrap() >= 1), ("\\N", true), "{big:?}");
+}
+
+/// The quasi-identifiers of `ehac.arrivals_microdata`: what someone who knows a traveller could
+/// know of her trip. Every other column of the view is an attribute (`MICRODATA_ATTRIBUTES`).
+const QUASI_IDENTIFIERS: &str = "arrival_date, arrival_port, domestic, citizen, home_province, age_band, sex";
+const MICRODATA_ATTRIBUTES: &str =
+    "fever, cough, shortness_of_breath, contact_with_case, vaccination_doses, test_kind, test_result, triage, verification_status";
+
+/// Rows of `table` whose quasi-identifier combination is held by fewer than 11 rows.
+fn rows_in_small_groups(table: &str) -> String {
+    format!(
+        "SELECT ifNull(sum(n), 0) FROM (SELECT count() AS n FROM {table} GROUP BY {QUASI_IDENTIFIERS} HAVING n < {DEFAULT_SUPPRESS_BELOW})"
+    )
+}
+
+/// `n` sample citizens who share `template`'s district, birth date and sex (their NIKs differ
+/// only in the serial), on `trip`'s flight: one quasi-identifier group of `n` travellers.
+fn a_crowd(template: &DeclarationForm, trip: &DeclarationForm, n: u32) -> Vec<DeclarationForm> {
+    let nik = template.traveller.nik.clone().expect("a citizen");
+    (1..=n)
+        .map(|serial| {
+            let mut form = template.clone();
+            form.traveller.nik = Some(format!("{}{:04}", &nik[..12], 9000 + serial));
+            form.traveller.full_name = format!("{} {serial}", form.traveller.full_name);
+            form.trip = trip.trip.clone();
+            form.submitted_at = trip.submitted_at.clone();
+            form
+        })
+        .collect()
+}
+
+/// The analyst's microdata cannot single a traveller out: as the analyst, no row of
+/// `ehac.arrivals_microdata` has a quasi-identifier combination held by fewer than 11
+/// declarations, after an ordinary load and after one built to break it (a crowd of 15 alike
+/// at a busy port beside a very old traveller and a rare nationality at a small airport),
+/// while the same grouping of the raw rows (the epidemiologist's) is full of such rows.
+#[tokio::test]
+async fn no_quasi_identifier_group_of_the_analysts_microdata_holds_fewer_than_eleven() {
+    let p = pipeline();
+    let _serial = SERIAL.lock().await;
+    seed_data(p).await;
+    use WarehouseUser::{Analyst, Epidemiologist};
+    let raw = format!("SELECT {QUASI_IDENTIFIERS} FROM (SELECT *, nationality = 'IDN' AS citizen FROM ehac.declarations)");
+    let count = |answer: String| answer.trim().parse::<u64>().unwrap_or_else(|_| panic!("a count: {answer}"));
+
+    // The view's columns are the quasi-identifiers and the attributes, nothing else.
+    let columns =
+        allowed(p, Analyst, "SELECT name FROM system.columns WHERE database = 'ehac' AND table = 'arrivals_microdata' ORDER BY position")
+            .await;
+    let expected: Vec<&str> = QUASI_IDENTIFIERS.split(", ").chain(MICRODATA_ATTRIBUTES.split(", ")).collect();
+    assert_eq!(columns.lines().collect::<Vec<_>>(), expected);
+
+    // An ordinary load: sample declarations over the generator's ports and days.
+    let client = unique_client("k-anon-ordinary");
+    let ids = post_all(p, &declarations(300, &client, Flaw::None, 61)).await;
+    wait_stored(p, &ids).await;
+    let exposed = count(allowed(p, Epidemiologist, &rows_in_small_groups(&format!("({raw})"))).await);
+    assert!(exposed >= 250, "the raw rows single travellers out ({exposed} in groups under 11): the check below means something");
+    assert_eq!(count(allowed(p, Analyst, &rows_in_small_groups("ehac.arrivals_microdata")).await), 0, "after an ordinary load");
+
+    // A load built to break it. A crowd of 15 alike on trip A, which the view must publish; a
+    // traveller of 101 and a rare nationality on a trip to a small airport, and the crowd's
+    // twin of the other sex on trip A, which it must not.
+    let (a, _) = trips();
+    let forms = declarations(100, &unique_client("k-anon-skew"), Flaw::None, 62);
+    let citizen = forms.iter().find(|f| f.traveller.nik.is_some()).unwrap().clone();
+    let crowd = a_crowd(&citizen, &a, 15);
+    let mut small_airport = forms.iter().find(|f| f.trip.arrival_port != "LBJ" && f.trip.departure_port != "LBJ").unwrap().clone();
+    small_airport.trip.arrival_port = "LBJ".to_owned();
+    let mut very_old = small_airport.clone();
+    very_old.traveller = citizen.traveller.clone();
+    let nik = citizen.traveller.nik.clone().unwrap();
+    very_old.traveller.date_of_birth = format!("1925{}", &citizen.traveller.date_of_birth[4..]);
+    very_old.traveller.nik = Some(format!("{}25{}", &nik[..10], &nik[12..]));
+    let mut rare = small_airport.clone();
+    rare.traveller = forms.iter().find(|f| f.traveller.passport_number.is_some()).unwrap().traveller.clone();
+    rare.traveller.nationality = Some("ISL".to_owned());
+    rare.traveller.passport_mrz = None;
+    let mut twin = a_crowd(&citizen, &a, 1).remove(0);
+    let other_sex = match twin.traveller.sex {
+        Some(ehac_domain::form::Sex::Female) => ehac_domain::form::Sex::Male,
+        _ => ehac_domain::form::Sex::Female,
+    };
+    let day: u32 = nik[6..8].parse().unwrap();
+    let twin_day = if day > 40 { day - 40 } else { day + 40 };
+    twin.traveller.sex = Some(other_sex);
+    twin.traveller.nik = Some(format!("{}{twin_day:02}{}", &nik[..6], &nik[8..]));
+    let skew: Vec<DeclarationForm> = crowd.iter().cloned().chain([very_old, rare, twin]).collect();
+    let ids = post_all(p, &skew).await;
+    wait_stored(p, &ids).await;
+
+    let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
+    let skewed_groups = allowed(
+        p,
+        Epidemiologist,
+        &format!("SELECT count() FROM ({raw} WHERE declaration_id IN ({list})) GROUP BY {QUASI_IDENTIFIERS} ORDER BY count()"),
+    )
+    .await;
+    assert_eq!(skewed_groups.split_whitespace().collect::<Vec<_>>(), ["1", "1", "1", "15"], "the skew is stored as built");
+    assert_eq!(count(allowed(p, Analyst, &rows_in_small_groups("ehac.arrivals_microdata")).await), 0, "after a skewed load");
+    let at_small_airport = count(allowed(p, Analyst, "SELECT count() FROM ehac.arrivals_microdata WHERE arrival_port = 'LBJ'").await);
+    assert_eq!(at_small_airport, 0, "the very old traveller and the rare nationality are not published");
+    let crowd_group = allowed(
+        p,
+        Epidemiologist,
+        &format!("SELECT home_province, age_band, sex FROM ehac.declarations WHERE declaration_id = '{}' FORMAT TSV", ids[0]),
+    )
+    .await;
+    let [province, band, sex] = <[&str; 3]>::try_from(crowd_group.trim().split('\t').collect::<Vec<_>>()).unwrap();
+    let crowd_published = count(
+        allowed(
+            p,
+            Analyst,
+            &format!(
+                "SELECT count() FROM ehac.arrivals_microdata WHERE arrival_port = '{}' AND citizen = 1 AND home_province = '{province}' AND age_band = '{band}' AND sex = '{sex}'",
+                a.trip.arrival_port
+            ),
+        )
+        .await,
+    );
+    assert!(crowd_published >= 15, "the crowd of 15 is published ({crowd_published} rows)");
+    println!("k-anonymity: {exposed} raw rows in quasi-identifier groups under 11 (as the epidemiologist), 0 in the analyst's microdata; {crowd_published} crowd rows published");
 }
 
 #[tokio::test]
@@ -314,7 +513,7 @@ async fn one_traveller_has_one_key_across_trips_and_another_pepper_gives_another
     let key_of = |id: &str| format!("SELECT DISTINCT traveller_key, pepper_version FROM ehac.declarations WHERE declaration_id = '{id}'");
     let mut keys = Vec::new();
     for id in &ids {
-        keys.push(allowed(p, WarehouseUser::Analyst, &key_of(id)).await.trim().to_owned());
+        keys.push(allowed(p, WarehouseUser::Epidemiologist, &key_of(id)).await.trim().to_owned());
     }
     assert_eq!(keys[0], keys[1], "one citizen on two trips: one key");
     assert_eq!(keys[2], keys[3], "one foreigner on two trips: one key");
@@ -335,11 +534,11 @@ async fn one_traveller_has_one_key_across_trips_and_another_pepper_gives_another
     // Another pepper: another key for the same NIK (no link across peppers, nor without one).
     let other = Pepper::new(2, b"a different pepper of thirty-two bytes or more").unwrap();
     assert_ne!(other.traveller_key(&TravellerIdentity::citizen(&nik)), expected);
-    // Analysts count travellers, not trips.
+    // Epidemiologists count travellers, not trips.
     let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
     let counted = allowed(
         p,
-        WarehouseUser::Analyst,
+        WarehouseUser::Epidemiologist,
         &format!("SELECT count(), uniqExact(traveller_key) FROM ehac.declarations WHERE declaration_id IN ({list})"),
     )
     .await;

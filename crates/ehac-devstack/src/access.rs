@@ -21,8 +21,11 @@ use sha2::{Digest, Sha256};
 /// password nobody is given, so it cannot be used by accident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WarehouseUser {
-    /// Reads the analyst database `ehac` only (readonly, quotas, result and time limits).
+    /// Reads the published counts and the k-anonymous microdata of `ehac` (readonly, quotas,
+    /// result and time limits); on 18.16 the whole database.
     Analyst,
+    /// Reads `ehac` row by row (pseudonymised, no identity), every query kept in the query log.
+    Epidemiologist,
     /// Reads `ehac` and the identity database `ehac_pii` (contact tracing, DLQ replay).
     Investigator,
     /// The sink and `ehac reconcile`: inserts into both databases, no DDL. (On 18.16 it can
@@ -38,8 +41,9 @@ pub enum WarehouseUser {
 }
 
 impl WarehouseUser {
-    pub const ALL: [WarehouseUser; 6] = [
+    pub const ALL: [WarehouseUser; 7] = [
         WarehouseUser::Analyst,
+        WarehouseUser::Epidemiologist,
         WarehouseUser::Investigator,
         WarehouseUser::Writer,
         WarehouseUser::Migrator,
@@ -50,6 +54,7 @@ impl WarehouseUser {
     pub fn name(self) -> &'static str {
         match self {
             WarehouseUser::Analyst => "analyst",
+            WarehouseUser::Epidemiologist => "epidemiologist",
             WarehouseUser::Investigator => "investigator",
             WarehouseUser::Writer => "writer",
             WarehouseUser::Migrator => "migrator",
@@ -63,6 +68,9 @@ impl WarehouseUser {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct StackSecrets {
     pub analyst: String,
+    /// Absent from the secrets of a stack made before epidemiologists had a user of their own.
+    #[serde(default = "new_password")]
+    pub epidemiologist: String,
     pub investigator: String,
     pub writer: String,
     pub migrator: String,
@@ -111,6 +119,7 @@ impl StackSecrets {
         }
         let secrets = StackSecrets {
             analyst: random_hex(1),
+            epidemiologist: random_hex(1),
             investigator: random_hex(1),
             writer: random_hex(1),
             migrator: random_hex(1),
@@ -126,6 +135,7 @@ impl StackSecrets {
     pub fn password(&self, user: WarehouseUser) -> &str {
         match user {
             WarehouseUser::Analyst => &self.analyst,
+            WarehouseUser::Epidemiologist => &self.epidemiologist,
             WarehouseUser::Investigator => &self.investigator,
             WarehouseUser::Writer => &self.writer,
             WarehouseUser::Migrator => &self.migrator,
@@ -204,6 +214,7 @@ impl StackSecrets {
             user(WarehouseUser::Writer, "writer", "default", &["ehac", "ehac_pii"]),
             user(WarehouseUser::Reconciler, "writer", "default", &["ehac", "ehac_pii"]),
             user(WarehouseUser::Analyst, "analyst", "analyst", &["ehac"]),
+            user(WarehouseUser::Epidemiologist, "epidemiologist", "investigator", &["ehac"]),
             user(WarehouseUser::Investigator, "investigator", "investigator", &["ehac", "ehac_pii"]),
         ]
         .concat();
@@ -216,7 +227,8 @@ impl StackSecrets {
     <writer><max_memory_usage>4000000000</max_memory_usage><allow_ddl>0</allow_ddl></writer>
     <!-- readonly=1: no INSERT, no SET (so no lifting these limits), no table functions. -->
     <analyst><readonly>1</readonly><max_memory_usage>2000000000</max_memory_usage><max_execution_time>60</max_execution_time><max_result_rows>100000</max_result_rows><result_overflow_mode>throw</result_overflow_mode></analyst>
-    <investigator><readonly>1</readonly><max_memory_usage>2000000000</max_memory_usage><max_execution_time>60</max_execution_time><max_result_rows>100000</max_result_rows><result_overflow_mode>throw</result_overflow_mode></investigator>
+    <epidemiologist><readonly>1</readonly><log_queries>1</log_queries><max_memory_usage>2000000000</max_memory_usage><max_execution_time>120</max_execution_time><max_result_rows>1000000</max_result_rows><result_overflow_mode>throw</result_overflow_mode></epidemiologist>
+    <investigator><readonly>1</readonly><log_queries>1</log_queries><max_memory_usage>2000000000</max_memory_usage><max_execution_time>60</max_execution_time><max_result_rows>100000</max_result_rows><result_overflow_mode>throw</result_overflow_mode></investigator>
   </profiles>
   <users>
 {users}  </users>
@@ -363,6 +375,7 @@ mod tests {
     fn secrets() -> StackSecrets {
         StackSecrets {
             analyst: "a".into(),
+            epidemiologist: "e".into(),
             investigator: "i".into(),
             writer: "w".into(),
             migrator: "m".into(),

@@ -155,6 +155,7 @@ mod tests {
     fn each_replica_gets_its_own_macro_and_interserver_port_and_lists_every_replica() {
         let secrets = StackSecrets {
             analyst: "a".into(),
+            epidemiologist: "e".into(),
             investigator: "i".into(),
             writer: "w".into(),
             migrator: "m".into(),
