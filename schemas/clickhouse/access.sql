@@ -41,7 +41,10 @@ CREATE QUOTA IF NOT EXISTS ehac_investigator_quota FOR INTERVAL 1 hour MAX queri
 
 -- The sink: INSERT into the tables it fills, SELECT only on the position tables its dedup
 -- window reads (offsets and ids, no identity). No DDL.
-CREATE ROLE IF NOT EXISTS ehac_writer;
+-- A retried insert that ClickHouse drops is dropped from the rollups too (the views' tables
+-- deduplicate by a token derived from the insert's; the setting's default, made explicit).
+CREATE SETTINGS PROFILE IF NOT EXISTS ehac_writer_settings SETTINGS deduplicate_blocks_in_dependent_materialized_views = 1;
+CREATE ROLE IF NOT EXISTS ehac_writer SETTINGS PROFILE 'ehac_writer_settings';
 GRANT INSERT ON ehac.declarations TO ehac_writer;
 GRANT INSERT ON ehac.rejections TO ehac_writer;
 GRANT INSERT ON ehac_pii.identities TO ehac_writer;

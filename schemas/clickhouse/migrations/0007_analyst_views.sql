@@ -1,17 +1,20 @@
--- What analysts read (issue 26): counts kept by ClickHouse as rows arrive, published with small
--- counts suppressed, and microdata in which no combination of quasi-identifiers is held by fewer
--- than 11 travellers. Row-level ehac.declarations becomes the epidemiologists' (access.sql).
+-- What analysts read: counts kept by ClickHouse as rows arrive, published with small counts
+-- suppressed, and microdata in which no combination of quasi-identifiers is held by fewer than
+-- 11 travellers. Row-level ehac.declarations becomes the epidemiologists' (access.sql).
 -- Every view and the rollup run on ClickHouse 18.16 too (the cluster form).
 
 -- Counts by arrival hour, arrival port, departure port and country, home province, triage,
 -- channel, verification status (as the enricher stored it) and domestic or not, written by the
--- same INSERT as the declarations: an insert ClickHouse drops as a retry (its deduplication
--- token) is not pushed here either, and the sink never sends a replayed row twice.
--- POPULATE counts the rows stored before this migration.
+-- same INSERT as the declarations. Exact under the sink's retries: modern ClickHouse pushes
+-- even an insert it drops as a retry (its deduplication token) on to the view, with a token
+-- derived from the insert's (deduplicate_blocks_in_dependent_materialized_views), so the view's
+-- table keeps a deduplication window as the declarations do. A replay is never inserted twice:
+-- the sink's dedup window drops rows already stored. POPULATE counts the rows stored before.
 CREATE MATERIALIZED VIEW IF NOT EXISTS ehac.arrival_counts
 ENGINE = SummingMergeTree
 PARTITION BY toYYYYMM(arrival_date)
 ORDER BY (arrival_date, arrival_hour, arrival_port, departure_country, departure_port, home_province, triage, channel, verification_status, domestic)
+SETTINGS non_replicated_deduplication_window = 1000
 POPULATE
 AS SELECT
     arrival_date,
