@@ -31,12 +31,15 @@ CREATE ROLE IF NOT EXISTS ehac_epidemiologist SETTINGS PROFILE 'ehac_epidemiolog
 GRANT SELECT ON ehac.* TO ehac_epidemiologist;
 CREATE QUOTA IF NOT EXISTS ehac_epidemiologist_quota FOR INTERVAL 1 hour MAX queries = 2000, result_rows = 20000000 TO ehac_epidemiologist;
 
--- Case investigators (contact tracing) and DLQ replay: both databases, read-only, tighter
--- limits, every query kept in system.query_log.
-CREATE SETTINGS PROFILE IF NOT EXISTS ehac_investigator_limits SETTINGS readonly = 1, log_queries = 1, max_execution_time = 60, max_result_rows = 100000, result_overflow_mode = 'throw';
+-- Case investigators (contact tracing) and DLQ replay: both databases to read, tighter limits,
+-- every query kept in system.query_log; and the audit of their identity reads, which they
+-- append to (`ehac lookup`) and cannot alter. Not readonly (that would refuse the audit's
+-- INSERT): the grants refuse every other write, and the limits are constraints SET cannot lift.
+CREATE SETTINGS PROFILE IF NOT EXISTS ehac_investigator_limits SETTINGS log_queries = 1 CONST, allow_ddl = 0 CONST, max_execution_time = 60 CONST, max_result_rows = 100000 CONST, result_overflow_mode = 'throw' CONST;
 CREATE ROLE IF NOT EXISTS ehac_investigator SETTINGS PROFILE 'ehac_investigator_limits';
 GRANT SELECT ON ehac.* TO ehac_investigator;
 GRANT SELECT ON ehac_pii.* TO ehac_investigator;
+GRANT INSERT ON ehac_pii.identity_reads TO ehac_investigator;
 CREATE QUOTA IF NOT EXISTS ehac_investigator_quota FOR INTERVAL 1 hour MAX queries = 2000, result_rows = 200000 TO ehac_investigator;
 
 -- The sink: INSERT into the tables it fills, SELECT only on the position tables its dedup

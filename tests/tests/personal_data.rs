@@ -545,12 +545,15 @@ async fn one_traveller_has_one_key_across_trips_and_another_pepper_gives_another
     assert_eq!(counted.trim(), "4\t2");
 
     // `ehac lookup` finds the citizen's two trips by NIK, as investigator, and not as analyst.
+    let case = unique_client("case");
     let lookup = |user| ehac_cli::lookup::LookupArgs {
         clickhouse: p.clickhouse_as(user),
         pepper: p.pepper.clone(),
         nik: Some(nik.clone()),
         passport: None,
         nationality: None,
+        investigator: "Dr. Ratna Sari".to_owned(),
+        case_reference: case.clone(),
     };
     let found = ehac_cli::lookup::lookup(&lookup(WarehouseUser::Investigator)).await.unwrap();
     let found_ids: BTreeSet<&str> = found.iter().map(|d| d.declaration_id.as_str()).collect();
@@ -558,6 +561,43 @@ async fn one_traveller_has_one_key_across_trips_and_another_pepper_gives_another
     assert!(found.iter().all(|d| d.full_name == forms[0].traveller.full_name && d.arrival_port == a.trip.arrival_port), "{found:?}");
     let denied = ehac_cli::lookup::lookup(&lookup(WarehouseUser::Analyst)).await.unwrap_err();
     assert!(format!("{denied:#}").contains("Code: 497"), "{denied:#}");
+    // The lookup left its audit row: who, which case, which traveller, how many came back.
+    let audit = format!(
+        "SELECT investigator, clickhouse_user, traveller_key, pepper_version, declarations_returned, read_at > now() - 600 FROM ehac_pii.identity_reads WHERE case_reference = '{case}'"
+    );
+    assert_eq!(p.sql(&audit).await.trim(), format!("Dr. Ratna Sari\tinvestigator\t{expected}\t1\t2\t1"));
+    // A lookup without an investigator's name or a case reference is refused before any read.
+    for (investigator, case_reference) in [("", case.as_str()), ("Dr. Ratna Sari", " ")] {
+        let unnamed = ehac_cli::lookup::LookupArgs {
+            investigator: investigator.to_owned(),
+            case_reference: case_reference.to_owned(),
+            ..lookup(WarehouseUser::Investigator)
+        };
+        let refused = ehac_cli::lookup::lookup(&unnamed).await.unwrap_err();
+        assert!(format!("{refused:#}").contains("every read of identity is audited"), "{refused:#}");
+    }
+    assert_eq!(p.sql(&format!("SELECT count() FROM ehac_pii.identity_reads WHERE case_reference = '{case}'")).await.trim(), "1");
+    // The audit is append-only for investigators: no rewriting, deleting or dropping it.
+    for sql in [
+        format!("ALTER TABLE ehac_pii.identity_reads UPDATE investigator = 'nobody' WHERE case_reference = '{case}'"),
+        format!("ALTER TABLE ehac_pii.identity_reads DELETE WHERE case_reference = '{case}'"),
+        format!("DELETE FROM ehac_pii.identity_reads WHERE case_reference = '{case}'"),
+        "ALTER TABLE ehac_pii.identity_reads DROP PARTITION tuple()".to_owned(),
+        "ALTER TABLE ehac_pii.identity_reads DROP COLUMN investigator".to_owned(),
+        "TRUNCATE TABLE ehac_pii.identity_reads".to_owned(),
+        "DROP TABLE ehac_pii.identity_reads".to_owned(),
+        "RENAME TABLE ehac_pii.identity_reads TO ehac_pii.gone".to_owned(),
+        "INSERT INTO ehac_pii.identities (declaration_id) VALUES ('x')".to_owned(),
+    ] {
+        let (ok, answer) = p.sql_as(WarehouseUser::Investigator, &sql).await;
+        assert!(!ok && code(&answer) == Some(497), "the investigator must be refused: {sql}\n{answer}");
+    }
+    // Nor lift its limits or its query log.
+    for sql in ["SET log_queries = 0", "SELECT 1 SETTINGS log_queries = 0", "SELECT 1 SETTINGS max_result_rows = 0"] {
+        let (ok, answer) = p.sql_as(WarehouseUser::Investigator, sql).await;
+        assert!(!ok && answer.contains("SETTING_CONSTRAINT_VIOLATION"), "{sql}: {answer}");
+    }
+    assert_eq!(p.sql(&format!("SELECT count() FROM ehac_pii.identity_reads WHERE case_reference = '{case}'")).await.trim(), "1");
     // By passport and nationality.
     let traveller = &forms[2].traveller;
     let by_passport = ehac_cli::lookup::LookupArgs {

@@ -157,8 +157,14 @@ impl StackSecrets {
         let plan = AccessPlan::parse(ehac_stream::warehouse::ACCESS_SQL)?;
         let mut x = String::from("<clickhouse>\n  <profiles>\n    <default/>\n");
         for (name, settings) in &plan.profiles {
-            let settings: String = settings.iter().map(|(k, v)| format!("<{k}>{}</{k}>", xml_escape(v))).collect();
-            x.push_str(&format!("    <{name}>{settings}</{name}>\n"));
+            let values: String = settings.iter().map(|(k, v)| format!("<{k}>{}</{k}>", xml_escape(v))).collect();
+            let constant: Vec<&str> = plan.constant_settings.iter().filter(|(p, _)| p == name).map(|(_, k)| k.as_str()).collect();
+            let constraints = if constant.is_empty() {
+                String::new()
+            } else {
+                format!("<constraints>{}</constraints>", constant.iter().map(|k| format!("<{k}><readonly/></{k}>")).collect::<String>())
+            };
+            x.push_str(&format!("    <{name}>{values}{constraints}</{name}>\n"));
         }
         x.push_str("  </profiles>\n  <quotas>\n    <default/>\n");
         for (name, limits) in &plan.quotas {
@@ -274,6 +280,8 @@ pub fn http_client(secrets: &StackSecrets, user: WarehouseUser) -> reqwest::Clie
 pub struct AccessPlan {
     /// Settings profiles: name, then `(setting, value)` with quotes taken off.
     pub profiles: Vec<(String, Vec<(String, String)>)>,
+    /// `(profile, setting)` for each setting marked CONST: no query may change it.
+    pub constant_settings: Vec<(String, String)>,
     /// Quotas (per hour): name, then `(limit, value)`.
     pub quotas: Vec<(String, Vec<(String, String)>)>,
     /// Roles and the GRANT statements given to each, without their `TO` clause.
@@ -320,7 +328,14 @@ impl AccessPlan {
             let st = statement.as_str();
             if let Some(rest) = st.strip_prefix("CREATE SETTINGS PROFILE ") {
                 let (name, settings) = strip_if_not_exists(rest).split_once(" SETTINGS ").context("a profile without SETTINGS")?;
-                plan.profiles.push((name.to_owned(), assignments(settings)));
+                let mut values = assignments(settings);
+                for (setting, value) in &mut values {
+                    if let Some(constant) = value.strip_suffix(" CONST") {
+                        *value = constant.trim_matches('\'').to_owned();
+                        plan.constant_settings.push((name.to_owned(), setting.clone()));
+                    }
+                }
+                plan.profiles.push((name.to_owned(), values));
             } else if let Some(rest) = st.strip_prefix("CREATE ROLE ") {
                 let rest = strip_if_not_exists(rest);
                 let (name, profile) = match rest.split_once(" SETTINGS PROFILE ") {
@@ -411,6 +426,11 @@ mod tests {
         assert!(xml.contains("<analyst><password_sha256_hex>"));
         let analyst = xml.split("<analyst><password_sha256_hex>").nth(1).unwrap().split("</analyst>").next().unwrap();
         assert!(analyst.contains("<profile>ehac_analyst_limits</profile><quota>ehac_analyst_quota</quota>"), "{analyst}");
+        // A setting marked CONST becomes a constraint no query can lift.
+        let investigator = xml.split("<ehac_investigator_limits>").nth(1).unwrap().split("</ehac_investigator_limits>").next().unwrap();
+        assert!(investigator.contains("<log_queries>1</log_queries>"), "{investigator}");
+        assert!(investigator.contains("<constraints><log_queries><readonly/></log_queries>"), "{investigator}");
+        assert!(investigator.contains("<result_overflow_mode>throw</result_overflow_mode>"), "{investigator}");
         assert!(analyst.contains("<query>GRANT ehac_analyst</query>"), "{analyst}");
         // The analyst's limits are the profile's, quotes off.
         assert!(xml.contains("<ehac_analyst_limits><readonly>1</readonly><max_execution_time>60</max_execution_time>"), "{xml}");

@@ -87,6 +87,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../schemas/clickhouse/migrations/0007_analyst_views.sql"),
         cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0007_analyst_views.sql")),
     },
+    Migration {
+        version: 8,
+        name: "0008_identity_reads",
+        sql: include_str!("../../../schemas/clickhouse/migrations/0008_identity_reads.sql"),
+        cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0008_identity_reads.sql")),
+    },
 ];
 
 /// A fresh cluster's schema: migrations 1 to [`CLUSTER_BASELINE_VERSION`] as they end, created
