@@ -20,6 +20,9 @@ GRANT SELECT ON ehac.published_arrivals_by_departure_country TO ehac_analyst;
 GRANT SELECT ON ehac.published_arrivals_by_channel TO ehac_analyst;
 GRANT SELECT ON ehac.published_verification_by_status TO ehac_analyst;
 GRANT SELECT ON ehac.arrivals_microdata TO ehac_analyst;
+GRANT SELECT ON ehac.published_triage_by_hour TO ehac_analyst;
+GRANT SELECT ON ehac.published_verification_by_hour TO ehac_analyst;
+GRANT SELECT ON ehac.dashboards TO ehac_analyst;
 GRANT SELECT(error_codes, error_fields, rejected_at, service, service_version, source_topic) ON ehac.rejections TO ehac_analyst;
 CREATE QUOTA IF NOT EXISTS ehac_analyst_quota FOR INTERVAL 1 hour MAX queries = 10000, result_rows = 10000000 TO ehac_analyst;
 
@@ -113,3 +116,5 @@ ALTER TABLE ehac.published_arrivals_by_departure_country MODIFY DEFINER = migrat
 ALTER TABLE ehac.published_arrivals_by_channel MODIFY DEFINER = migrator SQL SECURITY DEFINER;
 ALTER TABLE ehac.published_verification_by_status MODIFY DEFINER = migrator SQL SECURITY DEFINER;
 ALTER TABLE ehac.arrivals_microdata MODIFY DEFINER = migrator SQL SECURITY DEFINER;
+ALTER TABLE ehac.published_triage_by_hour MODIFY DEFINER = migrator SQL SECURITY DEFINER;
+ALTER TABLE ehac.published_verification_by_hour MODIFY DEFINER = migrator SQL SECURITY DEFINER;

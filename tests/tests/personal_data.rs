@@ -613,6 +613,68 @@ async fn one_traveller_has_one_key_across_trips_and_another_pepper_gives_another
     );
 }
 
+/// Runs `sql` as the analyst with query parameters (`param_<name>` in the URL, as ClickHouse's
+/// /dashboard page sends them): its TabSeparated rows.
+async fn rows_as_analyst_with(p: &Pipeline, sql: &str, params: &[(&str, &str)]) -> Vec<Vec<String>> {
+    let response = ehac_devstack::access::http_client(&p.secrets, WarehouseUser::Analyst)
+        .post(&p.clickhouse_url)
+        .query(&params.iter().map(|(k, v)| (format!("param_{k}"), *v)).collect::<Vec<_>>())
+        .body(format!("{sql}\nFORMAT TabSeparated"))
+        .send()
+        .await
+        .unwrap();
+    let ok = response.status().is_success();
+    let answer = response.text().await.unwrap();
+    assert!(ok, "as analyst: {sql}\n{answer}");
+    answer.lines().map(|l| l.split('\t').map(str::to_owned).collect()).collect()
+}
+
+/// The analysts' two dashboards, as the analyst after a small load: every chart of ClickHouse's
+/// own /dashboard (the rows of `ehac.dashboards`, with the page's parameters) and every panel of
+/// the Grafana dashboard (its SQL with the ClickHouse plugin's macros expanded) runs, the two
+/// have the same charts, and the arrivals chart has data.
+#[tokio::test]
+async fn the_analysts_dashboards_run_as_the_analyst_and_draw_data() {
+    let p = pipeline();
+    let _serial = SERIAL.lock().await;
+    seed_data(p).await;
+    let two_days = (2 * 86_400).to_string();
+    let charts = rows_as_analyst_with(p, "SELECT title, query FROM ehac.dashboards WHERE dashboard = 'e-HAC' ORDER BY title", &[]).await;
+    assert_eq!(charts.len(), 7, "{charts:?}");
+    let params = [("rounding", "60"), ("seconds", two_days.as_str()), ("from", ""), ("to", "")];
+    let mut drawn = Vec::new();
+    for chart in &charts {
+        let (title, query) = (&chart[0], chart[1].replace("\\n", "\n").replace("\\'", "'"));
+        let rows = rows_as_analyst_with(p, &query, &params).await;
+        assert!(rows.iter().all(|r| r.len() == 3), "{title}: time, series, value: {rows:?}");
+        drawn.push((title.clone(), rows.iter().filter(|r| r[2] != "\\N").count()));
+    }
+    let arrivals = drawn.iter().find(|(title, _)| title == "Arrivals per hour by airport").unwrap();
+    assert!(arrivals.1 >= 1, "the arrivals chart has data: {drawn:?}");
+
+    let grafana: serde_json::Value =
+        serde_json::from_str(include_str!("../../deploy/grafana/ehac-analysts.json")).expect("the Grafana dashboard is JSON");
+    let now = chrono::Utc::now().timestamp();
+    let (from, to) = (format!("toDateTime({})", now - 2 * 86_400), format!("toDateTime({})", now + 2 * 86_400));
+    let mut titles = Vec::new();
+    for panel in grafana["panels"].as_array().unwrap() {
+        assert_eq!(panel["datasource"]["type"], "grafana-clickhouse-datasource");
+        let title = panel["title"].as_str().unwrap();
+        for target in panel["targets"].as_array().unwrap() {
+            let sql =
+                target["rawSql"].as_str().unwrap().replace("$__fromTime", &from).replace("$__toTime", &to).replace("$__interval_s", "3600");
+            let rows = rows_as_analyst_with(p, &sql, &[]).await;
+            if title == "Arrivals per hour by airport" {
+                assert!(rows.iter().any(|r| r[2] != "\\N"), "Grafana's arrivals panel has data: {rows:?}");
+            }
+        }
+        titles.push(title.to_owned());
+    }
+    titles.sort();
+    assert_eq!(titles, charts.iter().map(|c| c[0].clone()).collect::<Vec<_>>(), "the same charts in Grafana and in /dashboard");
+    println!("dashboard charts with data points: {drawn:?}");
+}
+
 /// Every text in ClickHouse's two databases, as the migrator sees it.
 async fn everything_in_clickhouse(p: &Pipeline) -> String {
     let tables =

@@ -93,6 +93,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../schemas/clickhouse/migrations/0008_identity_reads.sql"),
         cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0008_identity_reads.sql")),
     },
+    Migration {
+        version: 9,
+        name: "0009_analyst_dashboard",
+        sql: include_str!("../../../schemas/clickhouse/migrations/0009_analyst_dashboard.sql"),
+        cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0009_analyst_dashboard.sql")),
+    },
 ];
 
 /// A fresh cluster's schema: migrations 1 to [`CLUSTER_BASELINE_VERSION`] as they end, created
