@@ -9,8 +9,10 @@
 -- Analysts: counts with 1 to 10 published as NULL, microdata in which every combination of
 -- quasi-identifiers holds 11 travellers or more, and why records were rejected (codes and
 -- fields). Nothing row by row that could single a traveller out: not ehac.declarations, not
--- the rollup's raw counts. Read-only, limited, counted.
-CREATE SETTINGS PROFILE IF NOT EXISTS ehac_analyst_limits SETTINGS readonly = 1, max_execution_time = 60, max_result_rows = 100000, result_overflow_mode = 'throw';
+-- the rollup's raw counts. Read-only, limited, counted. readonly = 2, not 1: ClickHouse's own
+-- /dashboard and /play send settings with every query (add_http_cors_header), which readonly = 1
+-- refuses; the limits are constraints no query can lift, and readonly itself cannot be lowered.
+CREATE SETTINGS PROFILE IF NOT EXISTS ehac_analyst_limits SETTINGS readonly = 2, max_execution_time = 60 CONST, max_result_rows = 100000 CONST, result_overflow_mode = 'throw' CONST;
 CREATE ROLE IF NOT EXISTS ehac_analyst SETTINGS PROFILE 'ehac_analyst_limits';
 GRANT SELECT ON ehac.published_arrivals_by_port_day TO ehac_analyst;
 GRANT SELECT ON ehac.published_arrivals_by_hour TO ehac_analyst;

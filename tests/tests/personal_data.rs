@@ -91,7 +91,7 @@ async fn seed_data(p: &Pipeline) {
 /// The access matrix of `schemas/clickhouse/access.sql`, enforced by the stack's ClickHouse 26.9
 /// on real logins over HTTP: each user with its own password, its grants from the same file.
 /// Codes: 497 ACCESS_DENIED (no grant; checked before readonly), 164 READONLY (the profile's
-/// readonly=1, for SET), 47 unknown identifier (the column is not in the analyst database at all).
+/// readonly, for SET), 452 a constraint of the profile, 47 unknown identifier (the column is not in the analyst database at all).
 #[tokio::test]
 async fn the_access_matrix_holds_for_every_user_on_real_logins() {
     let p = pipeline();
@@ -140,7 +140,10 @@ async fn the_access_matrix_holds_for_every_user_on_real_logins() {
     m.refused(Analyst, "INSERT INTO ehac.verifications (declaration_id) VALUES ('x')", 497).await;
     m.refused(Analyst, "CREATE VIEW ehac.names AS SELECT full_name FROM ehac_pii.identities", 497).await;
     m.refused(Analyst, "CREATE TABLE ehac.copy (a UInt8) ENGINE = Memory", 497).await;
-    m.refused(Analyst, "SET max_result_rows = 0", 164).await;
+    // readonly = 2 (ClickHouse's web pages send settings), the limits constraints (452).
+    m.refused(Analyst, "SET max_result_rows = 0", 452).await;
+    m.refused(Analyst, "SELECT 1 SETTINGS max_execution_time = 0", 452).await;
+    m.refused(Analyst, "SET readonly = 0", 164).await;
     // Other users' query text is not the analyst's to read.
     m.refused(Analyst, "SELECT query FROM system.processes", 497).await;
     m.refused(Analyst, "SELECT query FROM system.query_log", 497).await;
@@ -673,6 +676,35 @@ async fn the_analysts_dashboards_run_as_the_analyst_and_draw_data() {
     titles.sort();
     assert_eq!(titles, charts.iter().map(|c| c[0].clone()).collect::<Vec<_>>(), "the same charts in Grafana and in /dashboard");
     println!("dashboard charts with data points: {drawn:?}");
+}
+
+/// The analysts' dashboard and /play in Debian's Chromium (web/analysts/test/dashboard.test.mjs,
+/// playwright-core), against this pipeline's ClickHouse after its small load: the charts draw
+/// data as the analyst, and /play shows the access error for identity. With
+/// EHAC_UPDATE_SCREENSHOTS set it saves the dashboard to docs/analysts-dashboard.png.
+#[tokio::test]
+async fn the_analysts_dashboard_and_play_work_in_chromium() {
+    let p = pipeline();
+    let _serial = SERIAL.lock().await;
+    seed_data(p).await;
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let web = repo.join("web/analysts");
+    assert!(
+        web.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: npm ci in web/analysts (deploy/local/test.sh does)"
+    );
+    let mut node = std::process::Command::new("node");
+    node.current_dir(&web)
+        .args(["--test", "test/dashboard.test.mjs"])
+        .env("EHAC_CLICKHOUSE_URL", &p.clickhouse_url)
+        .env("EHAC_ANALYST_PASSWORD", p.secrets.password(WarehouseUser::Analyst));
+    if std::env::var_os("EHAC_UPDATE_SCREENSHOTS").is_some() {
+        node.env("EHAC_SCREENSHOT", repo.join("docs/analysts-dashboard.png"));
+    }
+    let out = node.output().expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(out.status.success() && stdout.contains("# pass 2"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Every text in ClickHouse's two databases, as the migrator sees it.
