@@ -8,14 +8,13 @@
 CREATE MATERIALIZED VIEW IF NOT EXISTS ehac.arrival_counts_local ON CLUSTER ${CLUSTER}
 ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 PARTITION BY toYYYYMM(arrival_date)
-ORDER BY (arrival_date, arrival_hour, arrival_port, departure_country, departure_port, home_province, triage, channel, verification_status, domestic)
+ORDER BY (arrival_date, arrival_hour, arrival_port, departure_country, home_province, triage, channel, verification_status, domestic)
 AS SELECT
     arrival_date,
     toStartOfHour(arrival_at) AS arrival_hour,
     arrival_port,
     any(arrival_port_name) AS arrival_port_name,
     departure_country,
-    departure_port,
     home_province,
     triage,
     channel,
@@ -27,7 +26,7 @@ AS SELECT
     countIf(contact_with_case = 1) AS contacts_with_case,
     countIf(test_result = 'positive') AS positive_tests
 FROM ehac.declarations_local
-GROUP BY arrival_date, arrival_hour, arrival_port, departure_country, departure_port, home_province, triage, channel, verification_status, domestic;
+GROUP BY arrival_date, arrival_hour, arrival_port, departure_country, home_province, triage, channel, verification_status, domestic;
 
 CREATE TABLE IF NOT EXISTS ehac.arrival_counts ON CLUSTER ${CLUSTER}
 (
@@ -36,7 +35,6 @@ CREATE TABLE IF NOT EXISTS ehac.arrival_counts ON CLUSTER ${CLUSTER}
     arrival_port String,
     arrival_port_name String,
     departure_country String,
-    departure_port String,
     home_province String,
     triage Enum8('green' = 1, 'yellow' = 2, 'red' = 3),
     channel Enum8('app' = 1, 'web' = 2, 'kiosk' = 3),

@@ -3,7 +3,7 @@
 -- 11 travellers. Row-level ehac.declarations becomes the epidemiologists' (access.sql).
 -- Every view and the rollup run on ClickHouse 18.16 too (the cluster form).
 
--- Counts by arrival hour, arrival port, departure port and country, home province, triage,
+-- Counts by arrival hour, arrival port, departure country, home province, triage,
 -- channel, verification status (as the enricher stored it) and domestic or not, written by the
 -- same INSERT as the declarations. Exact under the sink's retries: modern ClickHouse pushes
 -- even an insert it drops as a retry (its deduplication token) on to the view, with a token
@@ -13,7 +13,7 @@
 CREATE MATERIALIZED VIEW IF NOT EXISTS ehac.arrival_counts
 ENGINE = SummingMergeTree
 PARTITION BY toYYYYMM(arrival_date)
-ORDER BY (arrival_date, arrival_hour, arrival_port, departure_country, departure_port, home_province, triage, channel, verification_status, domestic)
+ORDER BY (arrival_date, arrival_hour, arrival_port, departure_country, home_province, triage, channel, verification_status, domestic)
 SETTINGS non_replicated_deduplication_window = 1000
 POPULATE
 AS SELECT
@@ -22,7 +22,6 @@ AS SELECT
     arrival_port,
     any(arrival_port_name) AS arrival_port_name,
     departure_country,
-    departure_port,
     home_province,
     triage,
     channel,
@@ -34,7 +33,7 @@ AS SELECT
     countIf(contact_with_case = 1) AS contacts_with_case,
     countIf(test_result = 'positive') AS positive_tests
 FROM ehac.declarations
-GROUP BY arrival_date, arrival_hour, arrival_port, departure_country, departure_port, home_province, triage, channel, verification_status, domestic;
+GROUP BY arrival_date, arrival_hour, arrival_port, departure_country, home_province, triage, channel, verification_status, domestic;
 
 -- The analysts' published tables: read from the rollup, a count of 1 to 10 is NULL (the
 -- threshold of the standard queries), and so is what would let it be worked out.
