@@ -242,7 +242,8 @@ pub async fn run(args: &AnalystsArgs) -> anyhow::Result<Report> {
         })
         .await
         .with_context(|| format!("chart {title}"))?;
-        queries.push(QueryRow { name: format!("chart: {title}"), reads: "published views over the rollup", analyst, raw: None });
+        let reads = if query.contains("FROM ehac.rejections") { "ehac.rejections" } else { "published views over the rollup" };
+        queries.push(QueryRow { name: format!("chart: {title}"), reads, analyst, raw: None });
         phase.set(title.to_owned());
     }
     for (name, microdata, raw) in MICRODATA_QUESTIONS {
