@@ -220,16 +220,17 @@ pub fn query_times(path: &Path, rows: &[super::analysts::QueryRow]) -> anyhow::R
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(360)
-        .build_cartesian_2d(0.0..max, 0.0..rows.len() as f64)
+        .build_cartesian_2d(0.0..max, -0.5..rows.len() as f64 - 0.5)
         .map_err(|e| draw_err(&e))?;
     chart
         .configure_mesh()
         .disable_y_mesh()
-        .y_labels(rows.len() * 2)
+        .y_labels(rows.len())
+        // A name between its two bars.
         .y_label_formatter(&|y| {
-            let i = y.floor() as usize;
-            if (y - y.floor() - 0.5).abs() < 0.26 {
-                names.get(rows.len().saturating_sub(i + 1)).cloned().unwrap_or_default()
+            let i = y.round() as usize;
+            if (y - y.round()).abs() < 0.01 && i < rows.len() {
+                names[rows.len() - i - 1].clone()
             } else {
                 String::new()
             }
@@ -239,11 +240,9 @@ pub fn query_times(path: &Path, rows: &[super::analysts::QueryRow]) -> anyhow::R
         .map_err(|e| draw_err(&e))?;
     for (i, row) in rows.iter().enumerate() {
         let y = (rows.len() - i - 1) as f64;
-        chart
-            .draw_series([Rectangle::new([(0.0, y + 0.5), (row.analyst.p95_ms, y + 0.85)], COLORS[0].filled())])
-            .map_err(|e| draw_err(&e))?;
+        chart.draw_series([Rectangle::new([(0.0, y), (row.analyst.p95_ms, y + 0.38)], COLORS[0].filled())]).map_err(|e| draw_err(&e))?;
         if let Some(raw) = &row.raw {
-            chart.draw_series([Rectangle::new([(0.0, y + 0.15), (raw.p95_ms, y + 0.5)], COLORS[1].filled())]).map_err(|e| draw_err(&e))?;
+            chart.draw_series([Rectangle::new([(0.0, y - 0.38), (raw.p95_ms, y)], COLORS[1].filled())]).map_err(|e| draw_err(&e))?;
         }
     }
     root.present().map_err(|e| draw_err(&e))?;
