@@ -181,30 +181,6 @@ pub fn surge(dir: &Path, stem: &str, series: &Series) -> anyhow::Result<Vec<Path
     Ok(written)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::loadgen::LoadSecond;
-
-    #[test]
-    fn draws_a_load_as_png_files() {
-        if font().is_err() {
-            eprintln!("no DejaVuSans.ttf here: skipped (deploy/local/install.sh installs fonts-dejavu-core)");
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let seconds: Vec<LoadSecond> = (0..20)
-            .map(|s| LoadSecond { second: s, offered: 100 * u64::from(s % 7), accepted: 90, p50_ms: 1.0 + f64::from(s), p99_ms: 50.0 })
-            .collect();
-        let written = load(dir.path(), "t", &seconds).unwrap();
-        assert_eq!(written, [dir.path().join("t-rate.png"), dir.path().join("t-latency.png")]);
-        for file in written {
-            let png = std::fs::read(file).unwrap();
-            assert!(png.len() > 1_000 && png.starts_with(b"\x89PNG\r\n\x1a\n"));
-        }
-    }
-}
-
 /// `ehac bench analysts`: p95 per query as horizontal bars, the analyst's read beside the same
 /// question of the raw rows.
 pub fn query_times(path: &Path, rows: &[super::analysts::QueryRow]) -> anyhow::Result<()> {
@@ -247,4 +223,28 @@ pub fn query_times(path: &Path, rows: &[super::analysts::QueryRow]) -> anyhow::R
     }
     root.present().map_err(|e| draw_err(&e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loadgen::LoadSecond;
+
+    #[test]
+    fn draws_a_load_as_png_files() {
+        if font().is_err() {
+            eprintln!("no DejaVuSans.ttf here: skipped (deploy/local/install.sh installs fonts-dejavu-core)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let seconds: Vec<LoadSecond> = (0..20)
+            .map(|s| LoadSecond { second: s, offered: 100 * u64::from(s % 7), accepted: 90, p50_ms: 1.0 + f64::from(s), p99_ms: 50.0 })
+            .collect();
+        let written = load(dir.path(), "t", &seconds).unwrap();
+        assert_eq!(written, [dir.path().join("t-rate.png"), dir.path().join("t-latency.png")]);
+        for file in written {
+            let png = std::fs::read(file).unwrap();
+            assert!(png.len() > 1_000 && png.starts_with(b"\x89PNG\r\n\x1a\n"));
+        }
+    }
 }
