@@ -167,13 +167,7 @@ pub async fn run(args: &AnalystsArgs) -> anyhow::Result<Report> {
         let url = stack.clickhouse_url();
         move |query: String| {
             let (client, url) = (client.clone(), url.clone());
-            async move {
-                let response = client.post(&url).body(query.clone()).send().await?;
-                let ok = response.status().is_success();
-                let text = response.text().await?;
-                anyhow::ensure!(ok, "{query}: {text}");
-                anyhow::Ok(text)
-            }
+            async move { answer(client.post(&url).body(query.clone())).await.with_context(|| query) }
         }
     };
     let as_migrator = sql(WarehouseUser::Migrator);
@@ -230,18 +224,9 @@ pub async fn run(args: &AnalystsArgs) -> anyhow::Result<Report> {
         let params = [("param_rounding", "3600"), ("param_seconds", season.as_str()), ("param_from", ""), ("param_to", "")];
         let client = stack.clickhouse_http(WarehouseUser::Analyst);
         let url = stack.clickhouse_url();
-        let analyst = timed(args.runs, || {
-            let request = client.post(&url).query(&params).body(body.clone());
-            async move {
-                let response = request.send().await?;
-                let ok = response.status().is_success();
-                let text = response.text().await?;
-                anyhow::ensure!(ok, "{text}");
-                anyhow::Ok(text)
-            }
-        })
-        .await
-        .with_context(|| format!("chart {title}"))?;
+        let analyst = timed(args.runs, || answer(client.post(&url).query(&params).body(body.clone())))
+            .await
+            .with_context(|| format!("chart {title}"))?;
         let reads = if query.contains("FROM ehac.rejections") { "ehac.rejections" } else { "published views over the rollup" };
         queries.push(QueryRow { name: format!("chart: {title}"), reads, analyst, raw: None });
         phase.set(title.to_owned());
@@ -262,6 +247,15 @@ pub async fn run(args: &AnalystsArgs) -> anyhow::Result<Report> {
         super::plots::query_times(path, &report.queries)?;
     }
     Ok(report)
+}
+
+/// ClickHouse's answer to `request`, or its error.
+async fn answer(request: reqwest::RequestBuilder) -> anyhow::Result<String> {
+    let response = request.send().await?;
+    let ok = response.status().is_success();
+    let text = response.text().await?;
+    anyhow::ensure!(ok, "{text}");
+    Ok(text)
 }
 
 /// One untimed run, then `runs` timed ones: p50 and p95 in milliseconds.
