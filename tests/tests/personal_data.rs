@@ -148,7 +148,14 @@ async fn the_access_matrix_holds_for_every_user_on_real_logins() {
     m.refused(Analyst, "SELECT query FROM system.processes", 497).await;
     m.refused(Analyst, "SELECT query FROM system.query_log", 497).await;
     // Result limits of the analyst profile (100,000 rows), which SET cannot lift.
-    let (ok, answer) = p.sql_as(Analyst, "SELECT number FROM numbers(200000)").await;
+    // (The answer buffered whole, so the overflow is the HTTP error, not a stream cut short.)
+    let response = ehac_devstack::access::http_client(&p.secrets, Analyst)
+        .post(format!("{}/?wait_end_of_query=1", p.clickhouse_url))
+        .body("SELECT number FROM numbers(200000)")
+        .send()
+        .await
+        .unwrap();
+    let (ok, answer) = (response.status().is_success(), response.text().await.unwrap());
     assert!(!ok && answer.contains("Limit for result"), "{answer}");
     // Even the catalogue hides the identity database's tables and columns from the analyst.
     let listed = m.allowed(Analyst, "SELECT count() FROM system.columns WHERE database = 'ehac_pii'").await;
