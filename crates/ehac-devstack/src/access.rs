@@ -433,7 +433,8 @@ mod tests {
         assert!(investigator.contains("<result_overflow_mode>throw</result_overflow_mode>"), "{investigator}");
         assert!(analyst.contains("<query>GRANT ehac_analyst</query>"), "{analyst}");
         // The analyst's limits are the profile's, quotes off.
-        assert!(xml.contains("<ehac_analyst_limits><readonly>1</readonly><max_execution_time>60</max_execution_time>"), "{xml}");
+        assert!(xml.contains("<ehac_analyst_limits><readonly>2</readonly><max_execution_time>60</max_execution_time>"), "{xml}");
+        assert!(xml.contains("<constraints><max_execution_time><readonly/></max_execution_time>"), "{xml}");
         assert!(xml.contains("<result_overflow_mode>throw</result_overflow_mode>"));
         // The password is each user's own, hashed.
         let reconciler_hash = format!("{:x}", Sha256::digest(b"r"));
