@@ -10,7 +10,8 @@
 #   - the systemd units in deploy/hosts (systemd-analyze verify, where systemd is installed);
 #   - deploy/prometheus: promtool check config / check rules / test rules;
 #   - deploy/alertmanager: amtool check-config, and every alert rule's severity routed to its
-#     receiver (page: the pager, ticket: chat).
+#     receiver (page: the pager, ticket: chat);
+#   - deploy/grafana: every dashboard's JSON, datasources and queries (validate_grafana.py).
 # Installs what it needs once under ~/.cache/ehac (helm from the Go module proxy, a Python venv
 # from PyPI, KEDA's module); later runs take a few seconds.
 set -uo pipefail
@@ -239,6 +240,9 @@ else
     }
     check "alertmanager.yml routes every alert: severity page to ehac-pager, ticket to ehac-chat" routed
 fi
+
+# --- Grafana -------------------------------------------------------------------------------
+check "deploy/grafana: dashboards, datasources, every panel's query" python3 "$DEPLOY/validate_grafana.py" "$DEPLOY/grafana"
 
 if [ "$failures" -eq 0 ]; then
     echo "deploy/validate.sh: all checks passed"

@@ -8,6 +8,9 @@ EHAC_INSTALL_TESTS=1 bash deploy/local/install.sh
 # The chaos matrix test runs the services as processes: build their binaries first.
 cargo build --workspace --bins --locked
 bash deploy/validate.sh  # the Helm chart, k8s, hosts and Prometheus files, offline (seconds once its tools are cached)
+# The analysts' Chromium test (tests/tests/personal_data.rs runs web/analysts under Node):
+# playwright-core from its lockfile, cached outside the clone.
+(cd web/analysts && npm ci --cache "$HOME/.cache/ehac/npm" --no-audit --no-fund --loglevel=error)
 cargo test --workspace --locked --no-fail-fast
 # The gate app (web/gate): npm packages from the lockfile, cached outside the clone; the committed
 # bundle (embedded by ehac-gate serve) must be the build of the sources; the shared pass vectors

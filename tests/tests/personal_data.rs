@@ -91,7 +91,7 @@ async fn seed_data(p: &Pipeline) {
 /// The access matrix of `schemas/clickhouse/access.sql`, enforced by the stack's ClickHouse 26.9
 /// on real logins over HTTP: each user with its own password, its grants from the same file.
 /// Codes: 497 ACCESS_DENIED (no grant; checked before readonly), 164 READONLY (the profile's
-/// readonly=1, for SET), 47 unknown identifier (the column is not in the analyst database at all).
+/// readonly, for SET), 452 a constraint of the profile, 47 unknown identifier (the column is not in the analyst database at all).
 #[tokio::test]
 async fn the_access_matrix_holds_for_every_user_on_real_logins() {
     let p = pipeline();
@@ -115,11 +115,15 @@ async fn the_access_matrix_holds_for_every_user_on_real_logins() {
     ] {
         m.refused(Analyst, sql, 497).await;
     }
-    // merge() over the identity database finds no table the analyst may see (636).
+    // merge() over the identity database, or the declarations, finds no table the analyst may
+    // see (636).
     m.refused(Analyst, "SELECT * FROM merge('ehac_pii', '.*')", 636).await;
-    // No identifying column is left in the analyst database.
+    m.refused(Analyst, "SELECT * FROM merge('ehac', '^declarations$')", 636).await;
+    // No identifying column is left in the analyst database (the epidemiologist, who reads its
+    // rows, finds none), and the analyst may not read its rows at all.
     for column in ["nik", "passport_number", "full_name", "date_of_birth", "phone", "email", "seat", "destination_street"] {
-        m.refused(Analyst, &format!("SELECT {column} FROM ehac.declarations"), 47).await;
+        m.refused(Epidemiologist, &format!("SELECT {column} FROM ehac.declarations"), 47).await;
+        m.refused(Analyst, &format!("SELECT {column} FROM ehac.declarations"), 497).await;
     }
     m.refused(Analyst, "SELECT payload FROM ehac.rejections", 47).await;
     // Table functions that would reach around the grants: another server, a URL, a file.
@@ -136,12 +140,22 @@ async fn the_access_matrix_holds_for_every_user_on_real_logins() {
     m.refused(Analyst, "INSERT INTO ehac.verifications (declaration_id) VALUES ('x')", 497).await;
     m.refused(Analyst, "CREATE VIEW ehac.names AS SELECT full_name FROM ehac_pii.identities", 497).await;
     m.refused(Analyst, "CREATE TABLE ehac.copy (a UInt8) ENGINE = Memory", 497).await;
-    m.refused(Analyst, "SET max_result_rows = 0", 164).await;
+    // readonly = 2 (ClickHouse's web pages send settings), the limits constraints (452).
+    m.refused(Analyst, "SET max_result_rows = 0", 452).await;
+    m.refused(Analyst, "SELECT 1 SETTINGS max_execution_time = 0", 452).await;
+    m.refused(Analyst, "SET readonly = 0", 164).await;
     // Other users' query text is not the analyst's to read.
     m.refused(Analyst, "SELECT query FROM system.processes", 497).await;
     m.refused(Analyst, "SELECT query FROM system.query_log", 497).await;
     // Result limits of the analyst profile (100,000 rows), which SET cannot lift.
-    let (ok, answer) = p.sql_as(Analyst, "SELECT number FROM numbers(200000)").await;
+    // (The answer buffered whole, so the overflow is the HTTP error, not a stream cut short.)
+    let response = ehac_devstack::access::http_client(&p.secrets, Analyst)
+        .post(format!("{}/?wait_end_of_query=1", p.clickhouse_url))
+        .body("SELECT number FROM numbers(200000)")
+        .send()
+        .await
+        .unwrap();
+    let (ok, answer) = (response.status().is_success(), response.text().await.unwrap());
     assert!(!ok && answer.contains("Limit for result"), "{answer}");
     // Even the catalogue hides the identity database's tables and columns from the analyst.
     let listed = m.allowed(Analyst, "SELECT count() FROM system.columns WHERE database = 'ehac_pii'").await;
@@ -151,7 +165,62 @@ async fn the_access_matrix_holds_for_every_user_on_real_logins() {
         let (ok, answer) = p.sql_as(Analyst, &analyst_query(sql, DEFAULT_SUPPRESS_BELOW)).await;
         assert!(ok, "{name} as analyst: {answer}");
     }
-    m.allowed(Analyst, "SELECT uniqExact(traveller_key), count() FROM ehac.declarations").await;
+    // The analyst reads the published counts, the k-anonymous microdata and rejection codes...
+    for table in PUBLISHED_TO_ANALYSTS {
+        m.allowed(Analyst, &format!("SELECT * FROM ehac.{table} LIMIT 5")).await;
+    }
+    m.allowed(Analyst, "SELECT error_codes, error_fields, rejected_at FROM ehac.rejections LIMIT 5").await;
+    // ...and nothing row by row that could single a traveller out: not the declarations (their
+    // traveller key least of all), not the rollup's raw counts, not which declaration was
+    // rejected or verified.
+    for sql in [
+        "SELECT uniqExact(traveller_key), count() FROM ehac.declarations",
+        "SELECT count() FROM ehac.declarations",
+        "SELECT arrival_port, age_years, home_district_code, flight_number FROM ehac.declarations",
+        "SELECT sum(declarations) FROM ehac.arrival_counts",
+        "SELECT * FROM ehac.declaration_verification",
+        "SELECT count() FROM ehac.verifications",
+        "SELECT count() FROM ehac.declaration_positions",
+        "SELECT declaration_id FROM ehac.rejections",
+        "SELECT client_id FROM ehac.rejections",
+        "SELECT m.triage FROM ehac.arrivals_microdata AS m ANY INNER JOIN ehac.declarations AS d USING (arrival_port)",
+    ] {
+        m.refused(Analyst, sql, 497).await;
+    }
+
+    // epidemiologist: the analyst database row by row (pseudonymised), read-only, no identity,
+    // and every query kept in the query log, which it cannot turn off.
+    m.allowed(Epidemiologist, "SELECT uniqExact(traveller_key), count() FROM ehac.declarations").await;
+    m.allowed(Epidemiologist, "SELECT sum(declarations) FROM ehac.arrival_counts").await;
+    m.allowed(Epidemiologist, "SELECT count() FROM ehac.arrivals_microdata").await;
+    for sql in [
+        "SELECT nik FROM ehac_pii.identities",
+        "SELECT count() FROM ehac_pii.identities",
+        "SELECT * FROM ehac_pii.rejected_payloads",
+        "INSERT INTO ehac.verifications (declaration_id) VALUES ('x')",
+        "DROP TABLE ehac.declarations",
+        "SELECT query FROM system.query_log",
+    ] {
+        m.refused(Epidemiologist, sql, 497).await;
+    }
+    m.refused(Epidemiologist, "SET log_queries = 0", 164).await;
+    for user in [Epidemiologist, Investigator] {
+        let marker = unique_client("audited-read");
+        m.allowed(user, &format!("SELECT count() FROM ehac.declarations WHERE client_id != '{marker}'")).await;
+        let logged = format!(
+            "SELECT count() FROM system.query_log WHERE user = '{}' AND type = 'QueryFinish' AND query LIKE '%{marker}%' AND query NOT LIKE '%system.query_log%'",
+            user.name()
+        );
+        let mut found = String::new();
+        for _ in 0..120 {
+            found = m.allowed(Migrator, &logged).await;
+            if found.trim() == "1" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert_eq!(found.trim(), "1", "{}'s query is not in system.query_log", user.name());
+    }
 
     // investigator: both databases, read-only.
     let rows = m.allowed(Investigator, "SELECT count() FROM ehac_pii.identities WHERE full_name != '' AND phone != ''").await;
@@ -229,6 +298,18 @@ async fn the_access_matrix_holds_for_every_user_on_real_logins() {
     println!("access matrix: {} checks held", m.checked);
 }
 
+/// What the analyst may read of the analyst database, besides rejection codes.
+const PUBLISHED_TO_ANALYSTS: [&str; 8] = [
+    "published_arrivals_by_port_day",
+    "published_arrivals_by_hour",
+    "published_triage_by_port",
+    "published_arrivals_by_home_province",
+    "published_arrivals_by_departure_country",
+    "published_arrivals_by_channel",
+    "published_verification_by_status",
+    "arrivals_microdata",
+];
+
 /// The access matrix's checks, every broken one kept so that a run shows them all.
 struct Matrix<'a> {
     p: &'a Pipeline,
@@ -261,7 +342,9 @@ async fn small_counts_are_suppressed_in_the_published_tables() {
     let _serial = SERIAL.lock().await;
     seed_data(p).await;
     let (a, b) = trips();
-    let by_port = ANALYST_QUERIES.iter().find(|(name, _)| *name == "arrivals_by_port").unwrap().1;
+    // The whole table, not only its top ten: other tests of this binary add busier days.
+    let by_port = ANALYST_QUERIES.iter().find(|(name, _)| *name == "arrivals_by_port").unwrap().1.replace("\nLIMIT 10", "");
+    let by_port = by_port.as_str();
 
     // arrival_port, port_name, arrival_date, travellers, international, suppressed_cells
     let rows = |answer: String| -> Vec<Vec<String>> { answer.lines().map(|l| l.split('\t').map(str::to_owned).collect()).collect() };
@@ -283,10 +366,136 @@ async fn small_counts_are_suppressed_in_the_published_tables() {
         }
     }
 
-    // The threshold is configurable: at 2, trip B's 3 travellers are published.
+    // The threshold can be raised, never lowered below the published views' 11: at 2, trip B's
+    // 3 travellers stay NULL; at 1000, trip A's cell is NULL too.
     let published = rows(allowed(p, WarehouseUser::Analyst, &analyst_query(by_port, 2)).await);
     let small = published.iter().find(|r| r[0] == b.trip.arrival_port).unwrap();
-    assert_eq!(small[3], "3", "{small:?}");
+    assert_eq!(small[3], "\\N", "{small:?}");
+    let published = rows(allowed(p, WarehouseUser::Analyst, &analyst_query(by_port, 1000)).await);
+    let big = published.iter().find(|r| r[0] == a.trip.arrival_port).unwrap();
+    assert_eq!((big[3].as_str(), big[5].parse::<u32>().unwrap() >= 1), ("\\N", true), "{big:?}");
+}
+
+/// The quasi-identifiers of `ehac.arrivals_microdata`: what someone who knows a traveller could
+/// know of her trip. Every other column of the view is an attribute (`MICRODATA_ATTRIBUTES`).
+const QUASI_IDENTIFIERS: &str = "arrival_date, arrival_port, domestic, citizen, home_province, age_band, sex";
+const MICRODATA_ATTRIBUTES: &str =
+    "fever, cough, shortness_of_breath, contact_with_case, vaccination_doses, test_kind, test_result, triage, verification_status";
+
+/// Rows of `table` whose quasi-identifier combination is held by fewer than 11 rows.
+fn rows_in_small_groups(table: &str) -> String {
+    format!(
+        "SELECT ifNull(sum(n), 0) FROM (SELECT count() AS n FROM {table} GROUP BY {QUASI_IDENTIFIERS} HAVING n < {DEFAULT_SUPPRESS_BELOW})"
+    )
+}
+
+/// `n` sample citizens who share `template`'s district, birth date and sex (their NIKs differ
+/// only in the serial), on `trip`'s flight: one quasi-identifier group of `n` travellers.
+fn a_crowd(template: &DeclarationForm, trip: &DeclarationForm, n: u32) -> Vec<DeclarationForm> {
+    let nik = template.traveller.nik.clone().expect("a citizen");
+    (1..=n)
+        .map(|serial| {
+            let mut form = template.clone();
+            form.traveller.nik = Some(format!("{}{:04}", &nik[..12], 9000 + serial));
+            form.traveller.full_name = format!("{} {serial}", form.traveller.full_name);
+            form.trip = trip.trip.clone();
+            form.submitted_at = trip.submitted_at.clone();
+            form
+        })
+        .collect()
+}
+
+/// The analyst's microdata cannot single a traveller out: as the analyst, no row of
+/// `ehac.arrivals_microdata` has a quasi-identifier combination held by fewer than 11
+/// declarations, after an ordinary load and after one built to break it (a crowd of 15 alike
+/// at a busy port beside a very old traveller and a rare nationality at a small airport),
+/// while the same grouping of the raw rows (the epidemiologist's) is full of such rows.
+#[tokio::test]
+async fn no_quasi_identifier_group_of_the_analysts_microdata_holds_fewer_than_eleven() {
+    let p = pipeline();
+    let _serial = SERIAL.lock().await;
+    seed_data(p).await;
+    use WarehouseUser::{Analyst, Epidemiologist};
+    let raw = format!("SELECT {QUASI_IDENTIFIERS} FROM (SELECT *, nationality = 'IDN' AS citizen FROM ehac.declarations)");
+    let count = |answer: String| answer.trim().parse::<u64>().unwrap_or_else(|_| panic!("a count: {answer}"));
+
+    // The view's columns are the quasi-identifiers and the attributes, nothing else.
+    let columns =
+        allowed(p, Analyst, "SELECT name FROM system.columns WHERE database = 'ehac' AND table = 'arrivals_microdata' ORDER BY position")
+            .await;
+    let expected: Vec<&str> = QUASI_IDENTIFIERS.split(", ").chain(MICRODATA_ATTRIBUTES.split(", ")).collect();
+    assert_eq!(columns.lines().collect::<Vec<_>>(), expected);
+
+    // An ordinary load: sample declarations over the generator's ports and days.
+    let client = unique_client("k-anon-ordinary");
+    let ids = post_all(p, &declarations(300, &client, Flaw::None, 61)).await;
+    wait_stored(p, &ids).await;
+    let exposed = count(allowed(p, Epidemiologist, &rows_in_small_groups(&format!("({raw})"))).await);
+    assert!(exposed >= 250, "the raw rows single travellers out ({exposed} in groups under 11): the check below means something");
+    assert_eq!(count(allowed(p, Analyst, &rows_in_small_groups("ehac.arrivals_microdata")).await), 0, "after an ordinary load");
+
+    // A load built to break it. A crowd of 15 alike on trip A, which the view must publish; a
+    // traveller of 101 and a rare nationality on a trip to a small airport, and the crowd's
+    // twin of the other sex on trip A, which it must not.
+    let (a, _) = trips();
+    let forms = declarations(100, &unique_client("k-anon-skew"), Flaw::None, 62);
+    let citizen = forms.iter().find(|f| f.traveller.nik.is_some()).unwrap().clone();
+    let crowd = a_crowd(&citizen, &a, 15);
+    let mut small_airport = forms.iter().find(|f| f.trip.arrival_port != "LBJ" && f.trip.departure_port != "LBJ").unwrap().clone();
+    small_airport.trip.arrival_port = "LBJ".to_owned();
+    let mut very_old = small_airport.clone();
+    very_old.traveller = citizen.traveller.clone();
+    let nik = citizen.traveller.nik.clone().unwrap();
+    very_old.traveller.date_of_birth = format!("1925{}", &citizen.traveller.date_of_birth[4..]);
+    very_old.traveller.nik = Some(format!("{}25{}", &nik[..10], &nik[12..]));
+    let mut rare = small_airport.clone();
+    rare.traveller = forms.iter().find(|f| f.traveller.passport_number.is_some()).unwrap().traveller.clone();
+    rare.traveller.nationality = Some("ISL".to_owned());
+    rare.traveller.passport_mrz = None;
+    let mut twin = a_crowd(&citizen, &a, 1).remove(0);
+    let other_sex = match twin.traveller.sex {
+        Some(ehac_domain::form::Sex::Female) => ehac_domain::form::Sex::Male,
+        _ => ehac_domain::form::Sex::Female,
+    };
+    let day: u32 = nik[6..8].parse().unwrap();
+    let twin_day = if day > 40 { day - 40 } else { day + 40 };
+    twin.traveller.sex = Some(other_sex);
+    twin.traveller.nik = Some(format!("{}{twin_day:02}{}", &nik[..6], &nik[8..]));
+    let skew: Vec<DeclarationForm> = crowd.iter().cloned().chain([very_old, rare, twin]).collect();
+    let ids = post_all(p, &skew).await;
+    wait_stored(p, &ids).await;
+
+    let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
+    let skewed_groups = allowed(
+        p,
+        Epidemiologist,
+        &format!("SELECT count() FROM ({raw} WHERE declaration_id IN ({list})) GROUP BY {QUASI_IDENTIFIERS} ORDER BY count()"),
+    )
+    .await;
+    assert_eq!(skewed_groups.split_whitespace().collect::<Vec<_>>(), ["1", "1", "1", "15"], "the skew is stored as built");
+    assert_eq!(count(allowed(p, Analyst, &rows_in_small_groups("ehac.arrivals_microdata")).await), 0, "after a skewed load");
+    let at_small_airport = count(allowed(p, Analyst, "SELECT count() FROM ehac.arrivals_microdata WHERE arrival_port = 'LBJ'").await);
+    assert_eq!(at_small_airport, 0, "the very old traveller and the rare nationality are not published");
+    let crowd_group = allowed(
+        p,
+        Epidemiologist,
+        &format!("SELECT home_province, age_band, sex FROM ehac.declarations WHERE declaration_id = '{}' FORMAT TSV", ids[0]),
+    )
+    .await;
+    let [province, band, sex] = <[&str; 3]>::try_from(crowd_group.trim().split('\t').collect::<Vec<_>>()).unwrap();
+    let crowd_published = count(
+        allowed(
+            p,
+            Analyst,
+            &format!(
+                "SELECT count() FROM ehac.arrivals_microdata WHERE arrival_port = '{}' AND citizen = 1 AND home_province = '{province}' AND age_band = '{band}' AND sex = '{sex}'",
+                a.trip.arrival_port
+            ),
+        )
+        .await,
+    );
+    assert!(crowd_published >= 15, "the crowd of 15 is published ({crowd_published} rows)");
+    println!("k-anonymity: {exposed} raw rows in quasi-identifier groups under 11 (as the epidemiologist), 0 in the analyst's microdata; {crowd_published} crowd rows published");
 }
 
 #[tokio::test]
@@ -314,7 +523,7 @@ async fn one_traveller_has_one_key_across_trips_and_another_pepper_gives_another
     let key_of = |id: &str| format!("SELECT DISTINCT traveller_key, pepper_version FROM ehac.declarations WHERE declaration_id = '{id}'");
     let mut keys = Vec::new();
     for id in &ids {
-        keys.push(allowed(p, WarehouseUser::Analyst, &key_of(id)).await.trim().to_owned());
+        keys.push(allowed(p, WarehouseUser::Epidemiologist, &key_of(id)).await.trim().to_owned());
     }
     assert_eq!(keys[0], keys[1], "one citizen on two trips: one key");
     assert_eq!(keys[2], keys[3], "one foreigner on two trips: one key");
@@ -335,23 +544,26 @@ async fn one_traveller_has_one_key_across_trips_and_another_pepper_gives_another
     // Another pepper: another key for the same NIK (no link across peppers, nor without one).
     let other = Pepper::new(2, b"a different pepper of thirty-two bytes or more").unwrap();
     assert_ne!(other.traveller_key(&TravellerIdentity::citizen(&nik)), expected);
-    // Analysts count travellers, not trips.
+    // Epidemiologists count travellers, not trips.
     let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
     let counted = allowed(
         p,
-        WarehouseUser::Analyst,
+        WarehouseUser::Epidemiologist,
         &format!("SELECT count(), uniqExact(traveller_key) FROM ehac.declarations WHERE declaration_id IN ({list})"),
     )
     .await;
     assert_eq!(counted.trim(), "4\t2");
 
     // `ehac lookup` finds the citizen's two trips by NIK, as investigator, and not as analyst.
+    let case = unique_client("case");
     let lookup = |user| ehac_cli::lookup::LookupArgs {
         clickhouse: p.clickhouse_as(user),
         pepper: p.pepper.clone(),
         nik: Some(nik.clone()),
         passport: None,
         nationality: None,
+        investigator: "Dr. Ratna Sari".to_owned(),
+        case_reference: case.clone(),
     };
     let found = ehac_cli::lookup::lookup(&lookup(WarehouseUser::Investigator)).await.unwrap();
     let found_ids: BTreeSet<&str> = found.iter().map(|d| d.declaration_id.as_str()).collect();
@@ -359,6 +571,43 @@ async fn one_traveller_has_one_key_across_trips_and_another_pepper_gives_another
     assert!(found.iter().all(|d| d.full_name == forms[0].traveller.full_name && d.arrival_port == a.trip.arrival_port), "{found:?}");
     let denied = ehac_cli::lookup::lookup(&lookup(WarehouseUser::Analyst)).await.unwrap_err();
     assert!(format!("{denied:#}").contains("Code: 497"), "{denied:#}");
+    // The lookup left its audit row: who, which case, which traveller, how many came back.
+    let audit = format!(
+        "SELECT investigator, clickhouse_user, traveller_key, pepper_version, declarations_returned, read_at > now() - 600 FROM ehac_pii.identity_reads WHERE case_reference = '{case}'"
+    );
+    assert_eq!(p.sql(&audit).await.trim(), format!("Dr. Ratna Sari\tinvestigator\t{expected}\t1\t2\t1"));
+    // A lookup without an investigator's name or a case reference is refused before any read.
+    for (investigator, case_reference) in [("", case.as_str()), ("Dr. Ratna Sari", " ")] {
+        let unnamed = ehac_cli::lookup::LookupArgs {
+            investigator: investigator.to_owned(),
+            case_reference: case_reference.to_owned(),
+            ..lookup(WarehouseUser::Investigator)
+        };
+        let refused = ehac_cli::lookup::lookup(&unnamed).await.unwrap_err();
+        assert!(format!("{refused:#}").contains("every read of identity is audited"), "{refused:#}");
+    }
+    assert_eq!(p.sql(&format!("SELECT count() FROM ehac_pii.identity_reads WHERE case_reference = '{case}'")).await.trim(), "1");
+    // The audit is append-only for investigators: no rewriting, deleting or dropping it.
+    for sql in [
+        format!("ALTER TABLE ehac_pii.identity_reads UPDATE investigator = 'nobody' WHERE case_reference = '{case}'"),
+        format!("ALTER TABLE ehac_pii.identity_reads DELETE WHERE case_reference = '{case}'"),
+        format!("DELETE FROM ehac_pii.identity_reads WHERE case_reference = '{case}'"),
+        "ALTER TABLE ehac_pii.identity_reads DROP PARTITION tuple()".to_owned(),
+        "ALTER TABLE ehac_pii.identity_reads DROP COLUMN investigator".to_owned(),
+        "TRUNCATE TABLE ehac_pii.identity_reads".to_owned(),
+        "DROP TABLE ehac_pii.identity_reads".to_owned(),
+        "RENAME TABLE ehac_pii.identity_reads TO ehac_pii.gone".to_owned(),
+        "INSERT INTO ehac_pii.identities (declaration_id) VALUES ('x')".to_owned(),
+    ] {
+        let (ok, answer) = p.sql_as(WarehouseUser::Investigator, &sql).await;
+        assert!(!ok && code(&answer) == Some(497), "the investigator must be refused: {sql}\n{answer}");
+    }
+    // Nor lift its limits or its query log.
+    for sql in ["SET log_queries = 0", "SELECT 1 SETTINGS log_queries = 0", "SELECT 1 SETTINGS max_result_rows = 0"] {
+        let (ok, answer) = p.sql_as(WarehouseUser::Investigator, sql).await;
+        assert!(!ok && answer.contains("SETTING_CONSTRAINT_VIOLATION"), "{sql}: {answer}");
+    }
+    assert_eq!(p.sql(&format!("SELECT count() FROM ehac_pii.identity_reads WHERE case_reference = '{case}'")).await.trim(), "1");
     // By passport and nationality.
     let traveller = &forms[2].traveller;
     let by_passport = ehac_cli::lookup::LookupArgs {
@@ -372,6 +621,97 @@ async fn one_traveller_has_one_key_across_trips_and_another_pepper_gives_another
         found.iter().map(|d| d.declaration_id.as_str()).collect::<BTreeSet<_>>(),
         BTreeSet::from([ids[2].as_str(), ids[3].as_str()])
     );
+}
+
+/// Runs `sql` as the analyst with query parameters (`param_<name>` in the URL, as ClickHouse's
+/// /dashboard page sends them): its TabSeparated rows.
+async fn rows_as_analyst_with(p: &Pipeline, sql: &str, params: &[(&str, &str)]) -> Vec<Vec<String>> {
+    let response = ehac_devstack::access::http_client(&p.secrets, WarehouseUser::Analyst)
+        .post(&p.clickhouse_url)
+        .query(&params.iter().map(|(k, v)| (format!("param_{k}"), *v)).collect::<Vec<_>>())
+        .body(format!("{sql}\nFORMAT TabSeparated"))
+        .send()
+        .await
+        .unwrap();
+    let ok = response.status().is_success();
+    let answer = response.text().await.unwrap();
+    assert!(ok, "as analyst: {sql}\n{answer}");
+    answer.lines().map(|l| l.split('\t').map(str::to_owned).collect()).collect()
+}
+
+/// The analysts' two dashboards, as the analyst after a small load: every chart of ClickHouse's
+/// own /dashboard (the rows of `ehac.dashboards`, with the page's parameters) and every panel of
+/// the Grafana dashboard (its SQL with the ClickHouse plugin's macros expanded) runs, the two
+/// have the same charts, and the arrivals chart has data.
+#[tokio::test]
+async fn the_analysts_dashboards_run_as_the_analyst_and_draw_data() {
+    let p = pipeline();
+    let _serial = SERIAL.lock().await;
+    seed_data(p).await;
+    let two_days = (2 * 86_400).to_string();
+    let charts = rows_as_analyst_with(p, "SELECT title, query FROM ehac.dashboards WHERE dashboard = 'e-HAC' ORDER BY title", &[]).await;
+    assert_eq!(charts.len(), 7, "{charts:?}");
+    let params = [("rounding", "60"), ("seconds", two_days.as_str()), ("from", ""), ("to", "")];
+    let mut drawn = Vec::new();
+    for chart in &charts {
+        let (title, query) = (&chart[0], chart[1].replace("\\n", "\n").replace("\\'", "'"));
+        let rows = rows_as_analyst_with(p, &query, &params).await;
+        assert!(rows.iter().all(|r| r.len() == 3), "{title}: time, series, value: {rows:?}");
+        drawn.push((title.clone(), rows.iter().filter(|r| r[2] != "\\N").count()));
+    }
+    let arrivals = drawn.iter().find(|(title, _)| title == "Arrivals per hour by airport").unwrap();
+    assert!(arrivals.1 >= 1, "the arrivals chart has data: {drawn:?}");
+
+    let grafana: serde_json::Value =
+        serde_json::from_str(include_str!("../../deploy/grafana/ehac-analysts.json")).expect("the Grafana dashboard is JSON");
+    let now = chrono::Utc::now().timestamp();
+    let (from, to) = (format!("toDateTime({})", now - 2 * 86_400), format!("toDateTime({})", now + 2 * 86_400));
+    let mut titles = Vec::new();
+    for panel in grafana["panels"].as_array().unwrap() {
+        assert_eq!(panel["datasource"]["type"], "grafana-clickhouse-datasource");
+        let title = panel["title"].as_str().unwrap();
+        for target in panel["targets"].as_array().unwrap() {
+            let sql =
+                target["rawSql"].as_str().unwrap().replace("$__fromTime", &from).replace("$__toTime", &to).replace("$__interval_s", "3600");
+            let rows = rows_as_analyst_with(p, &sql, &[]).await;
+            if title == "Arrivals per hour by airport" {
+                assert!(rows.iter().any(|r| r[2] != "\\N"), "Grafana's arrivals panel has data: {rows:?}");
+            }
+        }
+        titles.push(title.to_owned());
+    }
+    titles.sort();
+    assert_eq!(titles, charts.iter().map(|c| c[0].clone()).collect::<Vec<_>>(), "the same charts in Grafana and in /dashboard");
+    println!("dashboard charts with data points: {drawn:?}");
+}
+
+/// The analysts' dashboard and /play in Debian's Chromium (web/analysts/test/dashboard.test.mjs,
+/// playwright-core), against this pipeline's ClickHouse after its small load: the charts draw
+/// data as the analyst, and /play shows the access error for identity. With
+/// EHAC_UPDATE_SCREENSHOTS set it saves the dashboard to docs/analysts-dashboard.png.
+#[tokio::test]
+async fn the_analysts_dashboard_and_play_work_in_chromium() {
+    let p = pipeline();
+    let _serial = SERIAL.lock().await;
+    seed_data(p).await;
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let web = repo.join("web/analysts");
+    assert!(
+        web.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: npm ci in web/analysts (deploy/local/test.sh does)"
+    );
+    let mut node = std::process::Command::new("node");
+    node.current_dir(&web)
+        .args(["--test", "test/dashboard.test.mjs"])
+        .env("EHAC_CLICKHOUSE_URL", &p.clickhouse_url)
+        .env("EHAC_ANALYST_PASSWORD", p.secrets.password(WarehouseUser::Analyst));
+    if std::env::var_os("EHAC_UPDATE_SCREENSHOTS").is_some() {
+        node.env("EHAC_SCREENSHOT", repo.join("docs/analysts-dashboard.png"));
+    }
+    let out = node.output().expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(out.status.success() && stdout.contains("# pass 2"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Every text in ClickHouse's two databases, as the migrator sees it.

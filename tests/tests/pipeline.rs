@@ -306,26 +306,38 @@ async fn a_retried_insert_whose_answer_was_lost_is_dropped_by_clickhouse() {
     let direct = ehac_sink::Warehouse::new(&writer);
     // A partition no topic of the pipeline has, so only this test's rows are counted.
     let partition = 9_000 + (std::process::id() % 900) as i32;
+    // A home province of their own, so the rollup's counts of these rows are told apart.
+    let province = ehac_tests::unique_client("retried-insert-province");
+    let records = ehac_tests::enriched_declarations(40, "retried-insert");
     let batch_of = |stamp: u32| {
         let mut batch = ehac_sink::Batch::new(stamp);
-        for (i, record) in ehac_tests::enriched_declarations(40, "retried-insert").into_iter().enumerate() {
+        for (i, mut record) in records.clone().into_iter().enumerate() {
+            record.enrichment.home_province = province.clone();
             batch.push_declaration(record, 500 + i as i64);
         }
         batch
     };
+    // The rows, their identities, and what the rollup counted of them (ClickHouse writes it
+    // from the same INSERT as the rows).
     let counted = format!(
         "SELECT (SELECT count() FROM ehac.declarations WHERE kafka_partition = {partition}), \
-                (SELECT count() FROM ehac_pii.identities WHERE kafka_partition = {partition})"
+                (SELECT count() FROM ehac_pii.identities WHERE kafka_partition = {partition}), \
+                (SELECT sum(declarations) FROM ehac.arrival_counts WHERE home_province = '{province}')"
     );
     let batch = batch_of(1_800_000_000);
     let lost = batch.insert(&lossy, partition).await;
     assert!(lost.is_err() && proxy.lost_one(), "the first answer was lost: {lost:?}");
-    assert_eq!(p.sql(&counted).await.trim(), "0\t40", "the identity rows landed although the sink never heard so");
+    assert_eq!(p.sql(&counted).await.trim(), "0\t40\t0", "the identity rows landed although the sink never heard so");
 
     // The sink's retry: the same batch again, now answered. Its identity rows are dropped.
     batch.insert(&direct, partition).await.expect("the retry is answered");
-    assert_eq!(p.sql(&counted).await.trim(), "40\t40", "each row once");
-    // The same records from the same positions in a batch stamped later (other bytes): dropped too.
+    assert_eq!(p.sql(&counted).await.trim(), "40\t40\t40", "each row once, counted once");
+    // The same records from the same positions in a batch stamped later (other bytes), as a
+    // replay after a restart would send them: dropped too, and not counted again.
     batch_of(1_800_000_060).insert(&direct, partition).await.expect("answered");
-    assert_eq!(p.sql(&counted).await.trim(), "40\t40", "each row once, whatever the bytes");
+    assert_eq!(p.sql(&counted).await.trim(), "40\t40\t40", "each row once, whatever the bytes, counted once");
+    // The rollup's sum is the rows' own count after its parts merge, too.
+    let (merged, answer) = p.sql_as(ehac_devstack::WarehouseUser::Migrator, "OPTIMIZE TABLE ehac.arrival_counts FINAL").await;
+    assert!(merged, "{answer}");
+    assert_eq!(p.sql(&counted).await.trim(), "40\t40\t40");
 }

@@ -87,7 +87,7 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
             println!("export EHAC_KAFKA_BROKERS={} EHAC_CLICKHOUSE_URL={}", state.kafka_brokers, state.clickhouse_url);
             // The secrets stay in their 0600 files; this says where, never what.
             println!(
-                "ClickHouse users analyst, investigator, writer, reconciler, migrator: passwords in {}; the enricher's pepper: EHAC_PEPPER_FILE={}",
+                "ClickHouse users analyst, epidemiologist, investigator, writer, reconciler, migrator: passwords in {}; the enricher's pepper: EHAC_PEPPER_FILE={}",
                 stack.options.dir.join("secrets.json").display(),
                 stack.options.dir.join("pepper").display()
             );

@@ -4,6 +4,10 @@
 //! into SQL: any ClickHouse user can read running queries in `system.processes` (and the query
 //! log, where it is on), so a NIK typed into a query would be seen by analysts too. Runs as the
 //! `investigator` user, the one that may read the identity database.
+//!
+//! Every lookup is accounted for: it names the investigator and the case, and writes a row to
+//! `ehac_pii.identity_reads` (who, case, traveller key, how many declarations came back) before
+//! it returns anything; if that row cannot be written, nothing is shown.
 
 use anyhow::Context;
 use clickhouse::Row;
@@ -29,6 +33,23 @@ pub struct LookupArgs {
     /// ISO 3166-1 alpha-3 nationality of the passport.
     #[arg(long)]
     pub nationality: Option<String>,
+    /// The investigator's own name, kept in the audit of identity reads.
+    #[arg(long, env = "EHAC_INVESTIGATOR")]
+    pub investigator: String,
+    /// The case the lookup is for (e.g. the contact-tracing case number), kept in the audit.
+    #[arg(long = "case", env = "EHAC_CASE_REFERENCE")]
+    pub case_reference: String,
+}
+
+/// One read of identity, as `ehac_pii.identity_reads` keeps it.
+#[derive(Debug, Row, Serialize)]
+struct IdentityRead<'a> {
+    investigator: &'a str,
+    case_reference: &'a str,
+    clickhouse_user: &'a str,
+    traveller_key: &'a str,
+    pepper_version: u32,
+    declarations_returned: u32,
 }
 
 /// One declaration of the traveller, as an investigator sees it.
@@ -60,8 +81,14 @@ impl LookupArgs {
     }
 }
 
-/// The traveller's declarations under the given pepper version, oldest arrival first.
+/// The traveller's declarations under the given pepper version, oldest arrival first, once the
+/// read is in the audit. Refused without an investigator's name and a case reference.
 pub async fn lookup(args: &LookupArgs) -> anyhow::Result<Vec<TravellerDeclaration>> {
+    let (investigator, case_reference) = (args.investigator.trim(), args.case_reference.trim());
+    anyhow::ensure!(
+        !investigator.is_empty() && !case_reference.is_empty(),
+        "a lookup needs the investigator's name (--investigator) and a case reference (--case): every read of identity is audited"
+    );
     let pepper = args.pepper.pepper()?;
     let key = pepper.traveller_key(&args.identity());
     let sql = "SELECT declaration_id, traveller_key, full_name, date_of_birth, phone, ifNull(email, '') AS email, ifNull(seat, '') AS seat,
@@ -72,5 +99,23 @@ pub async fn lookup(args: &LookupArgs) -> anyhow::Result<Vec<TravellerDeclaratio
                USING (declaration_id)
                ORDER BY arrival_at, declaration_id";
     let client = ehac_stream::warehouse::client(&args.clickhouse);
-    client.query(sql).bind(&key).bind(pepper.version()).bind(&key).fetch_all().await.context("looking the traveller up")
+    let found: Vec<TravellerDeclaration> =
+        client.query(sql).bind(&key).bind(pepper.version()).bind(&key).fetch_all().await.context("looking the traveller up")?;
+    let read = IdentityRead {
+        investigator,
+        case_reference,
+        clickhouse_user: &args.clickhouse.clickhouse_user,
+        traveller_key: &key,
+        pepper_version: pepper.version(),
+        declarations_returned: found.len() as u32,
+    };
+    let table = ehac_stream::warehouse::write_table(args.clickhouse.clickhouse_cluster.as_deref(), "identity_reads");
+    // Synchronous: the row is stored when the insert answers.
+    let features = ehac_stream::warehouse::ServerFeatures::detect(&client).await.context("auditing the lookup")?;
+    let client = client.with_database(ehac_stream::warehouse::PII_DATABASE);
+    let client = if features.async_insert { client.with_setting("async_insert", "0") } else { client };
+    let mut insert = client.insert::<IdentityRead>(&table).await.context("auditing the lookup")?;
+    insert.write(&read).await.context("auditing the lookup")?;
+    insert.end().await.context("auditing the lookup: nothing is shown without its audit row")?;
+    Ok(found)
 }

@@ -21,8 +21,11 @@ use sha2::{Digest, Sha256};
 /// password nobody is given, so it cannot be used by accident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WarehouseUser {
-    /// Reads the analyst database `ehac` only (readonly, quotas, result and time limits).
+    /// Reads the published counts and the k-anonymous microdata of `ehac` (readonly, quotas,
+    /// result and time limits); on 18.16 the whole database.
     Analyst,
+    /// Reads `ehac` row by row (pseudonymised, no identity), every query kept in the query log.
+    Epidemiologist,
     /// Reads `ehac` and the identity database `ehac_pii` (contact tracing, DLQ replay).
     Investigator,
     /// The sink and `ehac reconcile`: inserts into both databases, no DDL. (On 18.16 it can
@@ -38,8 +41,9 @@ pub enum WarehouseUser {
 }
 
 impl WarehouseUser {
-    pub const ALL: [WarehouseUser; 6] = [
+    pub const ALL: [WarehouseUser; 7] = [
         WarehouseUser::Analyst,
+        WarehouseUser::Epidemiologist,
         WarehouseUser::Investigator,
         WarehouseUser::Writer,
         WarehouseUser::Migrator,
@@ -50,6 +54,7 @@ impl WarehouseUser {
     pub fn name(self) -> &'static str {
         match self {
             WarehouseUser::Analyst => "analyst",
+            WarehouseUser::Epidemiologist => "epidemiologist",
             WarehouseUser::Investigator => "investigator",
             WarehouseUser::Writer => "writer",
             WarehouseUser::Migrator => "migrator",
@@ -63,6 +68,9 @@ impl WarehouseUser {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct StackSecrets {
     pub analyst: String,
+    /// Absent from the secrets of a stack made before epidemiologists had a user of their own.
+    #[serde(default = "new_password")]
+    pub epidemiologist: String,
     pub investigator: String,
     pub writer: String,
     pub migrator: String,
@@ -111,6 +119,7 @@ impl StackSecrets {
         }
         let secrets = StackSecrets {
             analyst: random_hex(1),
+            epidemiologist: random_hex(1),
             investigator: random_hex(1),
             writer: random_hex(1),
             migrator: random_hex(1),
@@ -128,6 +137,7 @@ impl StackSecrets {
     pub(crate) fn for_tests() -> StackSecrets {
         StackSecrets {
             analyst: "a".into(),
+            epidemiologist: "e".into(),
             investigator: "i".into(),
             writer: "w".into(),
             migrator: "m".into(),
@@ -139,6 +149,7 @@ impl StackSecrets {
     pub fn password(&self, user: WarehouseUser) -> &str {
         match user {
             WarehouseUser::Analyst => &self.analyst,
+            WarehouseUser::Epidemiologist => &self.epidemiologist,
             WarehouseUser::Investigator => &self.investigator,
             WarehouseUser::Writer => &self.writer,
             WarehouseUser::Migrator => &self.migrator,
@@ -160,8 +171,14 @@ impl StackSecrets {
         let plan = AccessPlan::parse(ehac_stream::warehouse::ACCESS_SQL)?;
         let mut x = String::from("<clickhouse>\n  <profiles>\n    <default/>\n");
         for (name, settings) in &plan.profiles {
-            let settings: String = settings.iter().map(|(k, v)| format!("<{k}>{}</{k}>", xml_escape(v))).collect();
-            x.push_str(&format!("    <{name}>{settings}</{name}>\n"));
+            let values: String = settings.iter().map(|(k, v)| format!("<{k}>{}</{k}>", xml_escape(v))).collect();
+            let constant: Vec<&str> = plan.constant_settings.iter().filter(|(p, _)| p == name).map(|(_, k)| k.as_str()).collect();
+            let constraints = if constant.is_empty() {
+                String::new()
+            } else {
+                format!("<constraints>{}</constraints>", constant.iter().map(|k| format!("<{k}><readonly/></{k}>")).collect::<String>())
+            };
+            x.push_str(&format!("    <{name}>{values}{constraints}</{name}>\n"));
         }
         x.push_str("  </profiles>\n  <quotas>\n    <default/>\n");
         for (name, limits) in &plan.quotas {
@@ -217,6 +234,7 @@ impl StackSecrets {
             user(WarehouseUser::Writer, "writer", "default", &["ehac", "ehac_pii"]),
             user(WarehouseUser::Reconciler, "writer", "default", &["ehac", "ehac_pii"]),
             user(WarehouseUser::Analyst, "analyst", "analyst", &["ehac"]),
+            user(WarehouseUser::Epidemiologist, "epidemiologist", "investigator", &["ehac"]),
             user(WarehouseUser::Investigator, "investigator", "investigator", &["ehac", "ehac_pii"]),
         ]
         .concat();
@@ -229,7 +247,8 @@ impl StackSecrets {
     <writer><max_memory_usage>4000000000</max_memory_usage><allow_ddl>0</allow_ddl></writer>
     <!-- readonly=1: no INSERT, no SET (so no lifting these limits), no table functions. -->
     <analyst><readonly>1</readonly><max_memory_usage>2000000000</max_memory_usage><max_execution_time>60</max_execution_time><max_result_rows>100000</max_result_rows><result_overflow_mode>throw</result_overflow_mode></analyst>
-    <investigator><readonly>1</readonly><max_memory_usage>2000000000</max_memory_usage><max_execution_time>60</max_execution_time><max_result_rows>100000</max_result_rows><result_overflow_mode>throw</result_overflow_mode></investigator>
+    <epidemiologist><readonly>1</readonly><log_queries>1</log_queries><max_memory_usage>2000000000</max_memory_usage><max_execution_time>120</max_execution_time><max_result_rows>1000000</max_result_rows><result_overflow_mode>throw</result_overflow_mode></epidemiologist>
+    <investigator><readonly>1</readonly><log_queries>1</log_queries><max_memory_usage>2000000000</max_memory_usage><max_execution_time>60</max_execution_time><max_result_rows>100000</max_result_rows><result_overflow_mode>throw</result_overflow_mode></investigator>
   </profiles>
   <users>
 {users}  </users>
@@ -275,6 +294,8 @@ pub fn http_client(secrets: &StackSecrets, user: WarehouseUser) -> reqwest::Clie
 pub struct AccessPlan {
     /// Settings profiles: name, then `(setting, value)` with quotes taken off.
     pub profiles: Vec<(String, Vec<(String, String)>)>,
+    /// `(profile, setting)` for each setting marked CONST: no query may change it.
+    pub constant_settings: Vec<(String, String)>,
     /// Quotas (per hour): name, then `(limit, value)`.
     pub quotas: Vec<(String, Vec<(String, String)>)>,
     /// Roles and the GRANT statements given to each, without their `TO` clause.
@@ -321,7 +342,14 @@ impl AccessPlan {
             let st = statement.as_str();
             if let Some(rest) = st.strip_prefix("CREATE SETTINGS PROFILE ") {
                 let (name, settings) = strip_if_not_exists(rest).split_once(" SETTINGS ").context("a profile without SETTINGS")?;
-                plan.profiles.push((name.to_owned(), assignments(settings)));
+                let mut values = assignments(settings);
+                for (setting, value) in &mut values {
+                    if let Some(constant) = value.strip_suffix(" CONST") {
+                        *value = constant.trim_matches('\'').to_owned();
+                        plan.constant_settings.push((name.to_owned(), setting.clone()));
+                    }
+                }
+                plan.profiles.push((name.to_owned(), values));
             } else if let Some(rest) = st.strip_prefix("CREATE ROLE ") {
                 let rest = strip_if_not_exists(rest);
                 let (name, profile) = match rest.split_once(" SETTINGS PROFILE ") {
@@ -404,9 +432,15 @@ mod tests {
         assert!(xml.contains("<analyst><password_sha256_hex>"));
         let analyst = xml.split("<analyst><password_sha256_hex>").nth(1).unwrap().split("</analyst>").next().unwrap();
         assert!(analyst.contains("<profile>ehac_analyst_limits</profile><quota>ehac_analyst_quota</quota>"), "{analyst}");
+        // A setting marked CONST becomes a constraint no query can lift.
+        let investigator = xml.split("<ehac_investigator_limits>").nth(1).unwrap().split("</ehac_investigator_limits>").next().unwrap();
+        assert!(investigator.contains("<log_queries>1</log_queries>"), "{investigator}");
+        assert!(investigator.contains("<constraints><log_queries><readonly/></log_queries>"), "{investigator}");
+        assert!(investigator.contains("<result_overflow_mode>throw</result_overflow_mode>"), "{investigator}");
         assert!(analyst.contains("<query>GRANT ehac_analyst</query>"), "{analyst}");
         // The analyst's limits are the profile's, quotes off.
-        assert!(xml.contains("<ehac_analyst_limits><readonly>1</readonly><max_execution_time>60</max_execution_time>"), "{xml}");
+        assert!(xml.contains("<ehac_analyst_limits><readonly>2</readonly><max_execution_time>60</max_execution_time>"), "{xml}");
+        assert!(xml.contains("<constraints><max_execution_time><readonly/></max_execution_time>"), "{xml}");
         assert!(xml.contains("<result_overflow_mode>throw</result_overflow_mode>"));
         // The password is each user's own, hashed.
         let reconciler_hash = format!("{:x}", Sha256::digest(b"r"));

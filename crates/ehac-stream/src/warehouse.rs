@@ -81,6 +81,24 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../schemas/clickhouse/migrations/0006_deduplication_window.sql"),
         cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0006_deduplication_window.sql")),
     },
+    Migration {
+        version: 7,
+        name: "0007_analyst_views",
+        sql: include_str!("../../../schemas/clickhouse/migrations/0007_analyst_views.sql"),
+        cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0007_analyst_views.sql")),
+    },
+    Migration {
+        version: 8,
+        name: "0008_identity_reads",
+        sql: include_str!("../../../schemas/clickhouse/migrations/0008_identity_reads.sql"),
+        cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0008_identity_reads.sql")),
+    },
+    Migration {
+        version: 9,
+        name: "0009_analyst_dashboard",
+        sql: include_str!("../../../schemas/clickhouse/migrations/0009_analyst_dashboard.sql"),
+        cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0009_analyst_dashboard.sql")),
+    },
 ];
 
 /// A fresh cluster's schema: migrations 1 to [`CLUSTER_BASELINE_VERSION`] as they end, created

@@ -1,16 +1,11 @@
 -- Where arriving citizens live (from the NIK's district of issue).
--- Small counts suppressed: a province with 1 to {suppress_below} - 1 travellers shows NULL for
--- the count and the mean age (suppressed_cells = 2), so no cell singles out a traveller.
+-- Small counts suppressed: the published view holds a province of 1 to 10 travellers as NULL
+-- (count and mean age); one below {suppress_below} is NULL here too (suppressed_cells = 2), so
+-- no cell singles out a traveller.
 SELECT home_province,
-       if(arrivals < {suppress_below}, NULL, arrivals) AS travellers,
-       if(arrivals < {suppress_below}, NULL, mean_age_years) AS mean_age,
-       (arrivals < {suppress_below}) * 2 AS suppressed_cells
-FROM
-(
-    SELECT home_province, count() AS arrivals, round(avg(age_years), 1) AS mean_age_years
-    FROM ehac.declarations
-    WHERE home_province != ''
-    GROUP BY home_province
-)
-ORDER BY arrivals DESC, home_province
+       if(isNull(travellers) OR ifNull(travellers, 0) < {suppress_below}, NULL, travellers) AS travellers,
+       if(isNull(travellers) OR ifNull(travellers, 0) < {suppress_below}, NULL, mean_age) AS mean_age,
+       (isNull(travellers) OR ifNull(travellers, 0) < {suppress_below}) * 2 AS suppressed_cells
+FROM ehac.published_arrivals_by_home_province
+ORDER BY travellers DESC, home_province
 LIMIT 10

@@ -6,6 +6,7 @@
 //! and one sink (deliberately too few) let lag build and then drain it. Every count is taken
 //! in ClickHouse; CPU and memory come from /proc.
 
+pub mod analysts;
 pub mod ceilings;
 pub mod front_door;
 pub mod independent;
@@ -41,6 +42,9 @@ pub enum BenchCommand {
     /// Declarations per second and gateway CPU per declaration, sent one per request and in
     /// batches (`POST /v1/declarations/batch`), on a fresh broker.
     Batch(front_door::BatchCostArgs),
+    /// A season of declarations in ClickHouse and every analyst query and dashboard chart timed
+    /// as the analyst (p50, p95), beside the same questions of the raw rows.
+    Analysts(analysts::AnalystsArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -286,6 +290,14 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             println!("{}", report.line());
             if let Some(out) = &args.out {
                 std::fs::write(out, serde_json::to_vec_pretty(&report)?)?;
+            }
+        }
+        BenchCommand::Analysts(args) => {
+            let report = analysts::run(&args).await?;
+            let markdown = report.markdown();
+            print!("{markdown}");
+            if let Some(path) = &args.markdown {
+                std::fs::write(path, &markdown)?;
             }
         }
         BenchCommand::Batch(args) => {

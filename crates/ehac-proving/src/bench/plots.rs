@@ -181,6 +181,50 @@ pub fn surge(dir: &Path, stem: &str, series: &Series) -> anyhow::Result<Vec<Path
     Ok(written)
 }
 
+/// `ehac bench analysts`: p95 per query as horizontal bars, the analyst's read beside the same
+/// question of the raw rows.
+pub fn query_times(path: &Path, rows: &[super::analysts::QueryRow]) -> anyhow::Result<()> {
+    font()?;
+    let height = 60 + 34 * rows.len() as u32;
+    let root = BitMapBackend::new(path, (1100, height)).into_drawing_area();
+    let draw_err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| draw_err(&e))?;
+    let max = rows.iter().flat_map(|r| [Some(r.analyst.p95_ms), r.raw.as_ref().map(|t| t.p95_ms)]).flatten().fold(1.0, f64::max) * 1.1;
+    let names: Vec<String> = rows.iter().map(|r| r.name.chars().take(48).collect()).collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption("p95 per query, ms: the analyst's read (blue) and the raw rows (orange)", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(360)
+        .build_cartesian_2d(0.0..max, -0.5..rows.len() as f64 - 0.5)
+        .map_err(|e| draw_err(&e))?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(rows.len())
+        // A name between its two bars.
+        .y_label_formatter(&|y| {
+            let i = y.round() as usize;
+            if (y - y.round()).abs() < 0.01 && i < rows.len() {
+                names[rows.len() - i - 1].clone()
+            } else {
+                String::new()
+            }
+        })
+        .x_desc("ms")
+        .draw()
+        .map_err(|e| draw_err(&e))?;
+    for (i, row) in rows.iter().enumerate() {
+        let y = (rows.len() - i - 1) as f64;
+        chart.draw_series([Rectangle::new([(0.0, y), (row.analyst.p95_ms, y + 0.38)], COLORS[0].filled())]).map_err(|e| draw_err(&e))?;
+        if let Some(raw) = &row.raw {
+            chart.draw_series([Rectangle::new([(0.0, y - 0.38), (raw.p95_ms, y)], COLORS[1].filled())]).map_err(|e| draw_err(&e))?;
+        }
+    }
+    root.present().map_err(|e| draw_err(&e))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
