@@ -308,7 +308,25 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, rate: f64, seed: u64
     let patience = Duration::from_secs(args.drain_deadline_secs);
     // Both databases counted: an investigator's read.
     let investigator = stack.clickhouse_http(ehac_devstack::WarehouseUser::Investigator);
-    let stored = warehouse_report::wait_for(&investigator, &stack.clickhouse_url(), load.accepted, poison_count, patience).await?;
+    // An enricher or sink that exited (a fatal Kafka error ends the process, for its supervisor
+    // to restart) is started again 2 s later, as its supervisor would, and said so.
+    let clickhouse_url = stack.clickhouse_url();
+    let stored = {
+        let wait = warehouse_report::wait_for(&investigator, &clickhouse_url, load.accepted, poison_count, patience);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                stored = &mut wait => break stored?,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                    for service in std::iter::once(&mut enricher).chain(sinks.iter_mut()) {
+                        if let Some(status) = service.restart_if_exited()? {
+                            eprintln!("   {} exited ({status}); started again", service.name);
+                        }
+                    }
+                }
+            }
+        }
+    };
     let metrics_url = format!("http://{gateway_admin}/metrics");
     let spooled = metric_value(&http, &metrics_url, "ehac_gateway_spooled_total").await.unwrap_or(0.0) as u64;
     let spool_left = metric_value(&http, &metrics_url, "ehac_gateway_spool_records").await.unwrap_or(0.0) as u64;

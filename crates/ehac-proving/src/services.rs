@@ -75,6 +75,16 @@ impl Service {
         Ok(())
     }
 
+    /// What a supervisor (systemd's `Restart=always`, Kubernetes) does: if the process has
+    /// exited, starts it again and returns how it had exited.
+    pub fn restart_if_exited(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        let exited = self.child.try_wait()?;
+        if exited.is_some() {
+            self.restart()?;
+        }
+        Ok(exited)
+    }
+
     /// SIGTERM, then waits for the exit status (the service drains and commits first).
     pub fn stop(&mut self) -> anyhow::Result<ExitStatus> {
         ehac_devstack::signal_term(self.child.id());
