@@ -11,7 +11,22 @@ bash deploy/validate.sh  # the Helm chart, k8s, hosts and Prometheus files, offl
 # The analysts' Chromium test (tests/tests/personal_data.rs runs web/analysts under Node):
 # playwright-core from its lockfile, cached outside the clone.
 (cd web/analysts && npm ci --cache "$HOME/.cache/ehac/npm" --no-audit --no-fund --loglevel=error)
-cargo test --workspace --locked --no-fail-fast
+# CI keeps only the last lines of its output: when a test fails, its panic and the fault lines are
+# printed again at the end, without the services' JSON logs.
+test_log=$(mktemp)
+set +e
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$test_log"
+test_status=${PIPESTATUS[0]}
+set -e
+if [ "$test_status" -ne 0 ]; then
+  echo "== cargo test failed (exit $test_status); the failures again:"
+  grep -v '^{"timestamp"' "$test_log" | grep -E -A15 '^---- .* stdout ----|panicked at' | cut -c1-600 | tail -200
+  echo "== fault and summary lines:"
+  grep -E '^(CHAOS|FAULT|SUMMARY|STALL) ' "$test_log" | cut -c1-600 | tail -60 || true
+  rm -f "$test_log"
+  exit "$test_status"
+fi
+rm -f "$test_log"
 # The gate app (web/gate): npm packages from the lockfile, cached outside the clone; the committed
 # bundle (embedded by ehac-gate serve) must be the build of the sources; the shared pass vectors
 # under Node; the app as an officer uses it in Debian's Chromium, served by the ehac-gate built above.
