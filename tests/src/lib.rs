@@ -231,6 +231,18 @@ pub fn enriched_declarations(n: usize, client_id: &str) -> Vec<ehac_domain::Enri
         .collect()
 }
 
+/// The raw topic's message for `form`, received now, as a gateway of an older version writes it
+/// (see [`Pipeline::produce_raw`]).
+pub fn raw_message(declaration_id: &str, form: DeclarationForm) -> Vec<u8> {
+    let raw = RawDeclaration {
+        declaration_id: declaration_id.to_owned(),
+        received_at_ms: chrono::Utc::now().timestamp_millis(),
+        gateway_version: "0.0.1-old".into(),
+        form,
+    };
+    ehac_stream::codec::RAW.encode(&raw).expect("a raw declaration encodes")
+}
+
 /// A client id no other test uses.
 pub fn unique_client(test: &str) -> String {
     format!("test-{test}-{}", uuid_like())
@@ -293,13 +305,7 @@ impl Pipeline {
         for form in forms {
             let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let declaration_id = form.declaration_id.clone().unwrap_or_else(|| format!("{}-raw-{n}", form.client_id));
-            let raw = RawDeclaration {
-                declaration_id: declaration_id.clone(),
-                received_at_ms: chrono::Utc::now().timestamp_millis(),
-                gateway_version: "0.0.1-old".into(),
-                form,
-            };
-            let payload = ehac_stream::codec::RAW.encode(&raw).unwrap();
+            let payload = raw_message(&declaration_id, form);
             let record = rdkafka::producer::FutureRecord::to(&self.topics.raw).key(&declaration_id).payload(&payload);
             producer.send(record, rdkafka::util::Timeout::Never).await.expect("raw record acknowledged");
             ids.push(declaration_id);

@@ -473,6 +473,27 @@ impl Stack {
         }
     }
 
+    /// Freezes a server (SIGSTOP) until [`Stack::thaw`]: a server that keeps its connections
+    /// open and answers nothing, as in a long GC pause or a hung host. Requests sent meanwhile
+    /// wait in its sockets and are handled once it is thawed.
+    pub fn freeze(&self, server: Server) {
+        self.signal_each(server, libc::SIGSTOP);
+    }
+
+    /// Resumes a frozen server (SIGCONT).
+    pub fn thaw(&self, server: Server) {
+        self.signal_each(server, libc::SIGCONT);
+    }
+
+    fn signal_each(&self, server: Server, signal: libc::c_int) {
+        for name in self.names(server) {
+            if let Some((_, pid)) = self.pids.iter().find(|(n, _)| *n == name) {
+                // SAFETY: kill(2) on a server this stack started.
+                unsafe { libc::kill(*pid as i32, signal) };
+            }
+        }
+    }
+
     /// Starts a stopped server again on the same ports with the same data, and waits for it.
     pub async fn restart_server(&mut self, server: Server) -> anyhow::Result<()> {
         self.spawn_server(server)?;

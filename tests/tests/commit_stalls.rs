@@ -1,0 +1,146 @@
+//! A transactional commit that outlasts the enricher's wait for it, and still completes: the
+//! single broker (the transaction coordinator) is frozen with SIGSTOP for longer than the
+//! enricher used to wait for a call while raw records keep arriving, then resumed with SIGCONT,
+//! several times. Whatever the enricher's calls saw meanwhile (a timeout, an abort, a fenced
+//! producer and a restart by its supervisor), each raw record must end with exactly one
+//! committed output on the enriched and rejected topics, read as a `read_committed` consumer
+//! other than the sink reads them. The enricher runs as a process, restarted when it exits, as
+//! systemd or Kubernetes would; build it first (`cargo build --bins`).
+//!
+//! `EHAC_COMMIT_STALL_ROUNDS` sets how many freezes (default 2); each takes about 40 s.
+
+use std::time::{Duration, Instant};
+
+use ehac_devstack::{Server, Stack, StackOptions, Tools};
+use ehac_domain::sample::{Flaw, SampleGenerator};
+use ehac_proving::services::{self, Service};
+use ehac_stream::config::Topics;
+use ehac_stream::kafka::{tally, ReadFrom};
+use rdkafka::producer::FutureRecord;
+use tokio_util::sync::CancellationToken;
+
+/// A freeze outlasts the enricher's 30 s waits for a transactional call (what it gave each call
+/// before it followed librdkafka's contract) but not the transaction's timeout, so the
+/// coordinator, once resumed, completes a commit it had received rather than expiring it.
+const FREEZE: Duration = Duration::from_secs(35);
+/// The enricher's `--transaction-timeout-ms`.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Raw records a second while the broker runs.
+const RATE: u64 = 400;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_outlasting_their_wait_still_give_one_output_per_raw_record() {
+    // target/debug/deps/commit_stalls-<hash> -> target/debug, where cargo puts the binaries.
+    let bin = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    assert!(bin.join("ehac-enricher").is_file(), "ehac-enricher missing in {}: run cargo build --bins first", bin.display());
+    let rounds: u32 = std::env::var("EHAC_COMMIT_STALL_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2);
+    ehac_stream::telemetry::init_logging();
+    let dir = ehac_tests::test_dir(Some("commit-stalls"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let stack = Stack::start(&Tools::find().unwrap(), StackOptions::ephemeral(dir.join("stack")).unwrap()).await.unwrap();
+    let topics = Topics::default();
+    stack.provision(&topics, 4).await.unwrap();
+    let brokers = stack.kafka_brokers();
+
+    // Small batches without linger: the enricher spends much of its time committing, so a
+    // freeze often lands while a commit is on its way to the coordinator.
+    let args: Vec<String> = [
+        "--admin-listen=127.0.0.1:0",
+        "--transactions=on",
+        "--transactional-id=enricher-commit-stalls",
+        "--batch-max=50",
+        "--batch-linger-ms=0",
+    ]
+    .map(str::to_owned)
+    .into_iter()
+    .chain([format!("--transaction-timeout-ms={}", TRANSACTION_TIMEOUT.as_millis())])
+    .collect();
+    let mut enricher = Service::start(&bin, &dir, "enricher", "ehac-enricher", &args, &services::enricher_env(&stack)).unwrap();
+    let mut restarts = Vec::new();
+    let mut supervise = |enricher: &mut Service| {
+        if let Some(status) = enricher.restart_if_exited().unwrap() {
+            eprintln!("the enricher exited ({status}); started again");
+            restarts.push(status.to_string());
+        }
+    };
+
+    let load_stop = CancellationToken::new();
+    let load = tokio::spawn(produce_raw_until(brokers.clone(), topics.raw.clone(), load_stop.clone()));
+    for round in 0..rounds {
+        // A different moment of the enricher's cycle each time.
+        let running = Duration::from_millis(2_000 + u64::from(round) * 700 % 3_000);
+        tokio::time::sleep(running).await;
+        supervise(&mut enricher);
+        stack.freeze(Server::Broker);
+        tokio::time::sleep(FREEZE).await;
+        stack.thaw(Server::Broker);
+        eprintln!("freeze {} of {rounds} over", round + 1);
+        supervise(&mut enricher);
+    }
+    load_stop.cancel();
+    let sent = load.await.unwrap();
+
+    // Until the enricher's group has consumed every raw record (or the patience runs out).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let (raw, outputs, unconsumed) = loop {
+        supervise(&mut enricher);
+        let (b, t) = (brokers.clone(), topics.clone());
+        let counts = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64, u64)> {
+            let raw = tally(&b, &[&t.raw], ReadFrom::Beginning)?.messages;
+            let outputs = tally(&b, &[&t.enriched, &t.rejected], ReadFrom::Beginning)?.messages;
+            let unconsumed = tally(&b, &[&t.raw], ReadFrom::Committed("ehac-enricher".into()))?.messages;
+            Ok((raw, outputs, unconsumed))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        if counts.2 == 0 || Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    let _ = enricher.stop_within(Duration::from_secs(30));
+    eprintln!(
+        "COMMIT-STALLS rounds={rounds} sent={sent} raw={raw} outputs={outputs} unconsumed={unconsumed} restarts=[{}] log={}",
+        restarts.join(", "),
+        dir.join("enricher.log").display()
+    );
+    assert!(raw > 0, "raw records arrived");
+    assert_eq!(unconsumed, 0, "the enricher consumed every raw record");
+    assert_eq!(outputs, raw, "exactly one committed output per raw record");
+}
+
+/// Produces raw declarations at [`RATE`] until `stop`; returns how many were acknowledged.
+/// Sends that fail while the broker is frozen are not retried: the test counts what reached
+/// the raw topic, not what was sent.
+async fn produce_raw_until(brokers: String, raw_topic: String, stop: CancellationToken) -> u64 {
+    let producer = ehac_stream::kafka::producer(&brokers).expect("producer");
+    let mut generator = SampleGenerator::new(24);
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut sends = tokio::task::JoinSet::new();
+    let mut n = 0u64;
+    while !stop.is_cancelled() {
+        tick.tick().await;
+        for _ in 0..RATE / 20 {
+            let form = generator.declaration(chrono::Utc::now(), "commit-stalls", Flaw::None);
+            let id = format!("commit-stalls-{n}");
+            n += 1;
+            let payload = ehac_tests::raw_message(&id, form);
+            let (producer, topic) = (producer.clone(), raw_topic.clone());
+            sends.spawn(async move {
+                let record = FutureRecord::to(&topic).key(&id).payload(&payload);
+                producer.send(record, rdkafka::util::Timeout::Never).await.is_ok()
+            });
+        }
+        // Backpressure while the broker is frozen: at most a few seconds of records in flight.
+        while sends.len() > (RATE * 5) as usize {
+            sends.join_next().await;
+        }
+    }
+    let mut acknowledged = 0;
+    while let Some(sent) = sends.join_next().await {
+        acknowledged += u64::from(sent.unwrap_or(false));
+    }
+    acknowledged
+}
