@@ -276,7 +276,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let brokers = &config.kafka.kafka_brokers;
     let topics = &config.kafka.topics;
-    let Some(mut delivery) = delivery(&config, &readiness, &shutdown).await? else { return Ok(()) };
+    let Some(delivery) = delivery(&config, &readiness, &shutdown).await? else { return Ok(()) };
     let consumer = std::sync::Arc::new(kafka::consumer(brokers, &config.group, &[&topics.raw])?);
     let mut watch = config.membership.watch(&registry, &[&topics.raw])?;
     tracing::info!(%admin_addr, group = %config.group, from = %topics.raw, pepper_version = pepper.version(), transactional = matches!(delivery, Delivery::Transactional(_)), "enricher started");
@@ -317,47 +317,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 metrics.count(&outputs);
                 kafka::commit_batch(&consumer, &batch);
             }
-            Delivery::Transactional(producer) => match transact(producer, &consumer, topics, &batch, &outputs).await {
-                Ok(()) => {
-                    metrics.transactions.with_label_values(&["committed"]).inc();
-                    metrics.count(&outputs);
-                }
-                Err(TransactionFailed::Aborted(e)) => {
-                    metrics.transactions.with_label_values(&["aborted"]).inc();
-                    tracing::warn!(error = %e, records = batch.len(), "transaction aborted; the batch is read again");
-                    rewind(&consumer, &batch);
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            Delivery::Transactional(producer) => {
+                let budget = call_budget(config.transaction_timeout_ms);
+                match transact(producer, &consumer, topics, &batch, &outputs, budget).await? {
+                    Transacted::Committed => {
+                        metrics.transactions.with_label_values(&["committed"]).inc();
+                        metrics.count(&outputs);
+                    }
+                    Transacted::Aborted(e) => {
+                        metrics.transactions.with_label_values(&["aborted"]).inc();
+                        tracing::warn!(error = %e, records = batch.len(), "transaction aborted; the batch is read again from its first offsets");
+                        rewind(&consumer, &batch);
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        }
                     }
                 }
-                Err(TransactionFailed::Fatal(e)) if is_fenced(&e) => {
-                    return Err(anyhow::anyhow!(e).context("fenced: a newer instance runs with this transactional.id"));
-                }
-                Err(TransactionFailed::Stuck) => {
-                    // Its thread may never return; a new producer with the same transactional
-                    // id bumps the epoch, which fences the stuck one and aborts its transaction.
-                    metrics.transactions.with_label_values(&["aborted"]).inc();
-                    rewind(&consumer, &batch);
-                    match self::delivery(&config, &readiness, &shutdown).await? {
-                        Some(fresh) => delivery = fresh,
-                        None => return Ok(()),
-                    }
-                }
-                Err(TransactionFailed::Fatal(e)) => {
-                    // librdkafka's word for "this producer instance is done" (e.g. a
-                    // transaction whose messages timed out while the broker was away): nothing
-                    // of the batch became visible. A new producer with the same id bumps the
-                    // epoch, aborts what is left open, and the batch is read again.
-                    metrics.transactions.with_label_values(&["aborted"]).inc();
-                    tracing::warn!(error = %e, records = batch.len(), "transactional producer failed; starting a new one and reading the batch again");
-                    rewind(&consumer, &batch);
-                    match self::delivery(&config, &readiness, &shutdown).await? {
-                        Some(fresh) => delivery = fresh,
-                        None => return Ok(()),
-                    }
-                }
-            },
+            }
         }
     }
     tracing::info!("enricher drained");
@@ -380,8 +357,9 @@ async fn delivery(config: &Config, readiness: &Readiness, shutdown: &Cancellatio
         // Blocking call: also fences an earlier instance with this id and aborts what it left open.
         let initialised =
             call_with_watchdog("init", Duration::from_secs(45), move || init.init_transactions(Duration::from_secs(30))).await;
-        // Stuck: this producer is dropped (its thread keeps a handle) and a new one tries.
-        let Some(initialised) = initialised else { continue };
+        let Some(initialised) = initialised else {
+            anyhow::bail!("init_transactions did not return within 45 s (librdkafka #5456/#5511); exiting for a restart")
+        };
         match initialised {
             Ok(()) => {
                 tracing::info!(transactional_id = %id, "transactions on");
@@ -438,26 +416,51 @@ fn refused_for_good(e: &KafkaError) -> bool {
         )
 }
 
-/// Another instance took over this transactional id: this one must stop.
-fn is_fenced(e: &KafkaError) -> bool {
-    use rdkafka::types::RDKafkaErrorCode as C;
-    matches!(e.rdkafka_error_code(), Some(C::ProducerFenced | C::InvalidProducerEpoch))
+/// What librdkafka's transactional contract says to do after a call failed (rdkafka.h on
+/// `rd_kafka_commit_transaction` and the calls around it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recovery {
+    /// Retriable (e.g. timed out): the operation goes on in the background; the same call,
+    /// made again, resumes it. Nothing is aborted and the consumer stays where it is.
+    CallAgain,
+    /// The transaction cannot commit: abort it, then read the batch again from its own first
+    /// offsets.
+    Abort,
+    /// Fatal (fenced by a newer instance, the producer's state lost) or a state the contract
+    /// does not name: this producer is done. The process exits; the instance its supervisor
+    /// starts calls `init_transactions`, which completes or aborts what this one left open
+    /// before it reads on from the group's committed offsets.
+    Exit,
 }
 
-enum TransactionFailed {
+fn recovery(e: &KafkaError) -> Recovery {
+    match e {
+        KafkaError::Transaction(t) if t.is_fatal() => Recovery::Exit,
+        KafkaError::Transaction(t) if t.txn_requires_abort() => Recovery::Abort,
+        KafkaError::Transaction(t) if t.is_retriable() => Recovery::CallAgain,
+        KafkaError::Transaction(_) => Recovery::Exit,
+        // The rdkafka crate flushes before `commit_transaction`; a flush that timed out has
+        // committed nothing, and committing again flushes again.
+        KafkaError::Flush(_) => Recovery::CallAgain,
+        // A failed delivery (and anything else before the commit) puts the transaction in
+        // librdkafka's abortable state.
+        _ => Recovery::Abort,
+    }
+}
+
+/// How a batch's transaction ended, when the producer can go on.
+enum Transacted {
+    Committed,
     /// Nothing of the batch became visible; read it again.
     Aborted(KafkaError),
-    /// The producer cannot go on (fenced, or a fatal client error).
-    Fatal(KafkaError),
-    /// A transactional call did not return long after its own timeout: the producer is given
-    /// up (see [`call_with_watchdog`]).
-    Stuck,
 }
 
-/// The timeout each transactional call is given.
-const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long past its timeout a call may take before it counts as stuck.
-const STUCK_MARGIN: Duration = Duration::from_secs(5);
+/// How long one transactional call, resumed as often as librdkafka asks, may take before it
+/// counts as stuck: a flush bounded by the transaction timeout (`message.timeout.ms`), then
+/// the coordinator's answer, which librdkafka awaits without a bound of its own (`-1`).
+fn call_budget(transaction_timeout_ms: u64) -> Duration {
+    2 * Duration::from_millis(transaction_timeout_ms) + Duration::from_secs(5)
+}
 
 /// Runs a blocking librdkafka call on a thread of its own; `None` if it has not returned after
 /// `deadline`. librdkafka 2.12 can block in `send_offsets_to_transaction` for good, past the
@@ -480,73 +483,100 @@ async fn call_with_watchdog<T: Send + 'static>(
     }
     match tokio::time::timeout(deadline, result).await {
         Ok(Ok(value)) => Some(value),
-        _ => {
-            tracing::error!(
-                call,
-                deadline_ms = deadline.as_millis() as u64,
-                "librdkafka did not return from a transactional call (librdkafka #5456/#5511); giving this producer up"
-            );
-            None
-        }
+        _ => None,
     }
 }
 
+/// Makes a transactional call, and makes it again for as long as it fails with a retriable
+/// error, as librdkafka asks: the first call's work goes on in the background and the next one
+/// resumes it. A call still unanswered after `budget` is the known librdkafka hang: the process
+/// must end, since this producer's state is then unknown.
+async fn call_resuming(
+    call: &'static str,
+    budget: Duration,
+    f: impl Fn() -> Result<(), KafkaError> + Send + 'static,
+) -> anyhow::Result<Result<(), KafkaError>> {
+    let resumed = call_with_watchdog(call, budget, move || loop {
+        match f() {
+            Err(e) if recovery(&e) == Recovery::CallAgain => {
+                tracing::warn!(call, error = %e, "retriable; calling again to resume it");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            answer => return answer,
+        }
+    })
+    .await;
+    resumed.ok_or_else(|| {
+        tracing::error!(
+            call,
+            budget_ms = budget.as_millis() as u64,
+            "librdkafka did not return from a transactional call (librdkafka #5456/#5511)"
+        );
+        anyhow::anyhow!("{call} did not return within {budget:?}; exiting, so that a new instance fences this producer")
+    })
+}
+
+/// The error that ends the process for a producer that cannot go on.
+fn producer_done(call: &str, e: KafkaError) -> anyhow::Error {
+    anyhow::anyhow!(e).context(format!("{call}: the transactional producer cannot go on; exiting for a restart"))
+}
+
 /// One batch in one transaction: begin, produce every output, add the batch's next offsets to
-/// the transaction, commit. Any failure aborts it.
+/// the transaction, commit. The transaction boundary is the batch. Errors are answered as
+/// librdkafka's contract says ([`Recovery`]): a retriable one by making the same call again,
+/// one that requires it by an abort (the caller then rewinds to the batch's first offsets),
+/// a fatal one by returning `Err`, after which the process must exit.
 async fn transact(
     producer: &FutureProducer,
     consumer: &std::sync::Arc<kafka::GroupConsumer>,
     topics: &ehac_stream::config::Topics,
     batch: &[OwnedMessage],
     outputs: &[Output],
-) -> Result<(), TransactionFailed> {
-    let classify = |e: KafkaError| match &e {
-        KafkaError::Transaction(t) if t.is_fatal() => TransactionFailed::Fatal(e),
-        _ => TransactionFailed::Aborted(e),
-    };
-    producer.begin_transaction().map_err(classify)?;
+    budget: Duration,
+) -> anyhow::Result<Transacted> {
+    // Local to the producer: it returns at once.
+    if let Err(e) = producer.begin_transaction() {
+        return match recovery(&e) {
+            Recovery::Exit => Err(producer_done("begin_transaction", e)),
+            // No transaction was opened: nothing to abort.
+            _ => Ok(Transacted::Aborted(e)),
+        };
+    }
     let sends =
         outputs.iter().map(|o| producer.send(FutureRecord::to(topic_of(topics, o)).key(&o.key).payload(&o.payload), Timeout::Never));
-    let failed = join_all(sends).await.into_iter().find_map(|r| r.err().map(|(e, _)| e));
-    let result = match failed {
-        Some(e) => Err(e),
+    let failed = join_all(sends).await.into_iter().find_map(|r| r.err().map(|(e, _)| ("produce", e)));
+    let failed = match failed {
+        Some(failed) => Some(failed),
         None => {
-            let (producer, consumer) = (producer.clone(), consumer.clone());
-            let offsets = kafka::next_offsets(batch);
-            let committed = call_with_watchdog("commit", 2 * TRANSACTION_CALL_TIMEOUT + STUCK_MARGIN, move || {
-                let offsets = offsets?;
+            let (p, c) = (producer.clone(), consumer.clone());
+            let offsets = kafka::next_offsets(batch).map_err(|e| producer_done("next_offsets", e))?;
+            // -1 (Timeout::Never): the remaining transaction time, as librdkafka recommends.
+            let sent = call_resuming("send_offsets_to_transaction", budget, move || {
                 // None only before the consumer joined its group, which a batch in hand rules out.
-                let group = consumer.group_metadata().ok_or(KafkaError::Rebalance(rdkafka::types::RDKafkaErrorCode::InvalidGroupId))?;
-                producer.send_offsets_to_transaction(&offsets, &group, TRANSACTION_CALL_TIMEOUT)?;
-                producer.commit_transaction(TRANSACTION_CALL_TIMEOUT)
+                let group = c.group_metadata().ok_or(KafkaError::Rebalance(rdkafka::types::RDKafkaErrorCode::InvalidGroupId))?;
+                p.send_offsets_to_transaction(&offsets, &group, Timeout::Never)
             })
-            .await;
-            match committed {
-                Some(result) => result,
-                None => return Err(TransactionFailed::Stuck),
+            .await?;
+            match sent {
+                Err(e) => Some(("send_offsets_to_transaction", e)),
+                Ok(()) => {
+                    let p = producer.clone();
+                    // Resumed, never aborted, on a timeout: a commit that timed out may still
+                    // complete at the coordinator, and the batch must then not be written again.
+                    let committed = call_resuming("commit_transaction", budget, move || p.commit_transaction(Timeout::Never)).await?;
+                    committed.err().map(|e| ("commit_transaction", e))
+                }
             }
         }
     };
-    match result {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let failure = classify(e);
-            if let TransactionFailed::Aborted(_) = failure {
-                let abort = producer.clone();
-                let aborted = call_with_watchdog("abort", TRANSACTION_CALL_TIMEOUT + STUCK_MARGIN, move || {
-                    abort.abort_transaction(TRANSACTION_CALL_TIMEOUT)
-                })
-                .await;
-                let Some(aborted) = aborted else { return Err(TransactionFailed::Stuck) };
-                if let Err(abort_error) = aborted {
-                    if matches!(&abort_error, KafkaError::Transaction(t) if t.is_fatal()) {
-                        return Err(TransactionFailed::Fatal(abort_error));
-                    }
-                    tracing::warn!(error = %abort_error, "abort failed; the broker aborts the transaction at its timeout");
-                }
-            }
-            Err(failure)
-        }
+    let Some((call, e)) = failed else { return Ok(Transacted::Committed) };
+    if recovery(&e) == Recovery::Exit {
+        return Err(producer_done(call, e));
+    }
+    let p = producer.clone();
+    match call_resuming("abort_transaction", budget, move || p.abort_transaction(Timeout::Never)).await? {
+        Ok(()) => Ok(Transacted::Aborted(e)),
+        Err(abort_error) => Err(producer_done("abort_transaction", abort_error).context(format!("aborting after {call} failed: {e}"))),
     }
 }
 
@@ -612,6 +642,13 @@ async fn produce_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_delivery_aborts_and_a_flush_that_timed_out_is_resumed() {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        assert_eq!(recovery(&KafkaError::MessageProduction(C::MessageTimedOut)), Recovery::Abort);
+        assert_eq!(recovery(&KafkaError::Flush(C::OperationTimedOut)), Recovery::CallAgain);
+    }
 
     #[tokio::test]
     async fn a_call_that_never_returns_is_given_up_at_its_deadline_and_a_quick_one_answers() {
