@@ -224,18 +224,19 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, rate: f64, seed: u64
         env
     };
     let gateway_port = free_port()?;
-    let admin = || -> anyhow::Result<Vec<String>> { Ok(vec!["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?)]) };
-    let sink_args = || -> anyhow::Result<Vec<String>> { admin() };
+    // Port 0: nothing reads the enricher's and sinks' admin endpoints here.
+    let admin = || vec!["--admin-listen".to_owned(), "127.0.0.1:0".to_owned()];
+    let sink_args = admin;
     let gateway_admin = format!("127.0.0.1:{}", free_port()?);
     let clients = crate::services::provision_clients(&dir, &format!("chaos-{}", scenario.name()), 4, rate)?;
     let gateway_args =
         crate::services::gateway_args(&format!("127.0.0.1:{gateway_port}"), &gateway_admin, &dir.join("gateway-spool"), &clients.access());
     let mut gateway = Service::start(&bin, &dir, "gateway", "ehac-gateway", &gateway_args, &env)?;
     // `--transactions on`: the matrix proves the transactional path, so a broker without it fails.
-    let enricher_args = [admin()?, vec!["--transactions".into(), "on".into()]].concat();
+    let enricher_args = [admin(), vec!["--transactions".into(), "on".into()]].concat();
     let mut enricher = Service::start(&bin, &dir, "enricher", "ehac-enricher", &enricher_args, &member("enricher-0"))?;
-    let mut sinks = vec![Service::start(&bin, &dir, "sink-0", "ehac-sink", &sink_args()?, &member("sink-0"))?];
-    let extra_sink_args = [sink_args()?, sink_args()?];
+    let mut sinks = vec![Service::start(&bin, &dir, "sink-0", "ehac-sink", &sink_args(), &member("sink-0"))?];
+    let extra_sink_args = [sink_args(), sink_args()];
     let http = reqwest::Client::new();
     let gateway_url = format!("http://127.0.0.1:{gateway_port}");
     wait_ready(&http, &format!("http://{gateway_admin}/readyz"), Duration::from_secs(60)).await?;
