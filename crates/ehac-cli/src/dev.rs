@@ -70,6 +70,8 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
                 clickhouse_cluster: None,
                 broker_network: None,
                 lifetime: Lifetime::Detached,
+                // An operator's ports, or a restart on the same data: never moved.
+                ports_picked: false,
             };
             let stack = Stack::start(&tools, options).await?;
             stack.provision(&Topics::default(), partitions).await?;

@@ -143,6 +143,9 @@ pub struct StackOptions {
     /// unless asked for (it needs root and iproute2).
     pub broker_network: Option<network::BrokerNetwork>,
     pub lifetime: Lifetime,
+    /// The ports were picked here ([`free_port`]), not given by an operator: a start that fails
+    /// because another process bound one of them first is retried on fresh ports.
+    pub ports_picked: bool,
 }
 
 impl StackOptions {
@@ -173,6 +176,7 @@ impl StackOptions {
             clickhouse_cluster: None,
             broker_network: None,
             lifetime: Lifetime::Attached,
+            ports_picked: true,
         })
     }
 
@@ -182,6 +186,25 @@ impl StackOptions {
     /// cluster, so a sink configured from it writes the replicated local tables.
     pub fn with_clickhouse_replicas(mut self, replicas: usize) -> anyhow::Result<Self> {
         self.clickhouse_cluster = Some(ClickHouseCluster::ephemeral(replicas, self.clickhouse_http_port, self.clickhouse_tcp_port)?);
+        Ok(self)
+    }
+
+    /// The same stack on fresh ports, its servers' data gone (a formatted KRaft node keeps its
+    /// controller's address), its secrets kept.
+    fn on_fresh_ports(mut self) -> anyhow::Result<Self> {
+        for node in &mut self.brokers {
+            (node.port, node.controller_port) = (free_port()?, free_port()?);
+            let _ = std::fs::remove_dir_all(&node.dir);
+        }
+        (self.clickhouse_http_port, self.clickhouse_tcp_port) = (free_port()?, free_port()?);
+        if let Some(cluster) = &self.clickhouse_cluster {
+            let replicas = cluster.replicas.len();
+            self.clickhouse_cluster = Some(ClickHouseCluster::ephemeral(replicas, self.clickhouse_http_port, self.clickhouse_tcp_port)?);
+            let _ = std::fs::remove_dir_all(self.dir.join("zookeeper"));
+        }
+        for index in 0..self.clickhouse_cluster.as_ref().map_or(1, |c| c.replicas.len()) {
+            let _ = std::fs::remove_dir_all(replicas::replica_dir(&self.dir, index));
+        }
         Ok(self)
     }
 
@@ -201,6 +224,7 @@ impl StackOptions {
     pub fn with_kafka_port(mut self, port: u16) -> Self {
         self.brokers.truncate(1);
         self.brokers[0].port = port;
+        self.ports_picked = false;
         self
     }
 }
@@ -226,9 +250,51 @@ fn metadata_lists(brokers: &str, expected: usize) -> bool {
     client.is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok_and(|m| m.brokers().len() >= expected))
 }
 
-/// A port the OS says is free now.
+/// Whether a start failed because a port was already bound: Kafka's `BindException`,
+/// ClickHouse's `Address already in use`, as the failure report quotes their logs.
+fn port_taken(e: &anyhow::Error) -> bool {
+    let report = format!("{e:#}").to_lowercase();
+    report.contains("address already in use") || report.contains("bindexception")
+}
+
+/// A port the OS says is free now. Another process may bind it before the caller does: a
+/// server that binds its own port from it must be retried when it finds the port taken (as
+/// [`Stack::start`] does).
+///
+/// Where the caller binds the port itself, bind port 0 and read back the bound address instead.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The TCP ports process `pid` listens on: its sockets (`/proc/PID/fd`) matched against the
+/// listening sockets of its network namespace (`/proc/PID/net/tcp`, `tcp6`). How a harness
+/// learns which port a server given port 0 bound, with no window between choosing and binding,
+/// even when the server's log cannot be read.
+pub fn listening_ports(pid: u32) -> anyhow::Result<Vec<u16>> {
+    let mut sockets = std::collections::HashSet::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))?.flatten() {
+        let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+        if let Some(inode) = target.to_str().and_then(|t| t.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned)) {
+            sockets.insert(inode);
+        }
+    }
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            const LISTEN: &str = "0A";
+            if fields.len() > 9 && fields[3] == LISTEN && sockets.contains(fields[9]) {
+                if let Some(port) = fields[1].rsplit_once(':').and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok()) {
+                    ports.push(port);
+                }
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    Ok(ports)
 }
 
 /// Starts a process with stdout and stderr written to `log` (a fresh file).
@@ -305,7 +371,26 @@ pub enum Server {
 impl Stack {
     /// Starts Kafka and ClickHouse and waits until both answer (Kafka: a metadata request that
     /// lists every node).
+    /// Ports picked by [`free_port`] can be taken by another process before the servers bind
+    /// them (Kafka and ClickHouse bind their own, from their config files): such a start is
+    /// retried on fresh ports, a few times.
     pub async fn start(tools: &Tools, options: StackOptions) -> anyhow::Result<Stack> {
+        const ATTEMPTS: u32 = 4;
+        let mut options = options;
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(tools, options.clone()).await {
+                Err(e) if options.ports_picked && attempt < ATTEMPTS && port_taken(&e) => {
+                    tracing::warn!(attempt, "a server's port was taken before it bound it; starting again on fresh ports");
+                    options = options.on_fresh_ports()?;
+                    attempt += 1;
+                }
+                started => return started,
+            }
+        }
+    }
+
+    async fn start_once(tools: &Tools, options: StackOptions) -> anyhow::Result<Stack> {
         let mut options = options;
         std::fs::create_dir_all(&options.dir)?;
         options.dir = options.dir.canonicalize()?;
@@ -557,8 +642,10 @@ impl Stack {
             }
         }
         for i in 0..self.clickhouse_servers() {
-            let clickhouse = replicas::replica_dir(&self.options.dir, i).join("err.log");
-            report.push_str(&format!("--- last lines of {}:\n{}\n", clickhouse.display(), broker::tail(&clickhouse, 10)));
+            let clickhouse_dir = replicas::replica_dir(&self.options.dir, i);
+            for log in [clickhouse_dir.join("err.log"), clickhouse_dir.join("stdout.log")] {
+                report.push_str(&format!("--- last lines of {}:\n{}\n", log.display(), broker::tail(&log, 10)));
+            }
         }
         if self.options.clickhouse_cluster.is_some() {
             let zookeeper = self.options.dir.join("zookeeper/zookeeper.log");
@@ -912,6 +999,18 @@ pub fn signal_term(pid: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ports_a_process_listens_on_are_read_back_and_others_are_not() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // A connected socket of this process: not a listening one.
+        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let ports = listening_ports(std::process::id()).unwrap();
+        assert!(ports.contains(&port), "{ports:?} lacks {port}");
+        drop(listener);
+        assert!(!listening_ports(std::process::id()).unwrap().contains(&port));
+    }
 
     #[test]
     fn a_missing_server_is_an_error_that_says_what_to_install() {

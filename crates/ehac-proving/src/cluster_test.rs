@@ -296,7 +296,8 @@ impl Cluster {
             Gateway::start(&bin, &dir, "gateway-1", &clients, &brokers, &[]).await?,
             Gateway::start(&bin, &dir, "gateway-2", &clients, &brokers, &[]).await?,
         ];
-        let admin = || -> anyhow::Result<Vec<String>> { Ok(vec!["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?)]) };
+        // Port 0: nothing reads the enrichers' and sinks' admin endpoints here.
+        let admin = || vec!["--admin-listen".to_owned(), "127.0.0.1:0".to_owned()];
         let enricher_env = services::enricher_env(&stack);
         let mut enrichers = Vec::new();
         for i in 0..2 {
@@ -304,13 +305,13 @@ impl Cluster {
             let transactional = ["--transactions", "on", "--transactional-id", &format!("ehac-enricher-cluster-{i}")].map(str::to_owned);
             let env: Vec<(String, String)> =
                 enricher_env.iter().cloned().chain([("EHAC_KAFKA_GROUP_INSTANCE_ID".to_owned(), name.clone())]).collect();
-            enrichers.push(Service::start(&bin, &dir, &name, "ehac-enricher", &[admin()?, transactional.to_vec()].concat(), &env)?);
+            enrichers.push(Service::start(&bin, &dir, &name, "ehac-enricher", &[admin(), transactional.to_vec()].concat(), &env)?);
         }
         let sink_env = services::sink_env(&stack);
         anyhow::ensure!(sink_env.iter().any(|(k, _)| k == "EHAC_CLICKHOUSE_CLUSTER"), "the sinks must write the cluster's _local tables");
         let sinks = vec![
-            Service::start(&bin, &dir, "sink-0", "ehac-sink", &admin()?, &sink_env)?,
-            Service::start(&bin, &dir, "sink-1", "ehac-sink", &admin()?, &sink_env)?,
+            Service::start(&bin, &dir, "sink-0", "ehac-sink", &admin(), &sink_env)?,
+            Service::start(&bin, &dir, "sink-1", "ehac-sink", &admin(), &sink_env)?,
         ];
         let lagwatch_listen = format!("127.0.0.1:{}", free_port()?);
         let lagwatch_args = ["--listen", &lagwatch_listen, "--poll-interval-ms", "1000"].map(str::to_owned);
