@@ -297,6 +297,32 @@ pub fn listening_ports(pid: u32) -> anyhow::Result<Vec<u16>> {
     Ok(ports)
 }
 
+/// The two ports of one of our services started with `--listen 127.0.0.1:0` and
+/// `--admin-listen 127.0.0.1:0` (the gateway), read back once both are bound: (its API's, its
+/// admin endpoint's). The admin endpoint is the one that answers `/healthz`. Fails if the
+/// process exits or `within` passes first.
+pub async fn api_and_admin_ports(child: &mut Child, within: Duration) -> anyhow::Result<(u16, u16)> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("the service exited during start-up ({status})");
+        }
+        if let [a, b] = listening_ports(child.id())?[..] {
+            let healthy = |port: u16| http.get(format!("http://127.0.0.1:{port}/healthz")).send();
+            match (healthy(a).await, healthy(b).await) {
+                (Ok(x), _) if x.status().is_success() => return Ok((b, a)),
+                (_, Ok(y)) if y.status().is_success() => return Ok((a, b)),
+                _ => {}
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the service did not bind its two ports within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Starts a process with stdout and stderr written to `log` (a fresh file).
 pub fn spawn(command: Command, log: &Path, lifetime: Lifetime) -> anyhow::Result<Child> {
     let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;

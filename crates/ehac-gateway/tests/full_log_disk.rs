@@ -6,7 +6,7 @@
 //! logged spool path.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ehac_domain::sample::{Flaw, SampleGenerator};
 
@@ -15,7 +15,6 @@ async fn a_gateway_that_cannot_write_its_log_keeps_accepting_declarations() {
     let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full exists on Linux");
     let dir = tempfile::tempdir().unwrap();
     let mut gateway = Command::new(env!("CARGO_BIN_EXE_ehac-gateway"))
-        // Port 0 for both: the ports it bound are read back from /proc, since its log is lost.
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .args(["--allow-anonymous", "--peer-rate-per-second", "0", "--kafka-brokers", "127.0.0.1:1", "--produce-timeout-ms", "50"])
         // Its broker never comes: try the spool on exit only briefly.
@@ -28,21 +27,8 @@ async fn a_gateway_that_cannot_write_its_log_keeps_accepting_declarations() {
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    let port = loop {
-        assert!(started.elapsed() < Duration::from_secs(30), "the gateway did not come up");
-        assert!(gateway.try_wait().unwrap().is_none(), "the gateway exited at start");
-        if let [a, b] = ehac_devstack::listening_ports(gateway.id()).unwrap()[..] {
-            // The admin listener is the one that answers /healthz; the API's is a 404.
-            let healthy = |p: u16| http.get(format!("http://127.0.0.1:{p}/healthz")).send();
-            match (healthy(a).await, healthy(b).await) {
-                (Ok(x), _) if x.status().is_success() => break b,
-                (_, Ok(y)) if y.status().is_success() => break a,
-                _ => {}
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // Its log is lost: the ports it bound are read back from /proc.
+    let (port, _admin) = ehac_devstack::api_and_admin_ports(&mut gateway, Duration::from_secs(30)).await.expect("the gateway came up");
     let mut generator = SampleGenerator::new(99);
     for i in 0..50 {
         let form = generator.declaration(chrono::Utc::now(), "kiosk-full-disk", Flaw::None);

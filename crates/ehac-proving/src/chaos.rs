@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::ValueEnum;
-use ehac_devstack::{free_port, Server, Stack, StackOptions, Tools};
+use ehac_devstack::{Server, Stack, StackOptions, Tools};
 use ehac_stream::config::Topics;
 use ehac_stream::kafka::{tally, ReadFrom};
 use rand::{Rng, SeedableRng};
@@ -223,15 +223,15 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, rate: f64, seed: u64
         }
         env
     };
-    let gateway_port = free_port()?;
     // Port 0: nothing reads the enricher's and sinks' admin endpoints here.
     let admin = || vec!["--admin-listen".to_owned(), "127.0.0.1:0".to_owned()];
     let sink_args = admin;
-    let gateway_admin = format!("127.0.0.1:{}", free_port()?);
     let clients = crate::services::provision_clients(&dir, &format!("chaos-{}", scenario.name()), 4, rate)?;
-    let gateway_args =
-        crate::services::gateway_args(&format!("127.0.0.1:{gateway_port}"), &gateway_admin, &dir.join("gateway-spool"), &clients.access());
+    // Port 0 for both, read back once bound: no window for another process to take them.
+    let gateway_args = crate::services::gateway_args("127.0.0.1:0", "127.0.0.1:0", &dir.join("gateway-spool"), &clients.access());
     let mut gateway = Service::start(&bin, &dir, "gateway", "ehac-gateway", &gateway_args, &env)?;
+    let (gateway_port, gateway_admin_port) = ehac_devstack::api_and_admin_ports(&mut gateway.child, Duration::from_secs(60)).await?;
+    let gateway_admin = format!("127.0.0.1:{gateway_admin_port}");
     // `--transactions on`: the matrix proves the transactional path, so a broker without it fails.
     let enricher_args = [admin(), vec!["--transactions".into(), "on".into()]].concat();
     let mut enricher = Service::start(&bin, &dir, "enricher", "ehac-enricher", &enricher_args, &member("enricher-0"))?;
