@@ -94,9 +94,12 @@ async fn commits_outlasting_their_wait_still_give_one_output_per_raw_record() {
         supervise(&mut enricher);
         let (b, t) = (brokers.clone(), topics.clone());
         let counts = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64, u64)> {
+            // The group's offsets first: once they cover every raw record, every transaction
+            // that wrote outputs for them has committed, so the outputs read after are final.
+            // (Read before, they can miss the last batches still committing.)
+            let unconsumed = tally(&b, &[&t.raw], ReadFrom::Committed("ehac-enricher".into()))?.messages;
             let raw = tally(&b, &[&t.raw], ReadFrom::Beginning)?.messages;
             let outputs = tally(&b, &[&t.enriched, &t.rejected], ReadFrom::Beginning)?.messages;
-            let unconsumed = tally(&b, &[&t.raw], ReadFrom::Committed("ehac-enricher".into()))?.messages;
             Ok((raw, outputs, unconsumed))
         })
         .await
