@@ -70,9 +70,11 @@ async fn commits_outlasting_their_wait_still_give_one_output_per_raw_record() {
     for round in 0..rounds {
         // Each freeze lands on an enricher that is committing: its outputs grow again first.
         let before = committed_outputs(&brokers, &topics).await;
-        let deadline = Instant::now() + Duration::from_secs(120);
+        // Longer than the enricher's watchdog (twice the transaction timeout and 5 s): a call
+        // that never returns ends the process, and its restart is the recovery.
+        let deadline = Instant::now() + 2 * TRANSACTION_TIMEOUT + Duration::from_secs(60);
         while committed_outputs(&brokers, &topics).await <= before {
-            assert!(Instant::now() < deadline, "the enricher wrote nothing for 120 s before freeze {}", round + 1);
+            assert!(Instant::now() < deadline, "the enricher wrote nothing for 180 s before freeze {}", round + 1);
             supervise(&mut enricher);
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
