@@ -74,7 +74,10 @@ async fn commits_outlasting_their_wait_still_give_one_output_per_raw_record() {
         // that never returns ends the process, and its restart is the recovery.
         let deadline = Instant::now() + 2 * TRANSACTION_TIMEOUT + Duration::from_secs(60);
         while committed_outputs(&brokers, &topics).await <= before {
-            assert!(Instant::now() < deadline, "the enricher wrote nothing for 180 s before freeze {}", round + 1);
+            if Instant::now() >= deadline {
+                let counts = counts(&brokers, &topics).await;
+                panic!("the enricher wrote nothing for 180 s before freeze {}: (raw, outputs, unconsumed) = {counts:?}", round + 1);
+            }
             supervise(&mut enricher);
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -94,19 +97,7 @@ async fn commits_outlasting_their_wait_still_give_one_output_per_raw_record() {
     let deadline = Instant::now() + Duration::from_secs(180);
     let (raw, outputs, unconsumed) = loop {
         supervise(&mut enricher);
-        let (b, t) = (brokers.clone(), topics.clone());
-        let counts = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64, u64)> {
-            // The group's offsets first: once they cover every raw record, every transaction
-            // that wrote outputs for them has committed, so the outputs read after are final.
-            // (Read before, they can miss the last batches still committing.)
-            let unconsumed = tally(&b, &[&t.raw], ReadFrom::Committed("ehac-enricher".into()))?.messages;
-            let raw = tally(&b, &[&t.raw], ReadFrom::Beginning)?.messages;
-            let outputs = tally(&b, &[&t.enriched, &t.rejected], ReadFrom::Beginning)?.messages;
-            Ok((raw, outputs, unconsumed))
-        })
-        .await
-        .unwrap();
-        match counts {
+        match counts(&brokers, &topics).await {
             Ok(counts) if counts.2 == 0 || Instant::now() > deadline => break counts,
             Ok(_) => {}
             // The broker may still be settling after its last thaw.
@@ -123,6 +114,22 @@ async fn commits_outlasting_their_wait_still_give_one_output_per_raw_record() {
     assert!(raw > 0, "raw records arrived");
     assert_eq!(unconsumed, 0, "the enricher consumed every raw record");
     assert_eq!(outputs, raw, "exactly one committed output per raw record");
+}
+
+/// Raw records, committed outputs and raw records the enricher's group has not consumed.
+async fn counts(brokers: &str, topics: &Topics) -> anyhow::Result<(u64, u64, u64)> {
+    let (b, t) = (brokers.to_owned(), topics.clone());
+    tokio::task::spawn_blocking(move || {
+        // The group's offsets first: once they cover every raw record, every transaction that
+        // wrote outputs for them has committed, so the outputs read after are final. (Read
+        // before, they can miss the last batches still committing.)
+        let unconsumed = tally(&b, &[&t.raw], ReadFrom::Committed("ehac-enricher".into()))?.messages;
+        let raw = tally(&b, &[&t.raw], ReadFrom::Beginning)?.messages;
+        let outputs = tally(&b, &[&t.enriched, &t.rejected], ReadFrom::Beginning)?.messages;
+        Ok((raw, outputs, unconsumed))
+    })
+    .await
+    .unwrap()
 }
 
 /// Committed outputs so far (enriched and rejected, read committed).
@@ -144,7 +151,7 @@ async fn produce_raw_until(brokers: String, raw_topic: String, stop: Cancellatio
     // After a freeze, on at the rate, not in a burst that makes up for it.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut sends = tokio::task::JoinSet::new();
-    let mut n = 0u64;
+    let (mut n, mut acknowledged) = (0u64, 0u64);
     while !stop.is_cancelled() {
         tick.tick().await;
         for _ in 0..RATE / 20 {
@@ -160,10 +167,11 @@ async fn produce_raw_until(brokers: String, raw_topic: String, stop: Cancellatio
         }
         // Backpressure while the broker is frozen: at most a few seconds of records in flight.
         while sends.len() > (RATE * 5) as usize {
-            sends.join_next().await;
+            if let Some(sent) = sends.join_next().await {
+                acknowledged += u64::from(sent.unwrap_or(false));
+            }
         }
     }
-    let mut acknowledged = 0;
     while let Some(sent) = sends.join_next().await {
         acknowledged += u64::from(sent.unwrap_or(false));
     }

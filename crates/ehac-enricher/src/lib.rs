@@ -223,6 +223,7 @@ struct Metrics {
     batch_size: Histogram,
     produce_retries: IntCounter,
     transactions: IntCounterVec,
+    batch_stuck_seconds: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -239,8 +240,13 @@ impl Metrics {
         registry.register(Box::new(records.clone()))?;
         registry.register(Box::new(batch_size.clone()))?;
         registry.register(Box::new(produce_retries.clone()))?;
+        let batch_stuck_seconds = prometheus::IntGauge::new(
+            "enricher_batch_stuck_seconds",
+            "How long one step has held the batch in hand, once past 30 s; 0 otherwise",
+        )?;
         registry.register(Box::new(transactions.clone()))?;
-        Ok(Metrics { records, batch_size, produce_retries, transactions })
+        registry.register(Box::new(batch_stuck_seconds.clone()))?;
+        Ok(Metrics { records, batch_size, produce_retries, transactions, batch_stuck_seconds })
     }
 
     fn count(&self, outputs: &[Output]) {
@@ -250,6 +256,53 @@ impl Metrics {
                 Destination::Rejected => "rejected",
             };
             self.records.with_label_values(&[destination]).inc();
+        }
+    }
+}
+
+/// Where the batch loop is. A batch that stops moving without any call returning an error
+/// would otherwise be silent: a thread of its own (not a task, so a blocked runtime cannot
+/// hide it) says which step has held the batch for how long, in the log and as a gauge.
+#[derive(Clone)]
+struct Stage(std::sync::Arc<std::sync::Mutex<(&'static str, std::time::Instant)>>);
+
+/// The step that waits for records: idle there is normal, so it is never reported.
+const READING: &str = "reading";
+
+impl Stage {
+    fn new() -> Self {
+        Stage(std::sync::Arc::new(std::sync::Mutex::new((READING, std::time::Instant::now()))))
+    }
+
+    fn enter(&self, step: &'static str) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = (step, std::time::Instant::now());
+    }
+
+    fn now(&self) -> (&'static str, Duration) {
+        let (step, since) = *self.0.lock().unwrap_or_else(|p| p.into_inner());
+        (step, since.elapsed())
+    }
+
+    /// Reports a step held longer than `after`, then every `after` again while it lasts.
+    fn watch(&self, gauge: prometheus::IntGauge, after: Duration, shutdown: CancellationToken) {
+        let stage = self.clone();
+        let spawned = std::thread::Builder::new().name("batch-watch".into()).spawn(move || {
+            let mut reported = Duration::ZERO;
+            while !shutdown.is_cancelled() {
+                std::thread::sleep(Duration::from_secs(1));
+                let (step, held) = stage.now();
+                let stuck = step != READING && held >= after;
+                gauge.set(if stuck { held.as_secs() as i64 } else { 0 });
+                if !stuck {
+                    reported = Duration::ZERO;
+                } else if held >= reported + after {
+                    tracing::warn!(step, held_s = held.as_secs(), "the batch in hand has not moved on");
+                    reported = held;
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the batch watch");
         }
     }
 }
@@ -281,9 +334,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut watch = config.membership.watch(&registry, &[&topics.raw])?;
     tracing::info!(%admin_addr, group = %config.group, from = %topics.raw, pepper_version = pepper.version(), transactional = matches!(delivery, Delivery::Transactional(_)), "enricher started");
     let linger = Duration::from_millis(config.batch_linger_ms);
+    let stage = Stage::new();
+    stage.watch(metrics.batch_stuck_seconds.clone(), Duration::from_secs(30), shutdown.clone());
 
     while let Some(batch) = kafka::next_batch(&consumer, config.batch_max, linger, &readiness, &shutdown).await? {
         if batch.is_empty() {
+            stage.enter("checking membership");
             let (c, r) = (consumer.clone(), readiness.clone());
             let (w, verdict) = tokio::task::spawn_blocking(move || {
                 let verdict = watch.check(&*c, &r);
@@ -294,6 +350,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             if verdict == Membership::Exit {
                 anyhow::bail!("no partitions assigned for too long while the group has lag; exiting for a restart");
             }
+            stage.enter(READING);
             continue;
         }
         metrics.batch_size.observe(batch.len() as f64);
@@ -304,12 +361,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             .collect();
         pseudonymize(&pepper, &mut outcomes);
         if let Some(verifier) = &verifier {
+            stage.enter("verifying");
             // Failures are logged and counted by the verifier; the records stay pending.
             let _ = verify(verifier, &mut outcomes).await;
         }
         let outputs: Vec<Output> = outcomes.iter().map(Outcome::encode).collect();
         match &delivery {
             Delivery::AtLeastOnce(producer) => {
+                stage.enter("producing");
                 if !produce_all(producer, topics, &outputs, &metrics, &shutdown).await {
                     tracing::warn!(records = batch.len(), "stopping with an unacknowledged batch; it will be replayed");
                     return Ok(());
@@ -319,7 +378,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             }
             Delivery::Transactional(producer) => {
                 let budget = call_budget(config.transaction_timeout_ms);
-                match transact(producer, &consumer, topics, &batch, &outputs, budget).await? {
+                match transact(producer, &consumer, topics, &batch, &outputs, budget, &stage).await? {
                     Transacted::Committed => {
                         metrics.transactions.with_label_values(&["committed"]).inc();
                         metrics.count(&outputs);
@@ -327,6 +386,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     Transacted::Aborted(e) => {
                         metrics.transactions.with_label_values(&["aborted"]).inc();
                         tracing::warn!(error = %e, records = batch.len(), "transaction aborted; the batch is read again from its first offsets");
+                        stage.enter("rewinding");
                         rewind(&consumer, &batch);
                         tokio::select! {
                             _ = shutdown.cancelled() => return Ok(()),
@@ -336,6 +396,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 }
             }
         }
+        stage.enter(READING);
     }
     tracing::info!("enricher drained");
     Ok(())
@@ -533,7 +594,9 @@ async fn transact(
     batch: &[OwnedMessage],
     outputs: &[Output],
     budget: Duration,
+    stage: &Stage,
 ) -> anyhow::Result<Transacted> {
+    stage.enter("producing");
     // Local to the producer: it returns at once.
     if let Err(e) = producer.begin_transaction() {
         return match recovery(&e) {
@@ -549,6 +612,7 @@ async fn transact(
         Some(failed) => Some(failed),
         None => {
             let (p, c) = (producer.clone(), consumer.clone());
+            stage.enter("sending offsets");
             let offsets = kafka::next_offsets(batch).map_err(|e| producer_done("next_offsets", e))?;
             // -1 (Timeout::Never): the remaining transaction time, as librdkafka recommends.
             let sent = call_resuming("send_offsets_to_transaction", budget, move || {
@@ -560,6 +624,7 @@ async fn transact(
             match sent {
                 Err(e) => Some(("send_offsets_to_transaction", e)),
                 Ok(()) => {
+                    stage.enter("committing");
                     let p = producer.clone();
                     // Resumed, never aborted, on a timeout: a commit that timed out may still
                     // complete at the coordinator, and the batch must then not be written again.
@@ -573,6 +638,7 @@ async fn transact(
     if recovery(&e) == Recovery::Exit {
         return Err(producer_done(call, e));
     }
+    stage.enter("aborting");
     let p = producer.clone();
     match call_resuming("abort_transaction", budget, move || p.abort_transaction(Timeout::Never)).await? {
         Ok(()) => Ok(Transacted::Aborted(e)),
