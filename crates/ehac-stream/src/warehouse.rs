@@ -99,6 +99,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../schemas/clickhouse/migrations/0009_analyst_dashboard.sql"),
         cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0009_analyst_dashboard.sql")),
     },
+    Migration {
+        version: 10,
+        name: "0010_microdata_groups",
+        sql: include_str!("../../../schemas/clickhouse/migrations/0010_microdata_groups.sql"),
+        cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0010_microdata_groups.sql")),
+    },
 ];
 
 /// A fresh cluster's schema: migrations 1 to [`CLUSTER_BASELINE_VERSION`] as they end, created

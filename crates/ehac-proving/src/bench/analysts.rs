@@ -195,6 +195,7 @@ pub async fn run(args: &AnalystsArgs) -> anyhow::Result<Report> {
     }
     as_migrator("DROP TABLE ehac.bench_generated".into()).await?;
     as_migrator("OPTIMIZE TABLE ehac.arrival_counts FINAL".into()).await?;
+    as_migrator("OPTIMIZE TABLE ehac.microdata_groups FINAL".into()).await?;
     let rollup_rows: u64 = as_migrator("SELECT count() FROM ehac.arrival_counts".into()).await?.trim().parse()?;
     let declarations: u64 = as_migrator("SELECT count() FROM ehac.declarations".into()).await?.trim().parse()?;
     let counted: u64 = as_migrator("SELECT sum(declarations) FROM ehac.arrival_counts".into()).await?.trim().parse()?;
@@ -236,7 +237,7 @@ pub async fn run(args: &AnalystsArgs) -> anyhow::Result<Report> {
         let raw = timed(args.runs, || as_epidemiologist(format!("{raw}\nFORMAT Null"))).await?;
         queries.push(QueryRow {
             name: (*name).to_owned(),
-            reads: "ehac.arrivals_microdata (k = 11, at query time)",
+            reads: "ehac.arrivals_microdata (k = 11, groups kept as rows arrive)",
             analyst,
             raw: Some(raw),
         });
