@@ -59,9 +59,9 @@ async fn commits_outlasting_their_wait_still_give_one_output_per_raw_record() {
     let mut enricher = Service::start(&bin, &dir, "enricher", "ehac-enricher", &args, &services::enricher_env(&stack)).unwrap();
     let mut restarts = Vec::new();
     let mut supervise = |enricher: &mut Service| {
-        if let Some(status) = enricher.restart_if_exited().unwrap() {
-            eprintln!("the enricher exited ({status}); started again");
-            restarts.push(status.to_string());
+        if let Some(exit) = enricher.restart_if_exited().unwrap() {
+            eprintln!("the enricher exited ({exit}); started again");
+            restarts.push(exit);
         }
     };
 

@@ -320,8 +320,8 @@ async fn run_scenario(args: &ChaosArgs, scenario: Scenario, rate: f64, seed: u64
                 stored = &mut wait => break stored?,
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {
                     for service in std::iter::once(&mut enricher).chain(sinks.iter_mut()) {
-                        if let Some(status) = service.restart_if_exited()? {
-                            eprintln!("   {} exited ({status}); started again", service.name);
+                        if let Some(exit) = service.restart_if_exited()? {
+                            eprintln!("   {} exited ({exit}); started again", service.name);
                         }
                     }
                 }

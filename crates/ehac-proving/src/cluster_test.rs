@@ -605,8 +605,8 @@ impl Cluster {
         let mut restarted = Vec::new();
         let services = self.gateways.iter_mut().map(|g| &mut g.service).chain(self.enrichers.iter_mut()).chain(self.sinks.iter_mut());
         for service in services.chain([&mut self.lagwatch]) {
-            if let Some(status) = service.restart_if_exited()? {
-                restarted.push(format!("{} ({status})", service.name));
+            if let Some(exit) = service.restart_if_exited()? {
+                restarted.push(format!("{} ({exit})", service.name));
             }
         }
         Ok(restarted)

@@ -76,13 +76,15 @@ impl Service {
     }
 
     /// What a supervisor (systemd's `Restart=always`, Kubernetes) does: if the process has
-    /// exited, starts it again and returns how it had exited.
-    pub fn restart_if_exited(&mut self) -> anyhow::Result<Option<ExitStatus>> {
-        let exited = self.child.try_wait()?;
-        if exited.is_some() {
-            self.restart()?;
-        }
-        Ok(exited)
+    /// exited, starts it again and says how it had exited and why, as far as its log says.
+    pub fn restart_if_exited(&mut self) -> anyhow::Result<Option<String>> {
+        let Some(status) = self.child.try_wait()? else { return Ok(None) };
+        let why = last_words(&self.launch.log);
+        self.restart()?;
+        Ok(Some(match why {
+            Some(why) => format!("{status}: {why}"),
+            None => status.to_string(),
+        }))
     }
 
     /// SIGTERM, then waits for the exit status (the service drains and commits first).
@@ -105,6 +107,38 @@ impl Service {
         self.kill()?;
         Ok(None)
     }
+}
+
+/// The reason a service gave for exiting: the `Error:` its `main` printed last, else its last
+/// ERROR log line's message; shortened to one line.
+fn last_words(log: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(log).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024))).ok()?;
+    let mut tail = String::new();
+    file.take(64 * 1024).read_to_string(&mut tail).ok()?;
+    let lines: Vec<&str> = tail.lines().collect();
+    // anyhow's report: `Error: context`, then `Caused by:` and the causes, one per line.
+    let why = match lines.iter().rposition(|line| line.starts_with("Error: ")) {
+        Some(at) => lines[at..]
+            .iter()
+            .take_while(|line| !line.starts_with("Stack backtrace"))
+            .map(|line| line.trim_start_matches("Error: ").trim())
+            .filter(|line| !line.is_empty() && *line != "Caused by:")
+            .map(|line| match line.split_once(": ") {
+                // A numbered cause (`0: ...`).
+                Some((n, cause)) if n.chars().all(|c| c.is_ascii_digit()) => cause,
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join(": "),
+        None => lines.iter().rev().find_map(|line| {
+            let entry: serde_json::Value = serde_json::from_str(line).ok()?;
+            (entry["level"] == "ERROR").then(|| entry["fields"]["message"].as_str().unwrap_or_default().to_owned())
+        })?,
+    };
+    Some(why.chars().take(300).collect())
 }
 
 /// How the gateways that the demo, the chaos matrix and the benchmarks start let clients in.
@@ -218,7 +252,26 @@ pub fn sink_env(stack: &ehac_devstack::Stack) -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_metric;
+    use super::{last_words, parse_metric};
+
+    #[test]
+    fn an_exit_is_explained_by_the_error_main_printed_else_by_the_last_error_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("enricher.log");
+        let json = |level: &str, message: &str| format!(r#"{{"level":"{level}","fields":{{"message":"{message}"}}}}"#);
+        let logged = [json("INFO", "enricher started"), json("ERROR", "librdkafka: FAIL"), json("WARN", "retrying")].join("\n");
+        std::fs::write(&log, format!("{logged}\n")).unwrap();
+        assert_eq!(last_words(&log).as_deref(), Some("librdkafka: FAIL"));
+        let report = "Error: commit_transaction: the transactional producer cannot go on\n\nCaused by:\n    0: Transaction error: fenced\n    1: 30 s passed\n\nStack backtrace:\n   0: main\n";
+        std::fs::write(&log, format!("{logged}\n{report}")).unwrap();
+        assert_eq!(
+            last_words(&log).as_deref(),
+            Some("commit_transaction: the transactional producer cannot go on: Transaction error: fenced: 30 s passed")
+        );
+        std::fs::write(&log, json("INFO", "enricher drained")).unwrap();
+        assert_eq!(last_words(&log), None);
+        assert_eq!(last_words(&dir.path().join("missing.log")), None);
+    }
 
     #[test]
     fn reads_the_named_metric_only() {
