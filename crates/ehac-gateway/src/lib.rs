@@ -10,8 +10,8 @@
 //! deadline (down, unreachable, slow), the declaration is appended to a durable local spool
 //! (`ehac-spool`: fsynced before the answer) and still gets its 202; a drain task sends the
 //! spool to Kafka, oldest first, once the broker is back. "Accepted" means durable in Kafka or
-//! on this gateway's disk. Only a full spool makes the gateway answer 503 (seed 001: the e-HAC
-//! server went down and travellers re-filled paper forms).
+//! on this gateway's disk. Only a full spool makes the gateway answer 503: when the e-HAC
+//! server went down, travellers re-filled paper forms.
 //!
 //! Who may submit: every request carries a client's API key (`Authorization: Bearer ehac_...`),
 //! checked against the client registry file ([`clients`], re-read while running). The

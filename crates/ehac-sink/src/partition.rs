@@ -96,10 +96,9 @@ enum Gathered {
 }
 
 /// When a partition's batch is inserted: once it holds `max` records, or `linger` after its
-/// first record. The linger is not cut short when the partition goes quiet: tried (ClickHouse's
-/// Kafka engine flushes a block when a poll finds nothing), it landed a backlog's last batches
-/// sooner but made more, smaller inserts whenever the enricher's commits left a gap, and
-/// ClickHouse's CPU per declaration in the surge rose from 19.2 to 26.3 µs (BENCHMARKS.md).
+/// first record. The linger is not cut short when the partition goes quiet: every gap in the
+/// enricher's commits would then make more, smaller inserts, which cost ClickHouse more CPU per
+/// declaration.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Flush {
     pub max: usize,
