@@ -218,7 +218,8 @@ pub async fn verify<R: PopulationRegistry>(verifier: &Verifier<R>, outcomes: &mu
     Ok(verified)
 }
 
-struct Metrics {
+/// The enricher's own metrics, registered once at start.
+pub struct Metrics {
     records: IntCounterVec,
     batch_size: Histogram,
     produce_retries: IntCounter,
@@ -226,7 +227,7 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn register(registry: &Registry) -> prometheus::Result<Self> {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let records = IntCounterVec::new(Opts::new("enricher_records_total", "Raw records handled, by destination"), &["destination"])?;
         let batch_size = Histogram::with_opts(
             HistogramOpts::new("enricher_batch_size", "Records per batch").buckets(prometheus::exponential_buckets(1.0, 4.0, 8)?),

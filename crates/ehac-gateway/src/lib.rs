@@ -64,7 +64,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::GatewayMetrics;
+pub use crate::metrics::GatewayMetrics;
 
 /// HTTP gateway for e-HAC declarations.
 #[derive(clap::Parser, Debug, Clone)]

@@ -85,7 +85,8 @@ pub struct Config {
     pub membership: ehac_stream::kafka::MembershipArgs,
 }
 
-pub(crate) struct Metrics {
+/// The sink's own metrics, registered once at start.
+pub struct Metrics {
     rows: IntCounterVec,
     batch_size: Histogram,
     insert_seconds: Histogram,
@@ -97,7 +98,7 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    fn register(registry: &Registry) -> prometheus::Result<Self> {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let rows = IntCounterVec::new(Opts::new("sink_rows_total", "Rows inserted into ClickHouse, by table"), &["table"])?;
         let batch_size = Histogram::with_opts(
             HistogramOpts::new("sink_batch_size", "Records per partition batch").buckets(prometheus::exponential_buckets(1.0, 4.0, 9)?),
