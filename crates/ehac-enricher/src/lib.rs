@@ -22,9 +22,9 @@ use ehac_domain::{EnrichedDeclaration, ErrorCode, FieldError, Policy, ReferenceD
 use ehac_registry::{PopulationRegistry, RegistryArgs, Verifier};
 use ehac_stream::admin::{self, Readiness};
 use ehac_stream::codec::{self, ENRICHED, RAW, REJECTION};
-use ehac_stream::config::{AdminArgs, KafkaArgs, PepperArgs, PolicyArgs};
+use ehac_stream::config::{AdminArgs, KafkaArgs, MembershipArgs, PepperArgs, PolicyArgs};
 use ehac_stream::kafka;
-use ehac_stream::kafka::{Membership, MembershipArgs};
+use ehac_stream::kafka::Membership;
 use futures::future::join_all;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 use rdkafka::consumer::Consumer;
@@ -66,7 +66,7 @@ pub struct Config {
     #[arg(long, env = "EHAC_ENRICHER_TRANSACTIONS", value_enum, default_value_t = Transactions::Auto)]
     pub transactions: Transactions,
     /// This instance's `transactional.id`: stable across its restarts, unique among instances.
-    /// Default: `<group>-<EHAC_KAFKA_GROUP_INSTANCE_ID>` if set, else
+    /// Default: `<group>-<instance id>` when `--kafka-group-instance-id` is set, else
     /// `<group>-<hostname>-<admin port>` (a pod name or host plus port is both).
     #[arg(long, env = "EHAC_ENRICHER_TRANSACTIONAL_ID")]
     pub transactional_id: Option<String>,
@@ -91,7 +91,7 @@ impl Config {
         if let Some(id) = &self.transactional_id {
             return id.clone();
         }
-        if let Ok(instance) = std::env::var("EHAC_KAFKA_GROUP_INSTANCE_ID") {
+        if let Some(instance) = &self.membership.kafka_group_instance_id {
             return format!("{}-{instance}", self.group);
         }
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".into());
@@ -278,7 +278,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let brokers = &config.kafka.kafka_brokers;
     let topics = &config.kafka.topics;
     let Some(mut delivery) = delivery(&config, &readiness, &shutdown).await? else { return Ok(()) };
-    let consumer = std::sync::Arc::new(kafka::consumer(brokers, &config.group, &[&topics.raw])?);
+    let consumer = std::sync::Arc::new(config.membership.consumer(brokers, &config.group, &[&topics.raw])?);
     let mut watch = config.membership.watch(&registry, &[&topics.raw])?;
     tracing::info!(%admin_addr, group = %config.group, from = %topics.raw, pepper_version = pepper.version(), transactional = matches!(delivery, Delivery::Transactional(_)), "enricher started");
     let linger = Duration::from_millis(config.batch_linger_ms);

@@ -82,7 +82,7 @@ pub struct Config {
     #[arg(long, env = "EHAC_SINK_PARTITION_BUFFER", default_value_t = 4_096)]
     pub partition_buffer: usize,
     #[command(flatten)]
-    pub membership: ehac_stream::kafka::MembershipArgs,
+    pub membership: ehac_stream::config::MembershipArgs,
 }
 
 /// The sink's own metrics, registered once at start.
@@ -240,7 +240,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shared: OnceLock::new(),
     };
     let consumer: BaseConsumer<SinkContext> =
-        kafka::consumer_config(&config.kafka.kafka_brokers, &config.group).create_with_context(context)?;
+        config.membership.consumer_config(&config.kafka.kafka_brokers, &config.group).create_with_context(context)?;
     consumer.subscribe(&[&topics.enriched, &topics.rejected])?;
     let consumer = Arc::new(consumer);
     let shared = Arc::new(partition::Shared {
