@@ -299,7 +299,7 @@ impl Pipeline {
                 gateway_version: "0.0.1-old".into(),
                 form,
             };
-            let payload = ehac_stream::codec::RAW.encode(&raw).unwrap();
+            let payload = ehac_codec::RAW.encode(&raw).unwrap();
             let record = rdkafka::producer::FutureRecord::to(&self.topics.raw).key(&declaration_id).payload(&payload);
             producer.send(record, rdkafka::util::Timeout::Never).await.expect("raw record acknowledged");
             ids.push(declaration_id);

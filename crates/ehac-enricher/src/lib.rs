@@ -17,11 +17,11 @@
 
 use std::time::Duration;
 
+use ehac_codec::{self as codec, ENRICHED, RAW, REJECTION};
 use ehac_domain::verification::judge;
-use ehac_domain::{EnrichedDeclaration, ErrorCode, FieldError, Policy, ReferenceData, Rejection, TravellerIdentity};
+use ehac_domain::{EnrichedDeclaration, FieldError, Policy, ReferenceData, Rejection, TravellerIdentity};
 use ehac_registry::{PopulationRegistry, RegistryArgs, Verifier};
 use ehac_stream::admin::{self, Readiness};
-use ehac_stream::codec::{self, ENRICHED, RAW, REJECTION};
 use ehac_stream::config::{AdminArgs, KafkaArgs, MembershipArgs, PepperArgs, PolicyArgs};
 use ehac_stream::kafka;
 use ehac_stream::kafka::Membership;
@@ -148,7 +148,10 @@ pub fn classify(
         }))
     };
     match RAW.decode(payload) {
-        Err(e) => reject(None, String::new(), vec![FieldError::new(ErrorCode::Undecodable, "", e.to_string())], String::new()),
+        Err(e) => {
+            let source = codec::Source { topic, partition, offset };
+            Outcome::Rejected(Box::new(codec::undecodable(SERVICE, ehac_stream::VERSION, source, payload, &e, now_ms)))
+        }
         Ok(raw) => match ehac_domain::accept(raw, reference, policy, ehac_stream::VERSION) {
             Ok(enriched) => Outcome::Enriched(Box::new(enriched), payload.to_vec()),
             Err((raw, errors)) => {

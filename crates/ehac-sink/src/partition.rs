@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clickhouse::{Client, Row};
-use ehac_domain::{EnrichedDeclaration, ErrorCode, FieldError, Rejection};
+use ehac_codec::{ENRICHED, REJECTION};
+use ehac_domain::{EnrichedDeclaration, Rejection};
 use ehac_stream::admin::Readiness;
-use ehac_stream::codec::{ENRICHED, REJECTION};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -70,19 +70,8 @@ fn decode(message: &OwnedMessage, enriched_topic: &str, now_ms: i64) -> Result<R
     let decoded = if message.topic() == enriched_topic { ENRICHED.decode(payload).map(Ok) } else { REJECTION.decode(payload).map(Err) };
     decoded.map_err(|e| {
         tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), error = %e, "undecodable message stored as a rejection");
-        Rejection {
-            declaration_id: None,
-            client_id: String::new(),
-            service: SERVICE.to_owned(),
-            service_version: ehac_stream::VERSION.to_owned(),
-            source_topic: message.topic().to_owned(),
-            source_partition: message.partition(),
-            source_offset: message.offset(),
-            rejected_at_ms: now_ms,
-            errors: vec![FieldError::new(ErrorCode::Undecodable, "", e.to_string())],
-            payload: payload.to_vec(),
-            payload_json: String::new(),
-        }
+        let source = ehac_codec::Source { topic: message.topic(), partition: message.partition(), offset: message.offset() };
+        ehac_codec::undecodable(SERVICE, ehac_stream::VERSION, source, payload, &e, now_ms)
     })
 }
 

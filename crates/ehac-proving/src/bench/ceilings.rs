@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
+use ehac_codec::ENRICHED;
 use ehac_devstack::{free_port, Stack};
 use ehac_domain::sample::{Flaw, SampleGenerator};
 use ehac_domain::{Policy, RawDeclaration, ReferenceData};
-use ehac_stream::codec::ENRICHED;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;

@@ -2,7 +2,7 @@
 //! out: the gateway encodes every declaration it accepts, and serde_avro_fast's generic path
 //! (a schema node matched per field, an enum symbol looked up by name) was a noticeable part of
 //! a request's cost. This writes the same bytes for a fraction of that; the
-//! tests in `codec.rs` hold it to serde_avro_fast's and apache-avro's output, so a schema change
+//! tests in `lib.rs` hold it to serde_avro_fast's and apache-avro's output, so a schema change
 //! that this file does not follow fails them.
 //!
 //! Avro binary: a record is its fields in schema order; `long`/`int` a zigzag varint; `string`
