@@ -240,7 +240,7 @@ pub fn raw_message(declaration_id: &str, form: DeclarationForm) -> Vec<u8> {
         gateway_version: "0.0.1-old".into(),
         form,
     };
-    ehac_stream::codec::RAW.encode(&raw).expect("a raw declaration encodes")
+    ehac_codec::RAW.encode(&raw).expect("a raw declaration encodes")
 }
 
 /// A client id no other test uses.

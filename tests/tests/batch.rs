@@ -46,7 +46,7 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<(String, String)> {
         assert!(Instant::now() < deadline, "reading {topic} did not reach its end");
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
-                let raw = ehac_stream::codec::RAW.decode(m.payload().unwrap()).unwrap();
+                let raw = ehac_codec::RAW.decode(m.payload().unwrap()).unwrap();
                 records.push((String::from_utf8(m.key().unwrap().to_vec()).unwrap(), raw.form.client_id));
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {

@@ -1,4 +1,4 @@
-//! Declaration ids belong to the authenticated client (issue 13): two clients that happen to
+//! Declaration ids belong to the authenticated client: two clients that happen to
 //! send the same `declaration_id`, or the same `Idempotency-Key`, get two declarations and two
 //! rows in ClickHouse; a retry by the same client gets the same id and no second row. A gateway
 //! with a client registry, in front of the shared pipeline's real broker and ClickHouse.

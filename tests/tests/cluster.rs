@@ -190,7 +190,7 @@ async fn the_sink_writes_replica_one_and_analysts_read_every_row_on_replica_two_
     let records = enriched(40, client_id, 11, chrono::Utc::now());
     let producer = ehac_stream::kafka::producer(&c.brokers).unwrap();
     for record in &records {
-        let payload = ehac_stream::codec::ENRICHED.encode(record).unwrap();
+        let payload = ehac_codec::ENRICHED.encode(record).unwrap();
         let message = rdkafka::producer::FutureRecord::to(&c.topics.enriched).key(&record.raw.declaration_id).payload(&payload);
         producer.send(message, rdkafka::util::Timeout::Never).await.expect("acknowledged");
     }

@@ -1,4 +1,4 @@
-//! Faults on a cluster (issue 16), small: `ehac cluster-test` with every fault, a few thousand
+//! Faults on a cluster, small: `ehac cluster-test` with every fault, a few thousand
 //! declarations each at a few hundred a second (the command's defaults are larger). Three
 //! KRaft nodes (RF 3, min ISR 2), ZooKeeper and two ClickHouse 18.16 replicas of one shard; two
 //! gateways, two transactional enrichers, two sinks and lagwatch as processes. Each fault must

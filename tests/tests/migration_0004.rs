@@ -1,4 +1,4 @@
-//! Migration 0004 (personal data apart, issue 14) on a warehouse that already holds data, on the
+//! Migration 0004 (personal data apart) on a warehouse that already holds data, on the
 //! real ClickHouse 18.16 of the dev stack: the database is taken to 0003 only, rows are stored in
 //! their pre-0004 shape (identity, contact and payloads in `ehac`), then `migrate` runs 0004.
 //! Every old declaration's identity and every old rejection's payload must be in `ehac_pii`,

@@ -794,7 +794,7 @@ async fn the_pepper_is_nowhere_in_clickhouse_kafka_or_logs() {
         .unwrap();
     consumer.subscribe(&[enriched]).unwrap();
     let message = tokio::time::timeout(PATIENCE, consumer.recv()).await.expect("the checking enricher writes").unwrap();
-    let record = ehac_stream::codec::ENRICHED.decode(message.payload().unwrap()).unwrap();
+    let record = ehac_codec::ENRICHED.decode(message.payload().unwrap()).unwrap();
     let identity = TravellerIdentity::of(&record.raw.form.traveller, &record.enrichment.nationality).unwrap();
     assert_eq!(record.enrichment.traveller_key, p.pepper.pepper().unwrap().traveller_key(&identity));
     // Not dropped: closing a group consumer here blocked in rd_kafka_destroy (seen); the

@@ -125,7 +125,7 @@ async fn reference_failures_go_to_the_rejected_topic_and_table_with_reasons() {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while seen.len() < ids.len() {
         let message = tokio::time::timeout_at(deadline, consumer.recv()).await.expect("rejections on the topic").unwrap();
-        let rejection = ehac_stream::codec::REJECTION.decode(message.payload().unwrap()).unwrap();
+        let rejection = ehac_codec::REJECTION.decode(message.payload().unwrap()).unwrap();
         if rejection.client_id == client {
             assert!(!rejection.errors.is_empty());
             assert_eq!(message.key(), rejection.declaration_id.as_deref().map(str::as_bytes));

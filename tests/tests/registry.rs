@@ -1,4 +1,4 @@
-//! Degraded mode (seed 004: a citizen refused because the registry was "offline"). The
+//! Degraded mode: no citizen is refused because the registry is "offline". The
 //! population registry is a real process the test kills, slows down and restarts; declarations
 //! keep flowing, citizens are stored `pending` instead of being blocked or rejected, and the
 //! reconciliation job verifies them once the registry is back.

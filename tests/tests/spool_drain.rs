@@ -10,10 +10,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ehac_cli::spool::{drain, DrainArgs};
+use ehac_codec::RAW;
 use ehac_devstack::{Stack, StackOptions, Tools};
 use ehac_domain::sample::Flaw;
 use ehac_spool::{Spool, SpoolConfig};
-use ehac_stream::codec::RAW;
 use ehac_stream::config::Topics;
 use ehac_tests::{anonymous_access, declarations, test_dir};
 use rdkafka::consumer::{BaseConsumer, Consumer};

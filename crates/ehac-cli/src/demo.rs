@@ -1,7 +1,7 @@
 //! `ehac demo`: the main job on one machine. Installs what is missing, starts a fresh broker and
 //! ClickHouse, starts the gateway, enricher and sink as separate processes and a stand-in
 //! population registry, plays a holiday surge through the gateway's HTTP API while the registry
-//! goes offline for a while (seed 004), waits for the pipeline to drain, re-verifies the NIKs
+//! goes offline for a while, waits for the pipeline to drain, re-verifies the NIKs
 //! stored as pending, prints the analysts' queries and a SUMMARY counted in ClickHouse, then
 //! stops everything (SIGTERM, so each service drains).
 

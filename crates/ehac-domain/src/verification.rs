@@ -1,8 +1,8 @@
 //! What the population registry (Dukcapil) says about a citizen's NIK, and how that compares
 //! with the form.
 //!
-//! Verification never rejects a declaration (seed 004: citizens were turned away because their
-//! NIK was "offline" in the registry). A traveller whose NIK could not be checked is stored as
+//! Verification never rejects a declaration: citizens must not be turned away because their
+//! NIK is "offline" in the registry. A traveller whose NIK could not be checked is stored as
 //! `pending` and re-verified later by the reconciliation job; a NIK the registry does not know,
 //! or knows with other details, is flagged for the health officer, not refused.
 

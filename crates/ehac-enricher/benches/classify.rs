@@ -3,10 +3,10 @@
 
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ehac_codec::RAW;
 use ehac_domain::sample::{Flaw, SampleGenerator};
 use ehac_domain::{Policy, RawDeclaration, ReferenceData};
 use ehac_enricher::classify;
-use ehac_stream::codec::RAW;
 
 // As in the service's binary.
 #[global_allocator]

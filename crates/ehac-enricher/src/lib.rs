@@ -17,14 +17,14 @@
 
 use std::time::Duration;
 
+use ehac_codec::{self as codec, ENRICHED, RAW, REJECTION};
 use ehac_domain::verification::judge;
-use ehac_domain::{EnrichedDeclaration, ErrorCode, FieldError, Policy, ReferenceData, Rejection, TravellerIdentity};
+use ehac_domain::{EnrichedDeclaration, FieldError, Policy, ReferenceData, Rejection, TravellerIdentity};
 use ehac_registry::{PopulationRegistry, RegistryArgs, Verifier};
 use ehac_stream::admin::{self, Readiness};
-use ehac_stream::codec::{self, ENRICHED, RAW, REJECTION};
-use ehac_stream::config::{AdminArgs, KafkaArgs, PepperArgs, PolicyArgs};
+use ehac_stream::config::{AdminArgs, KafkaArgs, MembershipArgs, PepperArgs, PolicyArgs};
 use ehac_stream::kafka;
-use ehac_stream::kafka::{Membership, MembershipArgs};
+use ehac_stream::kafka::Membership;
 use futures::future::join_all;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 use rdkafka::consumer::Consumer;
@@ -66,7 +66,7 @@ pub struct Config {
     #[arg(long, env = "EHAC_ENRICHER_TRANSACTIONS", value_enum, default_value_t = Transactions::Auto)]
     pub transactions: Transactions,
     /// This instance's `transactional.id`: stable across its restarts, unique among instances.
-    /// Default: `<group>-<EHAC_KAFKA_GROUP_INSTANCE_ID>` if set, else
+    /// Default: `<group>-<instance id>` when `--kafka-group-instance-id` is set, else
     /// `<group>-<hostname>-<admin port>` (a pod name or host plus port is both).
     #[arg(long, env = "EHAC_ENRICHER_TRANSACTIONAL_ID")]
     pub transactional_id: Option<String>,
@@ -91,7 +91,7 @@ impl Config {
         if let Some(id) = &self.transactional_id {
             return id.clone();
         }
-        if let Ok(instance) = std::env::var("EHAC_KAFKA_GROUP_INSTANCE_ID") {
+        if let Some(instance) = &self.membership.kafka_group_instance_id {
             return format!("{}-{instance}", self.group);
         }
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".into());
@@ -148,7 +148,10 @@ pub fn classify(
         }))
     };
     match RAW.decode(payload) {
-        Err(e) => reject(None, String::new(), vec![FieldError::new(ErrorCode::Undecodable, "", e.to_string())], String::new()),
+        Err(e) => {
+            let source = codec::Source { topic, partition, offset };
+            Outcome::Rejected(Box::new(codec::undecodable(SERVICE, ehac_stream::VERSION, source, payload, &e, now_ms)))
+        }
         Ok(raw) => match ehac_domain::accept(raw, reference, policy, ehac_stream::VERSION) {
             Ok(enriched) => Outcome::Enriched(Box::new(enriched), payload.to_vec()),
             Err((raw, errors)) => {
@@ -218,7 +221,8 @@ pub async fn verify<R: PopulationRegistry>(verifier: &Verifier<R>, outcomes: &mu
     Ok(verified)
 }
 
-struct Metrics {
+/// The enricher's own metrics, registered once at start.
+pub struct Metrics {
     records: IntCounterVec,
     batch_size: Histogram,
     produce_retries: IntCounter,
@@ -227,7 +231,7 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn register(registry: &Registry) -> prometheus::Result<Self> {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let records = IntCounterVec::new(Opts::new("enricher_records_total", "Raw records handled, by destination"), &["destination"])?;
         let batch_size = Histogram::with_opts(
             HistogramOpts::new("enricher_batch_size", "Records per batch").buckets(prometheus::exponential_buckets(1.0, 4.0, 8)?),
@@ -330,7 +334,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let brokers = &config.kafka.kafka_brokers;
     let topics = &config.kafka.topics;
     let Some(delivery) = delivery(&config, &readiness, &shutdown).await? else { return Ok(()) };
-    let consumer = std::sync::Arc::new(kafka::consumer(brokers, &config.group, &[&topics.raw])?);
+    let consumer = std::sync::Arc::new(config.membership.consumer(brokers, &config.group, &[&topics.raw])?);
     let mut watch = config.membership.watch(&registry, &[&topics.raw])?;
     tracing::info!(%admin_addr, group = %config.group, from = %topics.raw, pepper_version = pepper.version(), transactional = matches!(delivery, Delivery::Transactional(_)), "enricher started");
     let linger = Duration::from_millis(config.batch_linger_ms);

@@ -1,7 +1,7 @@
 use clap::Parser;
 
 // Many small allocations per record (strings of each declaration); mimalloc spends far less on
-// them than glibc's malloc, which perf showed at 15-20% of the service's CPU.
+// them than glibc's malloc, which was a large share of the service's CPU.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

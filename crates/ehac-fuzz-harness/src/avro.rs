@@ -1,4 +1,4 @@
-//! The Avro decoders of the three record types ([`ehac_stream::codec`]).
+//! The Avro decoders of the three record types ([`ehac_codec`]).
 //!
 //! Each input is decoded twice: as a whole message (so the single-object header check is
 //! fuzzed too) and as the body behind a correct header (so the fuzzer need not find the
@@ -6,7 +6,7 @@
 //! and decode back to the same record. Unbounded allocation from a length prefix shows as
 //! a libFuzzer `malloc limit` crash (`-malloc_limit_mb` in deploy/local/fuzz.sh).
 
-use ehac_stream::codec::{Codec, ENRICHED, RAW, REJECTION};
+use ehac_codec::{Codec, ENRICHED, RAW, REJECTION};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Debug;

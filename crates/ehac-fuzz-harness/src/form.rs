@@ -2,9 +2,9 @@
 //! strict serde), then [`ehac_domain::validate`], then the encoding of the accepted record.
 
 use chrono::{DateTime, TimeZone, Utc};
+use ehac_codec::RAW;
 use ehac_domain::{validate, Policy, RawDeclaration, ReferenceData};
 use ehac_gateway::input::parse_declaration;
-use ehac_stream::codec::RAW;
 
 /// The receive time every fuzz input is validated at, so that a kept input fails or passes
 /// the departure window the same way whenever it is replayed. The seeds depart around it.

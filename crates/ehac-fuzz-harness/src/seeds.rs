@@ -3,10 +3,10 @@
 //! rather than hours. `ehac-fuzz-seeds DIR` writes them as `DIR/<target>/seed-<n>`; the ones
 //! under `fuzz/regressions/` are committed, and the regression test replays them too.
 
+use ehac_codec::{ENRICHED, RAW, REJECTION};
 use ehac_domain::sample::{Flaw, SampleGenerator};
 use ehac_domain::{enrich, validate, EnrichedDeclaration, FieldError, Policy, RawDeclaration, ReferenceData, Rejection};
 use ehac_spool::encode_frame;
-use ehac_stream::codec::{ENRICHED, RAW, REJECTION};
 
 use crate::form::received_at;
 use crate::spool::{cursor_bytes, SpoolDir};

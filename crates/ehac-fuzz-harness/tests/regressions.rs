@@ -31,9 +31,9 @@ fn the_seeds_reach_past_the_first_check() {
         assert!(ehac_gateway::input::parse_declaration(&form).is_ok());
     }
     for (target, codec_ok) in [
-        ("avro_raw", (|b: &[u8]| ehac_stream::codec::RAW.decode(b).is_ok()) as fn(&[u8]) -> bool),
-        ("avro_enriched", |b| ehac_stream::codec::ENRICHED.decode(b).is_ok()),
-        ("avro_rejection", |b| ehac_stream::codec::REJECTION.decode(b).is_ok()),
+        ("avro_raw", (|b: &[u8]| ehac_codec::RAW.decode(b).is_ok()) as fn(&[u8]) -> bool),
+        ("avro_enriched", |b| ehac_codec::ENRICHED.decode(b).is_ok()),
+        ("avro_rejection", |b| ehac_codec::REJECTION.decode(b).is_ok()),
         ("spool_frame", |b| ehac_spool::decode_frame(b).is_ok()),
     ] {
         let seeds = seeds(target);

@@ -60,14 +60,14 @@ pub fn parse_declaration(body: &[u8]) -> Result<DeclarationForm, ParseError> {
 }
 
 /// serde_json, and only when it fails a second parse with serde_path_to_error for the JSON
-/// path of the error: tracking the path on every key and value was a third of the parse's
-/// instructions (callgrind), paid by every valid body for the rare invalid one. Both parses
+/// path of the error: tracking the path on every key and value was a large part of the parse's
+/// cost, paid by every valid body for the rare invalid one. Both parses
 /// read the same bytes with the same rules, so they fail at the same place; like the tracked
 /// parse alone, neither looks past the end of the value.
 ///
 /// A body that is valid UTF-8 as a whole (every one a client should send) is read as a `str`:
-/// serde_json then checks no string's UTF-8 again, which was 5,800 of the parse's 23,900
-/// instructions (callgrind) against about 400 for one check of the body. Anything else takes the
+/// serde_json then checks no string's UTF-8 again, which cost far more than one check of the
+/// whole body. Anything else takes the
 /// byte path, whose error says where the bad bytes are.
 fn parse_located<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ParseError> {
     let parsed = match std::str::from_utf8(body) {
@@ -120,7 +120,7 @@ fn item_path(index: usize, path: &str) -> String {
 pub fn too_deep(body: &[u8], max: usize) -> Option<String> {
     // Nesting never goes deeper than the brackets the body opens, in strings or not: finding
     // them with memchr, at most `max + 1`, clears a declaration, which opens about ten, without
-    // the byte-by-byte walk below (11,200 instructions of a request's 141,000, callgrind).
+    // the byte-by-byte walk below, a noticeable part of a request's cost.
     // `?`: no bracket past the `max`th, so no nesting deeper than `max`.
     memchr::memchr2_iter(b'{', b'[', body).nth(max)?;
     // A batch opens hundreds: a bare depth count first, the walk only for the path.
@@ -133,7 +133,7 @@ pub fn too_deep(body: &[u8], max: usize) -> Option<String> {
 /// [`too_deep`] the slow way: every string, key and index tracked, for the path.
 fn walk_to_too_deep(body: &[u8], max: usize) -> Option<String> {
     // A key is kept as where it is in `body` and only copied out for the path of a refusal:
-    // a String per key was a tenth of a request's instructions (callgrind).
+    // a String per key was a noticeable part of a request's cost.
     enum Frame {
         Object { key: Option<std::ops::Range<usize>>, expecting_key: bool },
         Array { index: usize },
@@ -192,8 +192,8 @@ fn walk_to_too_deep(body: &[u8], max: usize) -> Option<String> {
 }
 
 /// Whether `body` nests deeper than `max` outside strings: [`too_deep`]'s walk without its
-/// keys and indexes, skipping each string to its closing quote with memchr. The walk was a
-/// sixth of a batch's instructions per declaration (callgrind: 15,300 of 85,400).
+/// keys and indexes, skipping each string to its closing quote with memchr. The full walk was a
+/// large part of a batch's cost per declaration.
 fn deeper_than(body: &[u8], max: usize) -> bool {
     let mut depth = 0usize;
     let mut i = 0;

@@ -10,8 +10,8 @@
 //! deadline (down, unreachable, slow), the declaration is appended to a durable local spool
 //! (`ehac-spool`: fsynced before the answer) and still gets its 202; a drain task sends the
 //! spool to Kafka, oldest first, once the broker is back. "Accepted" means durable in Kafka or
-//! on this gateway's disk. Only a full spool makes the gateway answer 503 (seed 001: the e-HAC
-//! server went down and travellers re-filled paper forms).
+//! on this gateway's disk. Only a full spool makes the gateway answer 503: when the e-HAC
+//! server went down, travellers re-filled paper forms.
 //!
 //! Who may submit: every request carries a client's API key (`Authorization: Bearer ehac_...`),
 //! checked against the client registry file ([`clients`], re-read while running). The
@@ -51,10 +51,10 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use ehac_codec::RAW;
 use ehac_domain::{DeclarationForm, FieldError, Policy, RawDeclaration, ReferenceData};
 use ehac_spool::{Spool, SpoolConfig, SpoolError};
 use ehac_stream::admin::{self, Readiness};
-use ehac_stream::codec::RAW;
 use ehac_stream::config::{KafkaArgs, PolicyArgs};
 use ehac_stream::kafka;
 use ehac_stream::spool_drain::{self, BatchOutcome, DrainError};
@@ -64,7 +64,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::GatewayMetrics;
+pub use crate::metrics::GatewayMetrics;
 
 /// HTTP gateway for e-HAC declarations.
 #[derive(clap::Parser, Debug, Clone)]

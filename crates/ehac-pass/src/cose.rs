@@ -79,7 +79,7 @@ pub(crate) enum SignatureError {
 /// ES256 over `data`, the signature as fixed 64-byte r || s (RFC 8152 section 8.1) only.
 ///
 /// The format is checked with RustCrypto (so a zero or out-of-range r or s is a format error, not
-/// a mismatch); the curve arithmetic is ring's, which verified about 10 times faster than
+/// a mismatch); the curve arithmetic is ring's, which verified much faster than
 /// RustCrypto's `VerifyingKey` on the same passes (`ehac bench pass`). A gate checks a pass in
 /// the time a traveller takes to hold up a phone, on whatever small device it runs on.
 pub(crate) fn verify_es256(key: &PublicKey, signature: &[u8], data: &[u8]) -> Result<(), SignatureError> {
@@ -124,10 +124,9 @@ pub(crate) fn open_sign1(bytes: &[u8]) -> Result<(CoseSign1, Vec<u8>), Envelope>
 }
 
 /// A zlib stream (RFC 1950) of stored deflate blocks. A pass's COSE_Sign1 is mostly signature,
-/// random pass id and kid: deflate at level 1 made it 3 to 11 bytes longer, level 9 saved at
-/// most 2, and the QR version came out the same (`cargo test -p ehac-pass --test qr`). What
-/// deflating did cost was zlib-rs's 128 KiB hash-table clear on every reset, about 5 of the
-/// pass's ~30 CPU-µs; stored blocks need no state at all. Any zlib inflater reads them, the
+/// random pass id and kid: deflate made it no shorter and the QR version came out the same
+/// (`cargo test -p ehac-pass --test qr`). What deflating did cost was zlib-rs's hash-table
+/// clear on every reset, a real part of a pass's CPU; stored blocks need no state at all. Any zlib inflater reads them, the
 /// gate's included.
 pub(crate) fn zlib(bytes: &[u8]) -> Vec<u8> {
     const BLOCK: usize = u16::MAX as usize;

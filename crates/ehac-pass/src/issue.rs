@@ -31,7 +31,7 @@ pub enum IssueError {
 /// A parsed issuing key ready to sign passes: parse once at start-up, sign many times.
 ///
 /// Signing uses ring's P-256 (assembly, constant time), which measured several times faster
-/// than RustCrypto's p256 on the gateway's budget of 25 CPU-µs per pass (see benches/pass.rs and
+/// than RustCrypto's p256 within the gateway's budget per pass (see benches/pass.rs and
 /// docs/PASS.md). ring draws the nonce from the OS random source mixed with the key and message.
 pub struct Signer {
     kid: Kid,

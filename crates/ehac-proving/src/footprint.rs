@@ -11,6 +11,7 @@ use crate::procstat::proc_stats;
 use anyhow::{bail, Context};
 use ehac_devstack::{free_port, spawn, Lifetime, Stack, StackOptions, Tools};
 use ehac_stream::admin::Readiness;
+use ehac_stream::config::MembershipArgs;
 use ehac_stream::kafka;
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
@@ -47,7 +48,7 @@ pub struct FootprintArgs {
 /// One consumer group: reads its topic in batches and commits after each, optionally slowly,
 /// and stops reading (leaving the group) when `stop` fires.
 async fn consume(brokers: String, group: String, topic: String, pause_per_batch: Duration, stop: CancellationToken) -> anyhow::Result<()> {
-    let consumer = kafka::consumer(&brokers, &group, &[&topic])?;
+    let consumer = MembershipArgs::default().consumer(&brokers, &group, &[&topic])?;
     let readiness = Readiness::default();
     let max = if pause_per_batch.is_zero() { 1_000 } else { 20 };
     while let Some(batch) = kafka::next_batch(&consumer, max, Duration::from_millis(100), &readiness, &stop).await? {

@@ -1,7 +1,7 @@
 //! The demo's arrival gates: an issuing key for the gateway, a root-signed trust list, and gate
 //! scanners that check passes with nothing but that list, after the back office (Kafka,
-//! ClickHouse, the registry) has been stopped (seed 001: the gates at Soekarno-Hatta could not
-//! reach the server and travellers re-filled paper forms).
+//! ClickHouse, the registry) has been stopped: when gates could not reach the server, travellers
+//! re-filled paper forms.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! Verifying citizens' NIKs against the population registry (Dukcapil) without ever blocking or
-//! rejecting a traveller because the registry is down or slow (seed 004).
+//! rejecting a traveller because the registry is down or slow.
 //!
 //! - [`client`]: the [`PopulationRegistry`] trait and its HTTP implementation.
 //! - [`breaker`]: a circuit breaker, so a dead registry costs nothing per batch.

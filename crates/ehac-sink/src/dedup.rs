@@ -13,7 +13,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 /// Two identities per record are looked up and remembered; SipHash and a second copy of each
-/// identity were 3.5% of the sink's CPU (perf). The identities come from our own gateway and
+/// identity were a visible share of the sink's CPU. The identities come from our own gateway and
 /// enricher, and foldhash is still seeded per process.
 type Seen = HashSet<Arc<str>, foldhash::fast::RandomState>;
 

@@ -82,10 +82,11 @@ pub struct Config {
     #[arg(long, env = "EHAC_SINK_PARTITION_BUFFER", default_value_t = 4_096)]
     pub partition_buffer: usize,
     #[command(flatten)]
-    pub membership: ehac_stream::kafka::MembershipArgs,
+    pub membership: ehac_stream::config::MembershipArgs,
 }
 
-pub(crate) struct Metrics {
+/// The sink's own metrics, registered once at start.
+pub struct Metrics {
     rows: IntCounterVec,
     batch_size: Histogram,
     insert_seconds: Histogram,
@@ -97,7 +98,7 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    fn register(registry: &Registry) -> prometheus::Result<Self> {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let rows = IntCounterVec::new(Opts::new("sink_rows_total", "Rows inserted into ClickHouse, by table"), &["table"])?;
         let batch_size = Histogram::with_opts(
             HistogramOpts::new("sink_batch_size", "Records per partition batch").buckets(prometheus::exponential_buckets(1.0, 4.0, 9)?),
@@ -239,7 +240,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shared: OnceLock::new(),
     };
     let consumer: BaseConsumer<SinkContext> =
-        kafka::consumer_config(&config.kafka.kafka_brokers, &config.group).create_with_context(context)?;
+        config.membership.consumer_config(&config.kafka.kafka_brokers, &config.group).create_with_context(context)?;
     consumer.subscribe(&[&topics.enriched, &topics.rejected])?;
     let consumer = Arc::new(consumer);
     let shared = Arc::new(partition::Shared {

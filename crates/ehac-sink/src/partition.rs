@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clickhouse::{Client, Row};
-use ehac_domain::{EnrichedDeclaration, ErrorCode, FieldError, Rejection};
+use ehac_codec::{ENRICHED, REJECTION};
+use ehac_domain::{EnrichedDeclaration, Rejection};
 use ehac_stream::admin::Readiness;
-use ehac_stream::codec::{ENRICHED, REJECTION};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -70,19 +70,8 @@ fn decode(message: &OwnedMessage, enriched_topic: &str, now_ms: i64) -> Result<R
     let decoded = if message.topic() == enriched_topic { ENRICHED.decode(payload).map(Ok) } else { REJECTION.decode(payload).map(Err) };
     decoded.map_err(|e| {
         tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), error = %e, "undecodable message stored as a rejection");
-        Rejection {
-            declaration_id: None,
-            client_id: String::new(),
-            service: SERVICE.to_owned(),
-            service_version: ehac_stream::VERSION.to_owned(),
-            source_topic: message.topic().to_owned(),
-            source_partition: message.partition(),
-            source_offset: message.offset(),
-            rejected_at_ms: now_ms,
-            errors: vec![FieldError::new(ErrorCode::Undecodable, "", e.to_string())],
-            payload: payload.to_vec(),
-            payload_json: String::new(),
-        }
+        let source = ehac_codec::Source { topic: message.topic(), partition: message.partition(), offset: message.offset() };
+        ehac_codec::undecodable(SERVICE, ehac_stream::VERSION, source, payload, &e, now_ms)
     })
 }
 
@@ -96,10 +85,9 @@ enum Gathered {
 }
 
 /// When a partition's batch is inserted: once it holds `max` records, or `linger` after its
-/// first record. The linger is not cut short when the partition goes quiet: tried (ClickHouse's
-/// Kafka engine flushes a block when a poll finds nothing), it landed a backlog's last batches
-/// sooner but made more, smaller inserts whenever the enricher's commits left a gap, and
-/// ClickHouse's CPU per declaration in the surge rose from 19.2 to 26.3 µs (BENCHMARKS.md).
+/// first record. The linger is not cut short when the partition goes quiet: every gap in the
+/// enricher's commits would then make more, smaller inserts, which cost ClickHouse more CPU per
+/// declaration.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Flush {
     pub max: usize,

@@ -156,3 +156,26 @@ impl PepperArgs {
         Ok(ehac_domain::Pepper::new(self.pepper_version, &secret)?)
     }
 }
+
+/// How a consumer service takes part in its consumer group.
+#[derive(Args, Debug, Clone)]
+pub struct MembershipArgs {
+    /// Seconds a member may hold no partitions while its group has lag before it exits for its
+    /// supervisor to restart it; 0: never exit, only report (readiness, kafka_member_stranded).
+    #[arg(long, env = "EHAC_KAFKA_UNASSIGNED_EXIT_SECS", default_value_t = 60)]
+    pub unassigned_exit_secs: u64,
+    /// Static group membership (KIP-345): a stable id per instance (e.g. the pod name), so a
+    /// restarted member takes its partitions back at once instead of waiting for the group to
+    /// notice the old one is gone. Unset: dynamic membership.
+    #[arg(long, env = "EHAC_KAFKA_GROUP_INSTANCE_ID")]
+    pub kafka_group_instance_id: Option<String>,
+    /// librdkafka's `partition.assignment.strategy`.
+    #[arg(long, env = "EHAC_KAFKA_ASSIGNMENT", default_value = "cooperative-sticky")]
+    pub kafka_assignment: String,
+}
+
+impl Default for MembershipArgs {
+    fn default() -> Self {
+        MembershipArgs { unassigned_exit_secs: 60, kafka_group_instance_id: None, kafka_assignment: "cooperative-sticky".into() }
+    }
+}

@@ -15,6 +15,7 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::Readiness;
+use crate::config::MembershipArgs;
 
 /// The settings every producer shares: idempotent (no duplicates or reordering from its own
 /// retries) with acks from all in-sync replicas.
@@ -75,37 +76,43 @@ pub fn describe(tpl: &TopicPartitionList) -> String {
 
 pub type GroupConsumer = StreamConsumer<RebalanceLog>;
 
-/// Settings of every consumer-group member: commits only what the caller says is done (no
-/// auto-commit), new groups start at the earliest offset, cooperative rebalancing, and a
-/// bounded prefetch so a stalled consumer holds little memory.
-pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        // Records of aborted transactions are never read (librdkafka's default, stated because
-        // the enricher's exactly-once output depends on it).
-        .set("isolation.level", "read_committed")
-        .set("partition.assignment.strategy", std::env::var("EHAC_KAFKA_ASSIGNMENT").unwrap_or_else(|_| "cooperative-sticky".into()))
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000")
-        .set("queued.max.messages.kbytes", "16384");
-    // Static membership (KIP-345): a member restarted with the same instance id takes its
-    // partitions back at once instead of waiting for the group to notice the old one is gone.
-    if let Ok(instance) = std::env::var("EHAC_KAFKA_GROUP_INSTANCE_ID") {
-        config.set("group.instance.id", instance);
+impl MembershipArgs {
+    /// Settings of every consumer-group member: commits only what the caller says is done (no
+    /// auto-commit), new groups start at the earliest offset, this member's assignment strategy
+    /// and instance id, and a bounded prefetch so a stalled consumer holds little memory.
+    pub fn consumer_config(&self, brokers: &str, group: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            // Records of aborted transactions are never read (librdkafka's default, stated because
+            // the enricher's exactly-once output depends on it).
+            .set("isolation.level", "read_committed")
+            .set("partition.assignment.strategy", &self.kafka_assignment)
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("queued.max.messages.kbytes", "16384");
+        if let Some(instance) = &self.kafka_group_instance_id {
+            config.set("group.instance.id", instance);
+        }
+        config
     }
-    config
-}
 
-/// A consumer-group member for a batch-at-a-time service, subscribed to `topics`.
-pub fn consumer(brokers: &str, group: &str, topics: &[&str]) -> Result<GroupConsumer, KafkaError> {
-    let consumer: GroupConsumer = consumer_config(brokers, group).create_with_context(RebalanceLog)?;
-    consumer.subscribe(topics)?;
-    Ok(consumer)
+    /// A consumer-group member for a batch-at-a-time service, subscribed to `topics`.
+    pub fn consumer(&self, brokers: &str, group: &str, topics: &[&str]) -> Result<GroupConsumer, KafkaError> {
+        let consumer: GroupConsumer = self.consumer_config(brokers, group).create_with_context(RebalanceLog)?;
+        consumer.subscribe(topics)?;
+        Ok(consumer)
+    }
+
+    pub fn watch(&self, registry: &prometheus::Registry, topics: &[&str]) -> prometheus::Result<AssignmentWatch> {
+        let exit_after = (self.unassigned_exit_secs > 0).then(|| Duration::from_secs(self.unassigned_exit_secs));
+        // Three session timeouts: longer than any rebalance the group should need.
+        AssignmentWatch::new(registry, topics, Duration::from_secs(30), exit_after)
+    }
 }
 
 /// Creates the topics with `partitions` each and the broker's default replication factor (1 on
@@ -390,29 +397,6 @@ pub fn group_lag<C: ConsumerContext>(consumer: &impl Consumer<C>, topics: &[Stri
         lag += (high - from - 1).max(0);
     }
     Ok(GroupProgress { lag, committed })
-}
-
-/// The `--unassigned-exit-secs` setting shared by the consumer services.
-#[derive(clap::Args, Debug, Clone)]
-pub struct MembershipArgs {
-    /// Seconds a member may hold no partitions while its group has lag before it exits for its
-    /// supervisor to restart it; 0: never exit, only report (readiness, kafka_member_stranded).
-    #[arg(long, env = "EHAC_KAFKA_UNASSIGNED_EXIT_SECS", default_value_t = 60)]
-    pub unassigned_exit_secs: u64,
-}
-
-impl Default for MembershipArgs {
-    fn default() -> Self {
-        MembershipArgs { unassigned_exit_secs: 60 }
-    }
-}
-
-impl MembershipArgs {
-    pub fn watch(&self, registry: &prometheus::Registry, topics: &[&str]) -> prometheus::Result<AssignmentWatch> {
-        let exit_after = (self.unassigned_exit_secs > 0).then(|| Duration::from_secs(self.unassigned_exit_secs));
-        // Three session timeouts: longer than any rebalance the group should need.
-        AssignmentWatch::new(registry, topics, Duration::from_secs(30), exit_after)
-    }
 }
 
 /// Where [`tally`] starts reading each partition.

@@ -71,7 +71,7 @@ class GlueError(Exception):
 
 def load_schema(path):
     """The enriched writer schema: --schema, or enriched_declaration.avsc with its `raw` field's
-    type replaced by raw_declaration.avsc, as ehac-stream's codec builds it."""
+    type replaced by raw_declaration.avsc, as ehac-codec builds it."""
     if path:
         return json.loads(Path(path).read_text())
     avro_dir = Path(__file__).resolve().parents[3] / "schemas" / "avro"

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
+use ehac_codec::ENRICHED;
 use ehac_devstack::{free_port, Stack};
 use ehac_domain::sample::{Flaw, SampleGenerator};
 use ehac_domain::{Policy, RawDeclaration, ReferenceData};
-use ehac_stream::codec::ENRICHED;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -113,7 +113,8 @@ pub async fn broker(brokers: &str, broker_pid: u32, payloads: &[(String, Vec<u8>
 /// Reads `expected` messages from every partition of `topic` from the start, with the consumer
 /// settings the services use; seconds from the first message to the last.
 fn read_all(brokers: &str, topic: &str, expected: u64, phase: &Phase) -> anyhow::Result<f64> {
-    let consumer: BaseConsumer = ehac_stream::kafka::consumer_config(brokers, "bench-ceiling-reader").create()?;
+    let consumer: BaseConsumer =
+        ehac_stream::config::MembershipArgs::default().consumer_config(brokers, "bench-ceiling-reader").create()?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut assignment = TopicPartitionList::new();
     for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {

@@ -35,7 +35,8 @@ pub struct Step {
     /// declarations beforehand is not counted), per million declarations and per request.
     pub loadgen_cpu_seconds_per_million: f64,
     pub loadgen_cpu_us_per_request: f64,
-    /// The load generator's CPU over the gateway's in the step (issue 17: at most 1/3).
+    /// The load generator's CPU over the gateway's in the step: kept at most 1/3, so the
+    /// sender is not what limits the rate measured.
     pub loadgen_to_gateway_cpu: f64,
 }
 

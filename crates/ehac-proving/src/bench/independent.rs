@@ -33,7 +33,7 @@ pub struct LoadFigures {
     /// The load generator's CPU (user + system, every thread) per request, and the gateway's.
     pub cpu_us_per_request: f64,
     pub gateway_cpu_us_per_request: f64,
-    /// The first over the second: issue 17 asks for at most 1/3.
+    /// The first over the second: at most 1/3, so the sender is not what limits the rate measured.
     pub loadgen_to_gateway_cpu: f64,
 }
 

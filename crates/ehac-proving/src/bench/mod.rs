@@ -20,10 +20,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ehac_codec::RAW;
 use ehac_devstack::{Server, Stack, StackOptions, Tools};
 use ehac_domain::sample::{Flaw, SampleGenerator};
 use ehac_domain::{Policy, RawDeclaration, ReferenceData};
-use ehac_stream::codec::RAW;
 use ehac_stream::config::Topics;
 use serde::Serialize;
 

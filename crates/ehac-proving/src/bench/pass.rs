@@ -46,7 +46,7 @@ pub struct PassReport {
     pub budget_issue_cpu_us: f64,
 }
 
-/// The gateway's budget for signing one pass (issue 15).
+/// The gateway's budget for signing one pass.
 pub const ISSUE_BUDGET_CPU_US: f64 = 25.0;
 
 fn thread_cpu_time() -> Duration {

@@ -1,4 +1,6 @@
-//! Avro single-object encoding for every record on the pipeline's topics.
+//! Avro single-object encoding for every record on the pipeline's topics, and the rejection a
+//! message becomes when it does not decode. Pure: no Kafka, no runtime, no I/O, so the fuzz
+//! targets and every service share exactly these bytes.
 //!
 //! Each message is `C3 01`, the 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the
 //! writer schema's canonical form, then the Avro binary body. A consumer looks the fingerprint up
@@ -19,7 +21,7 @@ use std::sync::LazyLock;
 
 use apache_avro::rabin::Rabin;
 use apache_avro::Schema;
-use ehac_domain::{EnrichedDeclaration, Enrichment, RawDeclaration, Rejection};
+use ehac_domain::{EnrichedDeclaration, Enrichment, ErrorCode, FieldError, RawDeclaration, Rejection};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -209,12 +211,46 @@ pub fn encode_enriched(raw_message: &[u8], enrichment: &Enrichment) -> Option<Re
 /// Records rejected downstream.
 pub static REJECTION: LazyLock<Codec<Rejection>> = LazyLock::new(|| Codec::new("rejection", REJECTION_AVSC));
 
+/// Where a message was read: what a rejection records so the message can be found and replayed.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// The rejection a message that does not decode becomes, written by `service` at
+/// `service_version`: no declaration or client is known, the one error is `undecodable` with
+/// the decoder's reason, and the bytes are kept exactly as read.
+pub fn undecodable(
+    service: &str,
+    service_version: &str,
+    source: Source<'_>,
+    payload: &[u8],
+    error: &CodecError,
+    rejected_at_ms: i64,
+) -> Rejection {
+    Rejection {
+        declaration_id: None,
+        client_id: String::new(),
+        service: service.to_owned(),
+        service_version: service_version.to_owned(),
+        source_topic: source.topic.to_owned(),
+        source_partition: source.partition,
+        source_offset: source.offset,
+        rejected_at_ms,
+        errors: vec![FieldError::new(ErrorCode::Undecodable, "", error.to_string())],
+        payload: payload.to_vec(),
+        payload_json: String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
     use ehac_domain::sample::{Flaw, SampleGenerator};
-    use ehac_domain::{enrich, validate, FieldError, Policy, ReferenceData, VerificationStatus};
+    use ehac_domain::{enrich, validate, Policy, ReferenceData, VerificationStatus};
 
     fn raw(seed: u64) -> RawDeclaration {
         let now = Utc.with_ymd_and_hms(2026, 12, 20, 1, 0, 0).unwrap();
