@@ -121,18 +121,22 @@ fn last_words(log: &Path) -> Option<String> {
     let lines: Vec<&str> = tail.lines().collect();
     // anyhow's report: `Error: context`, then `Caused by:` and the causes, one per line.
     let why = match lines.iter().rposition(|line| line.starts_with("Error: ")) {
-        Some(at) => lines[at..]
-            .iter()
-            .take_while(|line| !line.starts_with("Stack backtrace"))
-            .map(|line| line.trim_start_matches("Error: ").trim())
-            .filter(|line| !line.is_empty() && *line != "Caused by:")
-            .map(|line| match line.split_once(": ") {
-                // A numbered cause (`0: ...`).
-                Some((n, cause)) if n.chars().all(|c| c.is_ascii_digit()) => cause,
-                _ => line,
-            })
-            .collect::<Vec<_>>()
-            .join(": "),
+        Some(at) => {
+            let mut chain: Vec<&str> = lines[at..]
+                .iter()
+                .take_while(|line| !line.starts_with("Stack backtrace"))
+                .map(|line| line.trim_start_matches("Error: ").trim())
+                .filter(|line| !line.is_empty() && *line != "Caused by:")
+                .map(|line| match line.split_once(": ") {
+                    // A numbered cause (`0: ...`).
+                    Some((n, cause)) if n.chars().all(|c| c.is_ascii_digit()) => cause,
+                    _ => line,
+                })
+                .collect();
+            // An error that repeats its source's text says it once.
+            chain.dedup_by(|cause, error| error.ends_with(*cause));
+            chain.join(": ")
+        }
         None => lines.iter().rev().find_map(|line| {
             let entry: serde_json::Value = serde_json::from_str(line).ok()?;
             (entry["level"] == "ERROR").then(|| entry["fields"]["message"].as_str().unwrap_or_default().to_owned())
@@ -262,7 +266,7 @@ mod tests {
         let logged = [json("INFO", "enricher started"), json("ERROR", "librdkafka: FAIL"), json("WARN", "retrying")].join("\n");
         std::fs::write(&log, format!("{logged}\n")).unwrap();
         assert_eq!(last_words(&log).as_deref(), Some("librdkafka: FAIL"));
-        let report = "Error: commit_transaction: the transactional producer cannot go on\n\nCaused by:\n    0: Transaction error: fenced\n    1: 30 s passed\n\nStack backtrace:\n   0: main\n";
+        let report = "Error: commit_transaction: the transactional producer cannot go on\n\nCaused by:\n    0: Transaction error: fenced\n    1: fenced\n    2: 30 s passed\n\nStack backtrace:\n   0: main\n";
         std::fs::write(&log, format!("{logged}\n{report}")).unwrap();
         assert_eq!(
             last_words(&log).as_deref(),
