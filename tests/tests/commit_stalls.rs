@@ -76,7 +76,11 @@ async fn commits_outlasting_their_wait_still_give_one_output_per_raw_record() {
         while committed_outputs(&brokers, &topics).await <= before {
             if Instant::now() >= deadline {
                 let counts = counts(&brokers, &topics).await;
-                panic!("the enricher wrote nothing for 180 s before freeze {}: (raw, outputs, unconsumed) = {counts:?}", round + 1);
+                let broker = broker_complaints(&dir.join("stack/kafka-1/stdout.log"));
+                panic!(
+                    "the enricher wrote nothing for 180 s before freeze {}: (raw, outputs, unconsumed) = {counts:?}; the broker's last warnings:\n{broker}",
+                    round + 1
+                );
             }
             supervise(&mut enricher);
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -130,6 +134,13 @@ async fn counts(brokers: &str, topics: &Topics) -> anyhow::Result<(u64, u64, u64
     })
     .await
     .unwrap()
+}
+
+/// The broker's last WARN and ERROR lines: what it said when the enricher saw nothing.
+fn broker_complaints(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_else(|e| format!("({}: {e})", log.display()));
+    let complaints: Vec<&str> = text.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+    complaints[complaints.len().saturating_sub(12)..].join("\n")
 }
 
 /// Committed outputs so far (enriched and rejected, read committed).
