@@ -601,6 +601,16 @@ async fn transact(
     stage: &Stage,
 ) -> anyhow::Result<Transacted> {
     stage.enter("producing");
+    // The group generation that read the batch, taken once: a resumed call must send the batch's
+    // offsets under it, so that the coordinator refuses them (and the batch is aborted and read
+    // again) if the group rebalanced meanwhile. Asked again at each call, the metadata of the new
+    // generation let a stalled batch commit after its partitions had been handed out again and
+    // read from the old offsets: its records came out twice. None only before the consumer
+    // joined its group, which a batch in hand rules out.
+    let group = match consumer.group_metadata() {
+        Some(group) => group,
+        None => return Ok(Transacted::Aborted(KafkaError::Rebalance(rdkafka::types::RDKafkaErrorCode::InvalidGroupId))),
+    };
     // Local to the producer: it returns at once.
     if let Err(e) = producer.begin_transaction() {
         return match recovery(&e) {
@@ -615,13 +625,11 @@ async fn transact(
     let failed = match failed {
         Some(failed) => Some(failed),
         None => {
-            let (p, c) = (producer.clone(), consumer.clone());
+            let p = producer.clone();
             stage.enter("sending offsets");
             let offsets = kafka::next_offsets(batch).map_err(|e| producer_done("next_offsets", e))?;
             // -1 (Timeout::Never): the remaining transaction time, as librdkafka recommends.
             let sent = call_resuming("send_offsets_to_transaction", budget, move || {
-                // None only before the consumer joined its group, which a batch in hand rules out.
-                let group = c.group_metadata().ok_or(KafkaError::Rebalance(rdkafka::types::RDKafkaErrorCode::InvalidGroupId))?;
                 p.send_offsets_to_transaction(&offsets, &group, Timeout::Never)
             })
             .await?;
