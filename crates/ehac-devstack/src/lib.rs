@@ -358,7 +358,8 @@ fn spawn_logging_to(mut command: Command, log_file: std::fs::File, lifetime: Lif
 pub(crate) fn clickhouse_config(dir: &Path, http_port: u16, tcp_port: u16, own: &str) -> String {
     let d = dir.display();
     // <yandex> is the root both 18.16 and modern servers accept. No interserver or other ports,
-    // so several servers can run side by side.
+    // so several servers can run side by side. Idle HTTP connections are kept longer than the
+    // clickhouse crate keeps them in its pool, so a server never closes one under a request.
     format!(
         r#"<yandex>
   <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/err.log</errorlog><size>50M</size><count>2</count></logger>
@@ -374,6 +375,7 @@ pub(crate) fn clickhouse_config(dir: &Path, http_port: u16, tcp_port: u16, own: 
   <timezone>UTC</timezone>
   <mark_cache_size>268435456</mark_cache_size>
   <max_concurrent_queries>100</max_concurrent_queries>
+  <keep_alive_timeout>10</keep_alive_timeout>
 {own}</yandex>
 "#
     )
@@ -820,7 +822,7 @@ impl Stack {
             self.clickhouse_cluster(),
         )
         .await
-        .context("applying migrations")?;
+        .with_context(|| format!("applying migrations\n{}", self.failure_report()))?;
         if self.clickhouse_cluster().is_none() {
             // What access.sql sets on the schema itself (the views' definers); its users and
             // grants are already in the server's users.xml.

@@ -233,20 +233,14 @@ pub async fn migrate_these(client: &Client, cluster: Option<&str>, migrations: &
     let client = &client;
     match cluster {
         None => {
-            client.query("CREATE DATABASE IF NOT EXISTS ehac").execute().await?;
-            client
-                .query("CREATE TABLE IF NOT EXISTS ehac.schema_migrations (version UInt32, name String, checksum String, applied_at DateTime('UTC') DEFAULT now()) ENGINE = MergeTree ORDER BY version")
-                .execute()
-                .await?;
+            idempotent(client, "CREATE DATABASE IF NOT EXISTS ehac").await?;
+            idempotent(client, "CREATE TABLE IF NOT EXISTS ehac.schema_migrations (version UInt32, name String, checksum String, applied_at DateTime('UTC') DEFAULT now()) ENGINE = MergeTree ORDER BY version").await?;
         }
         Some(cluster) => {
-            client.query(&format!("CREATE DATABASE IF NOT EXISTS ehac ON CLUSTER {cluster}")).execute().await?;
+            idempotent(client, &format!("CREATE DATABASE IF NOT EXISTS ehac ON CLUSTER {cluster}")).await?;
             // One replica per server of every shard, under one ZooKeeper path: whichever server
             // a runner asks knows what was applied.
-            client
-                .query(&format!("CREATE TABLE IF NOT EXISTS ehac.schema_migrations ON CLUSTER {cluster} (version UInt32, name String, checksum String, applied_at DateTime('UTC') DEFAULT now()) ENGINE = ReplicatedMergeTree('/clickhouse/tables/all/{{database}}/{{table}}', '{{shard}}-{{replica}}') ORDER BY version"))
-                .execute()
-                .await?;
+            idempotent(client, &format!("CREATE TABLE IF NOT EXISTS ehac.schema_migrations ON CLUSTER {cluster} (version UInt32, name String, checksum String, applied_at DateTime('UTC') DEFAULT now()) ENGINE = ReplicatedMergeTree('/clickhouse/tables/all/{{database}}/{{table}}', '{{shard}}-{{replica}}') ORDER BY version")).await?;
         }
     }
     let mut applied: Vec<Applied> = client.query("SELECT version, checksum FROM ehac.schema_migrations").fetch_all().await?;
@@ -260,7 +254,7 @@ pub async fn migrate_these(client: &Client, cluster: Option<&str>, migrations: &
             // Every statement is IF NOT EXISTS: a baseline cut short (or recorded in part) is
             // completed by the next run.
             for (i, statement) in statements(&on_cluster(CLUSTER_BASELINE, cluster)).into_iter().enumerate() {
-                client.query(statement).execute().await.map_err(|source| MigrationError::Baseline { statement: i + 1, source })?;
+                idempotent(client, statement).await.map_err(|source| MigrationError::Baseline { statement: i + 1, source })?;
             }
             for m in missing {
                 record(client, m).await?;
@@ -295,6 +289,23 @@ pub async fn migrate_these(client: &Client, cluster: Option<&str>, migrations: &
         done.push(m.name);
     }
     Ok(done)
+}
+
+/// Runs a statement that may run twice (IF NOT EXISTS): a connection lost before the answer
+/// (a server closing an idle connection as the request arrives, a replica restarting) is tried
+/// again, twice at most, instead of failing the whole migration.
+async fn idempotent(client: &Client, sql: &str) -> clickhouse::error::Result<()> {
+    let mut attempt = 1;
+    loop {
+        match client.query(sql).execute().await {
+            Err(clickhouse::error::Error::Network(e)) if attempt < 3 => {
+                tracing::warn!(attempt, error = %e, "connection lost before ClickHouse answered; trying the statement again");
+                tokio::time::sleep(std::time::Duration::from_secs(attempt)).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Records `m` as applied, with the checksum of its single-server file (the cluster baseline
