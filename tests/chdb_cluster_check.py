@@ -34,7 +34,7 @@ def schema():
     """Every table of ehac and ehac_pii but the bookkeeping: engine, keys, columns."""
     tables = {}
     rows = tsv("SELECT database, name, engine, sorting_key, partition_key FROM system.tables "
-               "WHERE database IN ('ehac', 'ehac_pii') AND name != 'schema_migrations' AND NOT startsWith(name, '.inner') ORDER BY database, name")
+               "WHERE database IN ('ehac', 'ehac_pii') AND name != 'schema_migrations' AND NOT startsWith(name, '.') ORDER BY database, name")
     for line in rows.splitlines():
         database, name, engine, sorting_key, partition_key = (line.split("\t") + [""] * 5)[:5]
         columns = tsv(f"SELECT name, type, default_kind, default_expression FROM system.columns "
@@ -46,6 +46,11 @@ def schema():
 for path in sorted(glob.glob(os.path.join(schemas, "migrations", "*.sql"))):
     run(open(path).read())
 single = schema()
+# Refreshable views exist on single servers only: 18.16, the cluster proven here, has none, and
+# the cluster form of their migration says what a cluster reads instead (cluster/0011).
+refreshable = {f"ehac.{v}" for v in tsv("SELECT view FROM system.view_refreshes WHERE database = 'ehac'").splitlines()}
+if "ehac.microdata_published" not in refreshable:
+    sys.exit(f"expected the refreshable ehac.microdata_published, found {sorted(refreshable)}")
 s.query("DROP DATABASE ehac")
 s.query("DROP DATABASE ehac_pii")
 
@@ -71,6 +76,8 @@ problems = []
 expected_names = set()
 for name, (engine, sorting_key, partition_key, columns) in single.items():
     local = name + "_local"
+    if name in refreshable:
+        continue
     if engine == "View":
         expected_names.add(name)
         if cluster.get(name, ("",))[0] != "View" or cluster[name][3] != columns:
@@ -109,5 +116,6 @@ queries = sorted(glob.glob(os.path.join(schemas, "queries", "*.sql")))
 for path in queries:
     if not tsv(open(path).read().replace("{suppress_below}", "11")):
         sys.exit(f"{path} returned no rows through the Distributed names")
-print(f"checked the cluster baseline: {len(cluster)} table(s) equal to the {len(single_later) + 4} migrations, "
+print(f"checked the cluster baseline: {len(cluster)} table(s) equal to the {len(single_later) + 4} migrations "
+      f"(but the {len(refreshable)} refreshable view(s)), "
       f"{len(queries)} query(ies) on ClickHouse {tsv('SELECT version()')}")

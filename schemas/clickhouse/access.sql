@@ -111,6 +111,7 @@ ALTER TABLE ehac_pii.rejected_payload_positions MODIFY DEFINER = migrator SQL SE
 -- not (the declarations, the rollup's raw counts) and publish only what passes suppression.
 ALTER TABLE ehac.arrival_counts MODIFY DEFINER = migrator SQL SECURITY DEFINER;
 ALTER TABLE ehac.microdata_groups MODIFY DEFINER = migrator SQL SECURITY DEFINER;
+ALTER TABLE ehac.microdata_published MODIFY DEFINER = migrator SQL SECURITY DEFINER;
 ALTER TABLE ehac.published_arrivals_by_port_day MODIFY DEFINER = migrator SQL SECURITY DEFINER;
 ALTER TABLE ehac.published_arrivals_by_hour MODIFY DEFINER = migrator SQL SECURITY DEFINER;
 ALTER TABLE ehac.published_triage_by_port MODIFY DEFINER = migrator SQL SECURITY DEFINER;

@@ -124,6 +124,27 @@ async fn citizens_are_stored_pending_while_the_registry_is_down_and_verified_lat
         assert!(!view.contains("pending"), "{client}: {view}");
         assert!(view.contains("verified"), "{client}: {view}");
     }
+    // The analysts' published counts follow the answers: the rollup's statuses at arrival,
+    // corrected by them, are the row-by-row view's counts (1 to 10 published as NULL).
+    let row_by_row = p.sql("SELECT status, count() FROM ehac.declaration_verification GROUP BY status ORDER BY status").await;
+    let expected: String = row_by_row
+        .lines()
+        .map(|line| {
+            let (status, n) = line.split_once('\t').unwrap();
+            let n: u64 = n.parse().unwrap();
+            format!("{status}\t{}\n", if n < 11 { "\\N".to_owned() } else { n.to_string() })
+        })
+        .collect();
+    assert!(expected.contains("verified"), "{expected}");
+    let (ok, published) = p
+        .sql_as(
+            ehac_devstack::WarehouseUser::Analyst,
+            "SELECT status, declarations FROM ehac.published_verification_by_status ORDER BY status FORMAT TabSeparated",
+        )
+        .await;
+    assert!(ok, "{published}");
+    assert_eq!(published, expected, "published vs row by row");
+
     // A second run finds nothing left to do.
     let again = ehac_registry::reconcile::run_once(&warehouse, &verifier, 250, "test").await.unwrap();
     assert_eq!((again.verified, again.not_found, again.mismatch), (0, 0, 0), "{}", again.line());

@@ -105,6 +105,18 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../schemas/clickhouse/migrations/0010_microdata_groups.sql"),
         cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0010_microdata_groups.sql")),
     },
+    Migration {
+        version: 11,
+        name: "0011_microdata_published",
+        sql: include_str!("../../../schemas/clickhouse/migrations/0011_microdata_published.sql"),
+        cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0011_microdata_published.sql")),
+    },
+    Migration {
+        version: 12,
+        name: "0012_verification_from_the_rollup",
+        sql: include_str!("../../../schemas/clickhouse/migrations/0012_verification_from_the_rollup.sql"),
+        cluster_sql: Some(include_str!("../../../schemas/clickhouse/cluster/0012_verification_from_the_rollup.sql")),
+    },
 ];
 
 /// A fresh cluster's schema: migrations 1 to [`CLUSTER_BASELINE_VERSION`] as they end, created
@@ -289,6 +301,16 @@ pub async fn migrate_these(client: &Client, cluster: Option<&str>, migrations: &
         done.push(m.name);
     }
     Ok(done)
+}
+
+/// The refreshable view that rebuilds the analysts' microdata (migration 0011; single servers).
+pub const MICRODATA_PUBLISHER: &str = "ehac.microdata_published";
+
+/// Rebuilds the analysts' microdata now and waits for it, instead of for its schedule (tests,
+/// the bench, an operator after a backfill). Needs `SYSTEM VIEWS` on it (the migrator has it).
+pub async fn publish_microdata(client: &Client) -> clickhouse::error::Result<()> {
+    client.query(&format!("SYSTEM REFRESH VIEW {MICRODATA_PUBLISHER}")).execute().await?;
+    client.query(&format!("SYSTEM WAIT VIEW {MICRODATA_PUBLISHER}")).execute().await
 }
 
 /// Runs a statement that may run twice (IF NOT EXISTS): a connection lost before the answer

@@ -1,0 +1,4 @@
+-- 0011 on a cluster: nothing. ClickHouse 18.16, the cluster this schema is proven on, has no
+-- refreshable materialized views, so ehac.arrivals_microdata stays 0010's view, which merges
+-- the groups at each read: the same rows, slower at national scale. A modern cluster would
+-- keep the published table per server, rebuilt from the Distributed groups and declarations.
