@@ -115,7 +115,7 @@ async fn start_pipeline(options: PipelineOptions) -> anyhow::Result<Pipeline> {
     stack.provision(&topics, 4).await?;
     let kafka = KafkaArgs { kafka_brokers: stack.kafka_brokers(), topics: topics.clone() };
     let shutdown = CancellationToken::new();
-    let admin = || AdminArgs { admin_listen: "127.0.0.1:0".parse().unwrap() };
+    let admin = AdminArgs::any_port;
 
     let gateway = ehac_gateway::start(
         ehac_gateway::Config {
@@ -192,7 +192,7 @@ fn enricher_config(kafka: &KafkaArgs, options: &PipelineOptions, pepper: &Pepper
     ehac_enricher::Config {
         kafka: kafka.clone(),
         pepper: pepper.clone(),
-        admin: AdminArgs { admin_listen: "127.0.0.1:0".parse().unwrap() },
+        admin: AdminArgs::any_port(),
         policy: options.policy.clone(),
         registry: options.registry.clone(),
         group: "ehac-enricher".into(),
@@ -433,13 +433,15 @@ pub async fn own_pipeline(name: &str, partitions: i32) -> anyhow::Result<OwnPipe
         shutdown.clone(),
     )
     .await?;
-    let enricher_admin: std::net::SocketAddr = format!("127.0.0.1:{}", ehac_devstack::free_port()?).parse()?;
-    let enricher = ehac_enricher::Config {
-        admin: AdminArgs { admin_listen: enricher_admin },
-        ..enricher_config(&kafka, &PipelineOptions::default(), &stack.pepper())
-    };
+    let enricher =
+        ehac_enricher::Config { admin: AdminArgs::any_port(), ..enricher_config(&kafka, &PipelineOptions::default(), &stack.pepper()) };
+    let enricher_bound = enricher.admin.bound.clone();
     let enricher_shutdown = shutdown.child_token();
     let enricher = tokio::spawn(ehac_enricher::run(enricher, enricher_shutdown.clone()));
+    let enricher_admin = enricher_bound
+        .wait(Duration::from_secs(60))
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the enricher did not bind its admin endpoint"))?;
     let pipeline = Pipeline {
         gateway: format!("http://{}", gateway.addr),
         gateway_admin: format!("http://{}", gateway.admin_addr),
@@ -462,24 +464,32 @@ pub async fn own_pipeline(name: &str, partitions: i32) -> anyhow::Result<OwnPipe
 }
 
 impl OwnPipeline {
-    /// Starts a sink in the `ehac-sink` group serving its admin endpoints on `admin`. Cancel the
-    /// returned token to stop it (it leaves the group); the handle ends when it has.
-    pub fn start_sink(&self, admin: std::net::SocketAddr) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
-        self.start_sink_with(admin, |_| {})
+    /// Starts a sink in the `ehac-sink` group serving its admin endpoints on a port of its own,
+    /// returned once bound. Cancel the returned token to stop it (it leaves the group); the
+    /// handle ends when it has.
+    pub async fn start_sink(&self) -> RunningSink {
+        self.start_sink_with(|_| {}).await
     }
 
     /// [`OwnPipeline::start_sink`] with settings changed by `configure`.
-    pub fn start_sink_with(
-        &self,
-        admin: std::net::SocketAddr,
-        configure: impl FnOnce(&mut ehac_sink::Config),
-    ) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    pub async fn start_sink_with(&self, configure: impl FnOnce(&mut ehac_sink::Config)) -> RunningSink {
         let token = CancellationToken::new();
         let kafka = KafkaArgs { kafka_brokers: self.pipeline.brokers.clone(), topics: self.pipeline.topics.clone() };
-        let mut config = sink_config(kafka, self.pipeline.clickhouse_as(WarehouseUser::Writer), AdminArgs { admin_listen: admin });
+        let mut config = sink_config(kafka, self.pipeline.clickhouse_as(WarehouseUser::Writer), AdminArgs::any_port());
         configure(&mut config);
-        (token.clone(), tokio::spawn(ehac_sink::run(config, token)))
+        let bound = config.admin.bound.clone();
+        let task = tokio::spawn(ehac_sink::run(config, token.clone()));
+        let admin = bound.wait(Duration::from_secs(60)).await.expect("the sink binds its admin endpoint");
+        RunningSink { token, task, admin }
     }
+}
+
+/// A sink started by [`OwnPipeline::start_sink`].
+pub struct RunningSink {
+    pub token: CancellationToken,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Its admin endpoint (`/metrics`).
+    pub admin: std::net::SocketAddr,
 }
 
 /// A TCP proxy in front of `upstream` that loses one answer: the first request whose bytes

@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use ehac_devstack::free_port;
 use ehac_proving::bench::ceilings::enriched_payloads;
 use ehac_tests::own_pipeline;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -42,14 +41,15 @@ async fn a_paused_and_resumed_partition_delivers_every_record_once_without_holes
         delivery.await.expect("delivered").expect("acknowledged");
     }
 
-    let admin = format!("127.0.0.1:{}", free_port().unwrap()).parse().unwrap();
-    let (token, sink) = own.start_sink_with(admin, |config| {
-        config.partition_buffer = 16;
-        // Batches still fill while the partition is paused (each insert of ClickHouse 18 takes
-        // a few hundred milliseconds here; small batches would only make the test slow).
-        config.batch_max = 500;
-        config.batch_linger_ms = 200;
-    });
+    let ehac_tests::RunningSink { token, task: sink, admin } = own
+        .start_sink_with(|config| {
+            config.partition_buffer = 16;
+            // Batches still fill while the partition is paused (each insert of ClickHouse 18 takes
+            // a few hundred milliseconds here; small batches would only make the test slow).
+            config.batch_max = 500;
+            config.batch_linger_ms = 200;
+        })
+        .await;
     let stored = p.wait_for_count("SELECT count() FROM ehac.declarations", RECORDS, Duration::from_secs(180)).await;
     let metrics = reqwest::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap();
     token.cancel();

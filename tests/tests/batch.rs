@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use ehac_devstack::{free_port, Stack, StackOptions, Tools};
+use ehac_devstack::{Nowhere, Stack, StackOptions, Tools};
 use ehac_domain::sample::{Flaw, SampleGenerator};
 use ehac_gateway::Config;
 use ehac_stream::config::Topics;
@@ -178,8 +178,9 @@ async fn a_manifest_lands_item_by_item_and_a_retry_adds_nothing() {
 /// spool drains it: every accepted id is in Kafka.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_while_kafka_is_away_is_spooled_with_one_fsync_and_drained_later() {
-    let port = free_port().unwrap();
-    let brokers = format!("127.0.0.1:{port}");
+    // The broker's address is held, refusing connections, until the broker starts on it.
+    let nowhere = Nowhere::new().unwrap();
+    let (port, brokers) = (nowhere.address.port(), nowhere.address.to_string());
     let dir = test_dir(Some("batch-spool"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -205,6 +206,7 @@ async fn a_batch_while_kafka_is_away_is_spooled_with_one_fsync_and_drained_later
 
     // The broker comes up on the address the gateway was given.
     let tools = Tools::find().unwrap();
+    drop(nowhere);
     let stack = Stack::start(&tools, StackOptions::ephemeral(&dir).unwrap().with_kafka_port(port)).await.unwrap();
     stack.provision(&Topics::default(), 2).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);

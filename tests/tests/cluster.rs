@@ -196,7 +196,7 @@ async fn the_sink_writes_replica_one_and_analysts_read_every_row_on_replica_two_
     }
     let shutdown = tokio_util::sync::CancellationToken::new();
     let kafka = KafkaArgs { kafka_brokers: c.brokers.clone(), topics: c.topics.clone() };
-    let config = ehac_tests::sink_config(kafka, c.writer.clone(), AdminArgs { admin_listen: "127.0.0.1:0".parse().unwrap() });
+    let config = ehac_tests::sink_config(kafka, c.writer.clone(), AdminArgs::any_port());
     assert_eq!(config.clickhouse.clickhouse_cluster.as_deref(), Some(c.name.as_str()), "the sink is told it writes a cluster");
     let sink = tokio::spawn(ehac_sink::run(config, shutdown.clone()));
 
@@ -316,17 +316,12 @@ async fn reconciliation_writes_replica_one_and_every_replica_sees_the_answers() 
     }
     batch.insert(&warehouse, 3).await.unwrap();
 
-    let port = ehac_devstack::free_port().unwrap();
     let mut simulator = std::process::Command::new(env!("CARGO_BIN_EXE_registry-sim"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("registry simulator starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "registry simulator did not listen on {port}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let port = ehac_devstack::bound_port(&mut simulator, Duration::from_secs(20)).await.expect("the registry simulator listens");
     let registry = ehac_registry::RegistryArgs {
         registry_url: Some(format!("http://127.0.0.1:{port}")),
         registry_timeout_ms: 5_000,

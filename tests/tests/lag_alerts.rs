@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ehac_devstack::{free_port, Alertmanager, Prometheus, Server};
+use ehac_devstack::{Alertmanager, Prometheus, Server};
 use ehac_domain::sample::Flaw;
 use ehac_tests::{declarations, own_pipeline, unique_client, PipelineOptions};
 use serde_json::Value;
@@ -176,12 +176,11 @@ async fn exported(http: &reqwest::Client, url: &str) -> BTreeSet<String> {
 async fn a_group_behind_pages_the_on_call_engineer_and_a_broker_outage_pages_once() {
     let mut own = own_pipeline("lag-alerts", 4).await.expect("pipeline starts");
     let p = &own.pipeline;
-    let sink_admin = format!("127.0.0.1:{}", free_port().unwrap()).parse().unwrap();
-    let (sink_token, sink) = own.start_sink(sink_admin);
+    let ehac_tests::RunningSink { token: sink_token, task: sink, admin: sink_admin } = own.start_sink().await;
 
     let lagwatch_shutdown = CancellationToken::new();
     let mut config = ehac_lagwatch::Config::with_brokers(&p.brokers);
-    config.listen = format!("127.0.0.1:{}", free_port().unwrap()).parse().unwrap();
+    config.listen = "127.0.0.1:0".parse().unwrap();
     config.poll_interval_ms = 1_000;
     config.window_secs = 5;
     let lagwatch = ehac_lagwatch::start(config, lagwatch_shutdown.clone()).await.expect("lagwatch starts");
@@ -332,8 +331,7 @@ async fn a_group_behind_pages_the_on_call_engineer_and_a_broker_outage_pages_onc
     assert!(!status["partitions"].as_array().unwrap().is_empty(), "a group with no members keeps its partitions");
 
     // Restart it in the same group: it catches up, both alerts resolve, and so does the page.
-    let sink_admin = format!("127.0.0.1:{}", free_port().unwrap()).parse().unwrap();
-    let (sink_token, sink) = own.start_sink(sink_admin);
+    let ehac_tests::RunningSink { token: sink_token, task: sink, .. } = own.start_sink().await;
     let restarted = Instant::now();
     let to_resolved = wait_until("the lag alert and the STOP alert to resolve", || async move {
         alerts(http, prom, LAG_ALERT, "ehac-sink").await.is_empty() && alerts(http, prom, STATUS_ALERT, "ehac-sink").await.is_empty()
@@ -410,7 +408,7 @@ async fn a_group_behind_pages_the_on_call_engineer_and_a_broker_outage_pages_onc
 
     // The consumers come back and catch up: nothing is left firing.
     p.restart_enricher(PipelineOptions::default()).await;
-    let (sink_token, sink) = own.start_sink(format!("127.0.0.1:{}", free_port().unwrap()).parse().unwrap());
+    let ehac_tests::RunningSink { token: sink_token, task: sink, .. } = own.start_sink().await;
     wait_until("every group alert to resolve", || async move {
         let mut left = 0;
         for group in groups {

@@ -773,13 +773,12 @@ async fn the_pepper_is_nowhere_in_clickhouse_kafka_or_logs() {
     assert!(help.status.success());
     assert!(!contains(&help.stdout, pepper.as_bytes()), "--help shows the pepper from the environment");
     let log = p.dir.join("pepper-check-enricher.log");
-    let admin = format!("127.0.0.1:{}", ehac_devstack::free_port().unwrap());
     let (enriched, rejected) = ("pepper-check.enriched", "pepper-check.rejected");
     ehac_stream::kafka::ensure_topics(&p.brokers, &[enriched, rejected], 1).await.unwrap();
     let mut child = ehac_devstack::spawn(
         {
             let mut c = std::process::Command::new(&enricher);
-            c.args(["--admin-listen", &admin, "--topic-enriched", enriched, "--topic-rejected", rejected])
+            c.args(["--admin-listen", "127.0.0.1:0", "--topic-enriched", enriched, "--topic-rejected", rejected])
                 .env("EHAC_KAFKA_BROKERS", &p.brokers)
                 .env("EHAC_ENRICHER_GROUP", "pepper-check")
                 .env("EHAC_PEPPER", &pepper)

@@ -18,18 +18,17 @@ struct Registry {
 }
 
 impl Registry {
-    fn start(port: u16, delay_ms: u64) -> Registry {
-        let child = Command::new(env!("CARGO_BIN_EXE_registry-sim"))
+    /// The simulator on `port`: 0 the first time, then the port it bound, where the enricher
+    /// looks for it after it was killed.
+    async fn start(port: u16, delay_ms: u64) -> Registry {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_registry-sim"))
             .args(["--listen", &format!("127.0.0.1:{port}"), "--delay-ms", &delay_ms.to_string()])
             .env("RUST_LOG", "warn")
             .spawn()
             .expect("registry simulator starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry simulator did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Registry { port, child }
+        let bound = ehac_devstack::bound_port(&mut child, Duration::from_secs(20)).await.expect("the registry simulator listens");
+        assert!(port == 0 || bound == port, "asked for {port}, bound {bound}");
+        Registry { port: bound, child }
     }
 
     /// kill -9: the registry vanishes as a crashed server would.
@@ -70,8 +69,8 @@ async fn statuses(p: &ehac_tests::Pipeline, client: &str, view: bool) -> String 
 
 #[tokio::test]
 async fn citizens_are_stored_pending_while_the_registry_is_down_and_verified_later() {
-    let port = ehac_devstack::free_port().unwrap();
-    let registry = Registry::start(port, 0);
+    let registry = Registry::start(0, 0).await;
+    let port = registry.port;
     let registry_args = RegistryArgs {
         registry_url: Some(format!("http://127.0.0.1:{port}")),
         registry_timeout_ms: 300,
@@ -96,14 +95,14 @@ async fn citizens_are_stored_pending_while_the_registry_is_down_and_verified_lat
     eprintln!("300 declarations through the pipeline with the registry down in {took:?}");
 
     // Registry slow (2 s per answer, timeout 300 ms): still stored, still pending.
-    let slow = Registry::start(port, 2_000);
+    let slow = Registry::start(port, 2_000).await;
     let slow_client = unique_client("registry-slow");
     send(p, &slow_client, 100, 23).await;
     assert_eq!(statuses(p, &slow_client, false).await, "pending\t100\n");
     let port = slow.kill();
 
     // Registry back: new citizens are verified again once the breaker's probe succeeds.
-    let _back = Registry::start(port, 0);
+    let _back = Registry::start(port, 0).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let back = unique_client("registry-back");
     send(p, &back, 100, 24).await;

@@ -75,16 +75,14 @@ async fn an_orphaned_spool_is_drained_into_the_raw_topic_and_left_empty() {
 /// it. Returns the declaration ids it answered 202 for.
 async fn spool_declarations_with_broker_away(spool_dir: &std::path::Path) -> BTreeSet<String> {
     let shutdown = CancellationToken::new();
+    // No broker on the address the gateway is given.
+    let nowhere = ehac_devstack::Nowhere::new().unwrap();
     let config = ehac_gateway::Config {
         accept_after: ehac_gateway::AcceptAfter::BrokerAck,
         produce_timeout_ms: 100,
         // The point is a spool left behind: no attempt to drain it on exit.
         spool_drain_on_exit_secs: 0,
-        ..ehac_gateway::Config::on_loopback(
-            &format!("127.0.0.1:{}", ehac_devstack::free_port().unwrap()),
-            spool_dir.into(),
-            anonymous_access(),
-        )
+        ..ehac_gateway::Config::on_loopback(&nowhere.address.to_string(), spool_dir.into(), anonymous_access())
     };
     let gateway = ehac_gateway::start(config, shutdown.clone()).await.unwrap();
     let http = reqwest::Client::new();

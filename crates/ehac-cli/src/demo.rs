@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use ehac_devstack::{free_port, Stack, StackOptions, Tools, WarehouseUser};
+use ehac_devstack::{Stack, StackOptions, Tools, WarehouseUser};
 use ehac_stream::config::Topics;
 
 use ehac_proving::loadgen;
@@ -70,35 +70,32 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     let start_service = |name: &str, binary: &str, service_args: &[String]| {
         Service::start(&bin, &dir, name, binary, service_args, &[("EHAC_KAFKA_BROKERS", brokers.as_str())])
     };
-    let registry_listen = format!("127.0.0.1:{}", free_port()?);
-    let registry_url = format!("http://{registry_listen}");
-    let start_registry = || start_service("registry", "ehac-registry-sim", &["--listen".into(), registry_listen.clone()]);
-    let mut registry = start_registry()?;
-    let gateway_port = free_port()?;
-    let gateway_admin = format!("127.0.0.1:{}", free_port()?);
+    // Every port is 0, read back once bound: no window for another process to take it.
+    let mut registry = start_service("registry", "ehac-registry-sim", &["--listen".into(), "127.0.0.1:0".into()])?;
+    let registry_port = ehac_devstack::bound_port(&mut registry.child, Duration::from_secs(30)).await?;
+    // After the outage it comes back where the enrichers look for it.
+    registry.listen_again_on("--listen", &format!("127.0.0.1:{registry_port}"));
+    let registry_url = format!("http://127.0.0.1:{registry_port}");
     // The gateway signs a pass for every accepted declaration; the gates trust its key.
     let gate_keys = ehac_proving::gate::GateKeys::create(&dir, "ID-BT")?;
     // Kiosks, apps and airline systems, each with its own key, as at a real front door.
     let peak_rate = args.load.baseline_rate * args.load.surge_factor;
     let clients = ehac_proving::services::provision_clients(&dir, "demo-client", DEMO_CLIENTS, peak_rate)?;
-    let mut gateway_args = ehac_proving::services::gateway_args(
-        &format!("127.0.0.1:{gateway_port}"),
-        &gateway_admin,
-        &dir.join("gateway-spool"),
-        &clients.access(),
-    );
+    let mut gateway_args =
+        ehac_proving::services::gateway_args("127.0.0.1:0", "127.0.0.1:0", &dir.join("gateway-spool"), &clients.access());
     gateway_args.extend(["--pass-key".to_owned(), gate_keys.issuing_key_file.display().to_string()]);
-    let mut services = vec![start_service("gateway", "ehac-gateway", &gateway_args)?];
+    let (gateway_service, gateway, gateway_admin) =
+        ehac_proving::services::start_gateway(&bin, &dir, "gateway", &gateway_args, &[("EHAC_KAFKA_BROKERS", brokers.as_str())]).await?;
+    let mut services = vec![gateway_service];
     for i in 0..args.enrichers {
-        let enricher_args = ["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?), "--registry-url".into(), registry_url.clone()];
+        let enricher_args = ["--admin-listen".into(), "127.0.0.1:0".into(), "--registry-url".into(), registry_url.clone()];
         services.push(Service::start(&bin, &dir, &format!("enricher-{i}"), "ehac-enricher", &enricher_args, &enricher_env(&stack))?);
     }
     for i in 0..args.sinks {
-        let sink_args = ["--admin-listen".into(), format!("127.0.0.1:{}", free_port()?)];
+        let sink_args = ["--admin-listen".into(), "127.0.0.1:0".into()];
         services.push(Service::start(&bin, &dir, &format!("sink-{i}"), "ehac-sink", &sink_args, &sink_env(&stack))?);
     }
     let http = reqwest::Client::new();
-    let gateway = format!("http://127.0.0.1:{gateway_port}");
     wait_ready(&http, &format!("http://{gateway_admin}/readyz"), Duration::from_secs(60)).await?;
     println!(
         "services: gateway {gateway} ({DEMO_CLIENTS} clients with API keys, {}), {} enricher(s), {} sink(s); logs in {}",

@@ -323,6 +323,42 @@ pub async fn api_and_admin_ports(child: &mut Child, within: Duration) -> anyhow:
     }
 }
 
+/// The one port of a service started with port 0 (`--listen 127.0.0.1:0` or `--admin-listen
+/// 127.0.0.1:0`), read back once it is bound. Fails if the process exits or `within` passes
+/// first.
+pub async fn bound_port(child: &mut Child, within: Duration) -> anyhow::Result<u16> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("the service exited during start-up ({status})");
+        }
+        if let [port] = listening_ports(child.id())?[..] {
+            return Ok(port);
+        }
+        if Instant::now() > deadline {
+            bail!("the service did not bind a port within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An address where nothing accepts connections while this lives: a port held by a socket that
+/// never listens, so a connection to it is refused at once (a broker address that leads
+/// nowhere, with no window in which another process could start serving on it).
+pub struct Nowhere {
+    _held: tokio::net::TcpSocket,
+    pub address: std::net::SocketAddr,
+}
+
+impl Nowhere {
+    pub fn new() -> anyhow::Result<Nowhere> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind("127.0.0.1:0".parse()?)?;
+        let address = socket.local_addr()?;
+        Ok(Nowhere { _held: socket, address })
+    }
+}
+
 /// Starts a process with stdout and stderr written to `log` (a fresh file).
 pub fn spawn(command: Command, log: &Path, lifetime: Lifetime) -> anyhow::Result<Child> {
     let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;

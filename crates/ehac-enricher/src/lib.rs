@@ -326,6 +326,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let readiness = Readiness::default();
     readiness.check("kafka", "not consuming yet");
     let admin_addr = admin::serve(config.admin.admin_listen, registry.clone(), readiness.clone(), shutdown.clone()).await?;
+    config.admin.bound.set(admin_addr);
     let reference = ReferenceData::embedded();
     let policy = config.policy.policy();
     let verifier = config.registry.verifier(&registry)?;

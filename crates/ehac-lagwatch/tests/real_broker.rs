@@ -287,14 +287,14 @@ async fn a_live_member_that_does_not_commit_is_stall_and_a_group_without_members
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_health_and_exits_zero_on_sigterm() {
     let stack = stack("binary").await;
-    let port = ehac_devstack::free_port().unwrap();
     let log = std::env::temp_dir().join(format!("ehac-lagwatch-binary-{}.log", std::process::id()));
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ehac-lagwatch"));
     command
         .env("EHAC_KAFKA_BROKERS", stack.kafka_brokers())
-        .env("EHAC_LAGWATCH_LISTEN", format!("127.0.0.1:{port}"))
+        .env("EHAC_LAGWATCH_LISTEN", "127.0.0.1:0")
         .env("EHAC_LAGWATCH_POLL_INTERVAL_MS", "300");
     let mut child = ehac_devstack::spawn(command, &log, ehac_devstack::Lifetime::Attached).unwrap();
+    let port = ehac_devstack::bound_port(&mut child, Duration::from_secs(30)).await.expect("lagwatch listens");
     let ready = wait_for(&format!("http://127.0.0.1:{port}/readyz"), "readiness", |r| r["ready"] == true).await;
     assert_eq!(ready["checks"]["kafka"], "ok");
     let (status, groups) = get(&format!("http://127.0.0.1:{port}/v1/groups")).await;

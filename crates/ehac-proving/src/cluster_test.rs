@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ehac_devstack::{free_port, Server, Stack, StackOptions, Tools, WarehouseUser};
+use ehac_devstack::{Nowhere, Server, Stack, StackOptions, Tools, WarehouseUser};
 use ehac_stream::config::Topics;
 use serde::Serialize;
 
@@ -263,6 +263,8 @@ struct Cluster {
     sinks: Vec<Service>,
     lagwatch: Service,
     lagwatch_metrics: String,
+    /// The broker address gateway 2 was given in the orphaned-spool fault, held while it runs.
+    nowhere: Option<Nowhere>,
     /// Accepted by the gateways over every fault so far.
     accepted: u64,
 }
@@ -313,10 +315,12 @@ impl Cluster {
             Service::start(&bin, &dir, "sink-0", "ehac-sink", &admin(), &sink_env)?,
             Service::start(&bin, &dir, "sink-1", "ehac-sink", &admin(), &sink_env)?,
         ];
-        let lagwatch_listen = format!("127.0.0.1:{}", free_port()?);
-        let lagwatch_args = ["--listen", &lagwatch_listen, "--poll-interval-ms", "1000"].map(str::to_owned);
-        let lagwatch =
+        let lagwatch_args = ["--listen", "127.0.0.1:0", "--poll-interval-ms", "1000"].map(str::to_owned);
+        let mut lagwatch =
             Service::start(&bin, &dir, "lagwatch", "ehac-lagwatch", &lagwatch_args, &[("EHAC_KAFKA_BROKERS", brokers.as_str())])?;
+        let lagwatch_listen = format!("127.0.0.1:{}", ehac_devstack::bound_port(&mut lagwatch.child, Duration::from_secs(30)).await?);
+        // Restarted after an exit, it comes back where the test reads it.
+        lagwatch.listen_again_on("--listen", &lagwatch_listen);
         let http = reqwest::Client::new();
         for gateway in &gateways {
             wait_ready(&http, &format!("http://{}/readyz", gateway.admin), Duration::from_secs(60)).await?;
@@ -334,6 +338,7 @@ impl Cluster {
             sinks,
             lagwatch,
             lagwatch_metrics: format!("http://{lagwatch_listen}/metrics"),
+            nowhere: None,
             accepted: 0,
         })
     }
@@ -349,11 +354,19 @@ impl Cluster {
             // Gateway 2 loses its brokers before the load: every declaration it accepts goes
             // to its spool and stays there.
             self.gateways[1].service.stop()?;
-            let nowhere = format!("127.0.0.1:{}", free_port()?);
             // A short produce deadline: it answers from the spool at once rather than after
             // the usual second per declaration.
-            self.gateways[1] =
-                Gateway::start(&self.bin, &self.dir, "gateway-2", &self.clients, &nowhere, &["--produce-timeout-ms", "20"]).await?;
+            let nowhere = Nowhere::new()?;
+            self.gateways[1] = Gateway::start(
+                &self.bin,
+                &self.dir,
+                "gateway-2",
+                &self.clients,
+                &nowhere.address.to_string(),
+                &["--produce-timeout-ms", "20"],
+            )
+            .await?;
+            self.nowhere = Some(nowhere);
         }
         let spooled_cut_off = self.spooled(&http).await;
         let loads: Vec<LoadArgs> = self
@@ -475,6 +488,7 @@ impl Cluster {
             }
             healed_at = Some(Instant::now());
             self.gateways[1] = Gateway::start(&self.bin, &self.dir, "gateway-2", &self.clients, &self.brokers, &[]).await?;
+            self.nowhere = None;
         }
 
         // Both replicas watched side by side, each until it holds every row (the sinks write
@@ -701,13 +715,12 @@ impl Cluster {
 impl Gateway {
     /// A gateway producing to `brokers`, with its own spool under `dir`.
     async fn start(bin: &Path, dir: &Path, name: &str, clients: &HarnessClients, brokers: &str, extra: &[&str]) -> anyhow::Result<Gateway> {
-        let (port, admin) = (free_port()?, format!("127.0.0.1:{}", free_port()?));
         let spool = dir.join(format!("{name}-spool"));
-        let mut args = services::gateway_args(&format!("127.0.0.1:{port}"), &admin, &spool, &clients.access());
+        let mut args = services::gateway_args("127.0.0.1:0", "127.0.0.1:0", &spool, &clients.access());
         args.extend(extra.iter().map(|a| (*a).to_owned()));
-        let service = Service::start(bin, dir, name, "ehac-gateway", &args, &[("EHAC_KAFKA_BROKERS", brokers)])?;
+        let (service, url, admin) = services::start_gateway(bin, dir, name, &args, &[("EHAC_KAFKA_BROKERS", brokers)]).await?;
         wait_ready(&reqwest::Client::new(), &format!("http://{admin}/readyz"), Duration::from_secs(60)).await?;
-        Ok(Gateway { service, url: format!("http://127.0.0.1:{port}"), admin, spool })
+        Ok(Gateway { service, url, admin, spool })
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::procstat::proc_stats;
 use anyhow::{bail, Context};
-use ehac_devstack::{free_port, spawn, Lifetime, Stack, StackOptions, Tools};
+use ehac_devstack::{bound_port, spawn, Lifetime, Stack, StackOptions, Tools};
 use ehac_stream::admin::Readiness;
 use ehac_stream::config::MembershipArgs;
 use ehac_stream::kafka;
@@ -118,14 +118,13 @@ pub async fn run(args: FootprintArgs) -> anyhow::Result<()> {
         consumers.push(tokio::spawn(consume(brokers.clone(), group.clone(), topic.clone(), pause, token)));
     }
 
-    let port = free_port()?;
     let mut command = std::process::Command::new(&lagwatch_bin);
     command
         .args([
             "--kafka-brokers",
             &brokers,
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            "127.0.0.1:0",
             "--group",
             &groups.join(","),
             "--poll-interval-ms",
@@ -135,6 +134,7 @@ pub async fn run(args: FootprintArgs) -> anyhow::Result<()> {
         ])
         .env("RUST_LOG", "info,rdkafka=warn");
     let mut lagwatch = spawn(command, &dir.join("lagwatch.log"), Lifetime::Attached)?;
+    let port = bound_port(&mut lagwatch, Duration::from_secs(30)).await?;
     let pid = lagwatch.id();
     let http = reqwest::Client::new();
     let wanted = args.groups * args.partitions as usize;

@@ -62,6 +62,16 @@ impl Service {
         Ok(Service { name: name.to_owned(), child: launch.spawn()?, launch })
     }
 
+    /// Restarts give `flag` the value `value` (a service first started on port 0 comes back on
+    /// the port it bound, where its clients look for it).
+    pub fn listen_again_on(&mut self, flag: &str, value: &str) {
+        if let Some(at) = self.launch.args.iter().position(|a| a == flag) {
+            if let Some(slot) = self.launch.args.get_mut(at + 1) {
+                *slot = value.to_owned();
+            }
+        }
+    }
+
     /// kill -9: no chance to drain or commit, as in a crash.
     pub fn kill(&mut self) -> anyhow::Result<()> {
         self.child.kill()?;
@@ -143,6 +153,41 @@ fn last_words(log: &Path) -> Option<String> {
         })?,
     };
     Some(why.chars().take(300).collect())
+}
+
+/// Starts a gateway given `args` from [`gateway_args`] with both addresses `127.0.0.1:0`, and
+/// reads its ports back once bound (no window for another process to take them); a restart
+/// binds the same ones. Returns the service, its API's URL and its admin address.
+pub async fn start_gateway(
+    bin_dir: &Path,
+    log_dir: &Path,
+    name: &str,
+    args: &[String],
+    env: &[(impl AsRef<str>, impl AsRef<str>)],
+) -> anyhow::Result<(Service, String, String)> {
+    let mut service = Service::start(bin_dir, log_dir, name, "ehac-gateway", args, env)?;
+    let (port, admin_port) = ehac_devstack::api_and_admin_ports(&mut service.child, Duration::from_secs(60)).await?;
+    let (listen, admin) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{admin_port}"));
+    service.listen_again_on("--listen", &listen);
+    service.listen_again_on("--admin-listen", &admin);
+    Ok((service, format!("http://{listen}"), admin))
+}
+
+/// Starts an enricher or a sink with `--admin-listen 127.0.0.1:0` added to `args`, and reads
+/// the admin address back once bound; a restart binds the same one.
+pub async fn start_with_admin(
+    bin_dir: &Path,
+    log_dir: &Path,
+    name: &str,
+    binary: &str,
+    args: &[String],
+    env: &[(impl AsRef<str>, impl AsRef<str>)],
+) -> anyhow::Result<(Service, String)> {
+    let args: Vec<String> = ["--admin-listen".to_owned(), "127.0.0.1:0".to_owned()].into_iter().chain(args.iter().cloned()).collect();
+    let mut service = Service::start(bin_dir, log_dir, name, binary, &args, env)?;
+    let admin = format!("127.0.0.1:{}", ehac_devstack::bound_port(&mut service.child, Duration::from_secs(60)).await?);
+    service.listen_again_on("--admin-listen", &admin);
+    Ok((service, admin))
 }
 
 /// How the gateways that the demo, the chaos matrix and the benchmarks start let clients in.

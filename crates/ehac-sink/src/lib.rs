@@ -225,6 +225,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     readiness.check("kafka", "not consuming yet");
     readiness.check("clickhouse", "no insert yet");
     let admin_addr = admin::serve(config.admin.admin_listen, registry.clone(), readiness.clone(), shutdown.clone()).await?;
+    config.admin.bound.set(admin_addr);
     let warehouse = batch::Warehouse::new(&config.clickhouse);
     match warehouse.client.query("SELECT 1").execute().await {
         Ok(()) => readiness.ready("clickhouse"),

@@ -65,6 +65,46 @@ pub struct ClickHouseArgs {
 pub struct AdminArgs {
     #[arg(long, env = "EHAC_ADMIN_LISTEN", default_value = "127.0.0.1:9180")]
     pub admin_listen: SocketAddr,
+    /// Where it was bound, for a caller in the same process that gave port 0.
+    #[arg(skip)]
+    pub bound: BoundAddress,
+}
+
+impl AdminArgs {
+    /// Port 0 on loopback: the service binds a free port, read back through [`AdminArgs::bound`].
+    pub fn any_port() -> AdminArgs {
+        AdminArgs { admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)), bound: BoundAddress::default() }
+    }
+}
+
+/// The address a listener was bound to, set once by the service that bound it: how a caller in
+/// the same process that asked for port 0 learns the port, with no window in which another
+/// process could take it.
+#[derive(Debug, Clone, Default)]
+pub struct BoundAddress(std::sync::Arc<std::sync::OnceLock<SocketAddr>>);
+
+impl BoundAddress {
+    pub fn set(&self, address: SocketAddr) {
+        let _ = self.0.set(address);
+    }
+
+    pub fn get(&self) -> Option<SocketAddr> {
+        self.0.get().copied()
+    }
+
+    /// The address once bound, or None if `within` passed first.
+    pub async fn wait(&self, within: std::time::Duration) -> Option<SocketAddr> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(address) = self.get() {
+                return Some(address);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// Validation policy the health ministry sets; the gateway and the enricher must agree on it.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use ehac_codec::ENRICHED;
-use ehac_devstack::{free_port, Stack};
+use ehac_devstack::Stack;
 use ehac_domain::sample::{Flaw, SampleGenerator};
 use ehac_domain::{Policy, RawDeclaration, ReferenceData};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -257,7 +257,6 @@ pub async fn sink_round(
     let brokers = stack.kafka_brokers();
     let mut sinks = Vec::new();
     for i in 0..instances {
-        let admin = format!("127.0.0.1:{}", free_port()?);
         let name = format!("{group}-{i}");
         let mut env: Vec<(String, String)> = [
             ("EHAC_KAFKA_BROKERS", brokers.as_str()),
@@ -268,7 +267,7 @@ pub async fn sink_round(
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .to_vec();
         env.extend(stack.clickhouse_env(ehac_devstack::WarehouseUser::Writer));
-        sinks.push(Service::start(bin, dir, &name, "ehac-sink", &["--admin-listen".into(), admin], &env)?);
+        sinks.push(Service::start(bin, dir, &name, "ehac-sink", &["--admin-listen".into(), "127.0.0.1:0".into()], &env)?);
     }
     let fill = time_fill(&http, &url, expected, Duration::from_secs(60), phase, || {
         for sink in &mut sinks {

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ehac_devstack::{free_port, Stack};
+use ehac_devstack::Stack;
 use serde::Serialize;
 
 use super::progress::Phase;
@@ -171,23 +171,15 @@ impl FrontDoor {
         access: &Access<'_>,
         extra: &[String],
     ) -> anyhow::Result<FrontDoor> {
-        let port = free_port()?;
-        let admin = format!("127.0.0.1:{}", free_port()?);
         let spool = dir.join(format!("{name}-spool"));
         let _ = std::fs::remove_dir_all(&spool);
-        let mut args = crate::services::gateway_args(&format!("127.0.0.1:{port}"), &admin, &spool, access);
+        let mut args = crate::services::gateway_args("127.0.0.1:0", "127.0.0.1:0", &spool, access);
         args.extend_from_slice(extra);
-        let gateway = Service::start(
-            bin,
-            dir,
-            name,
-            "ehac-gateway",
-            &args,
-            &[("EHAC_KAFKA_BROKERS", stack.kafka_brokers().as_str()), ("EHAC_TOPIC_RAW", SWEEP_TOPIC)],
-        )?;
+        let env = [("EHAC_KAFKA_BROKERS", stack.kafka_brokers()), ("EHAC_TOPIC_RAW", SWEEP_TOPIC.to_owned())];
+        let (gateway, url, admin) = crate::services::start_gateway(bin, dir, name, &args, &env).await?;
         let http = reqwest::Client::new();
         wait_ready(&http, &format!("http://{admin}/readyz"), Duration::from_secs(60)).await?;
-        Ok(FrontDoor { gateway, url: format!("http://127.0.0.1:{port}"), metrics_url: format!("http://{admin}/metrics"), http })
+        Ok(FrontDoor { gateway, url, metrics_url: format!("http://{admin}/metrics"), http })
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use ehac_devstack::{free_port, Stack};
+use ehac_devstack::Stack;
 use ehac_stream::config::Topics;
 use serde::Serialize;
 
@@ -18,7 +18,7 @@ use super::progress::Phase;
 use super::SurgeArgs;
 use crate::loadgen::{self, LoadArgs, LoadResult};
 use crate::procstat::{proc_stats, renice, ProcStats};
-use crate::services::{metric_value, wait_ready, Service};
+use crate::services::{metric_value, wait_ready};
 use crate::warehouse_report::{self, Stored};
 
 #[derive(Debug, Clone, Serialize)]
@@ -146,38 +146,24 @@ pub const BENCH_CLIENTS: usize = 16;
 pub async fn run(stack: &Stack, bin: &Path, dir: &Path, args: &SurgeArgs) -> anyhow::Result<SurgeRun> {
     let phase = Phase::start("surge: services");
     let brokers = stack.kafka_brokers();
-    let start_service = |name: &str, binary: &str, service_args: &[String]| {
-        Service::start(bin, dir, name, binary, service_args, &[("EHAC_KAFKA_BROKERS", brokers.as_str())])
-    };
-    let gateway_port = free_port()?;
-    let gateway = format!("http://127.0.0.1:{gateway_port}");
-    let gateway_admin = format!("http://127.0.0.1:{}", free_port()?);
     let clients = crate::services::provision_clients(dir, "bench-client", BENCH_CLIENTS, args.baseline_rate * args.surge_factor)?;
-    let gateway_args = crate::services::gateway_args(
-        &format!("127.0.0.1:{gateway_port}"),
-        gateway_admin.trim_start_matches("http://"),
-        &dir.join("gateway-spool"),
-        &clients.access(),
-    );
-    let mut services = vec![start_service("gateway", "ehac-gateway", &gateway_args)?];
+    let gateway_args = crate::services::gateway_args("127.0.0.1:0", "127.0.0.1:0", &dir.join("gateway-spool"), &clients.access());
+    let (gateway_service, gateway, gateway_admin) =
+        crate::services::start_gateway(bin, dir, "gateway", &gateway_args, &[("EHAC_KAFKA_BROKERS", brokers.as_str())]).await?;
+    let gateway_admin = format!("http://{gateway_admin}");
+    let mut services = vec![gateway_service];
     let mut admins = Vec::new();
     for i in 0..args.enrichers {
-        let admin = format!("127.0.0.1:{}", free_port()?);
         let enricher_env = crate::services::enricher_env(stack);
-        services.push(Service::start(
-            bin,
-            dir,
-            &format!("enricher-{i}"),
-            "ehac-enricher",
-            &["--admin-listen".into(), admin.clone()],
-            &enricher_env,
-        )?);
+        let (enricher, admin) =
+            crate::services::start_with_admin(bin, dir, &format!("enricher-{i}"), "ehac-enricher", &[], &enricher_env).await?;
+        services.push(enricher);
         admins.push(admin);
     }
     for i in 0..args.sinks {
-        let admin = format!("127.0.0.1:{}", free_port()?);
         let sink_env = crate::services::sink_env(stack);
-        services.push(Service::start(bin, dir, &format!("sink-{i}"), "ehac-sink", &["--admin-listen".into(), admin.clone()], &sink_env)?);
+        let (sink, admin) = crate::services::start_with_admin(bin, dir, &format!("sink-{i}"), "ehac-sink", &[], &sink_env).await?;
+        services.push(sink);
         admins.push(admin);
     }
     // Counting both databases is an investigator's read (the headers are ignored elsewhere).
