@@ -38,7 +38,7 @@ async fn commits_outlasting_their_wait_still_give_one_output_per_raw_record() {
     let dir = ehac_tests::test_dir(Some("commit-stalls"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let stack = Stack::start(&Tools::find().unwrap(), StackOptions::ephemeral(dir.join("stack")).unwrap()).await.unwrap();
+    let mut stack = Stack::start(&Tools::find().unwrap(), StackOptions::ephemeral(dir.join("stack")).unwrap()).await.unwrap();
     let topics = Topics::default();
     stack.provision(&topics, 4).await.unwrap();
     let brokers = stack.kafka_brokers();
@@ -58,6 +58,7 @@ async fn commits_outlasting_their_wait_still_give_one_output_per_raw_record() {
     .collect();
     let mut enricher = Service::start(&bin, &dir, "enricher", "ehac-enricher", &args, &services::enricher_env(&stack)).unwrap();
     let mut restarts = Vec::new();
+    let mut broker_restarts = 0;
     let mut supervise = |enricher: &mut Service| {
         if let Some(exit) = enricher.restart_if_exited().unwrap() {
             eprintln!("the enricher exited ({exit}); started again");
@@ -72,11 +73,16 @@ async fn commits_outlasting_their_wait_still_give_one_output_per_raw_record() {
         let before = enricher_committed(&brokers, &topics.raw).await;
         // Longer than the enricher's watchdog (twice the transaction timeout and 5 s): a call
         // that never returns ends the process, and its restart is the recovery.
-        let deadline = Instant::now() + 2 * TRANSACTION_TIMEOUT + Duration::from_secs(60);
+        let mut deadline = Instant::now() + 2 * TRANSACTION_TIMEOUT + Duration::from_secs(60);
+        let mut broker_silent_since: Option<Instant> = None;
         while enricher_committed(&brokers, &topics.raw).await <= before {
+            if revive_if_silent(&mut stack, &mut broker_silent_since).await {
+                broker_restarts += 1;
+                deadline = Instant::now() + 2 * TRANSACTION_TIMEOUT + Duration::from_secs(60);
+            }
             if Instant::now() >= deadline {
                 let counts = counts(&brokers, &topics).await;
-                let broker = broker_complaints(&dir.join("stack/kafka-1/stdout.log"));
+                let broker = broker_complaints(&stack.broker_logs()[0]);
                 panic!(
                     "the enricher wrote nothing for 180 s before freeze {}: (raw, outputs, unconsumed) = {counts:?}; the broker's last warnings:\n{broker}",
                     round + 1
@@ -98,9 +104,14 @@ async fn commits_outlasting_their_wait_still_give_one_output_per_raw_record() {
     let sent = load.await.unwrap();
 
     // Until the enricher's group has consumed every raw record (or the patience runs out).
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut deadline = Instant::now() + Duration::from_secs(180);
+    let mut broker_silent_since: Option<Instant> = None;
     let (raw, outputs, unconsumed) = loop {
         supervise(&mut enricher);
+        if revive_if_silent(&mut stack, &mut broker_silent_since).await {
+            broker_restarts += 1;
+            deadline = Instant::now() + Duration::from_secs(180);
+        }
         match counts(&brokers, &topics).await {
             Ok(counts) if counts.2 == 0 || Instant::now() > deadline => break counts,
             Ok(_) => {}
@@ -111,7 +122,7 @@ async fn commits_outlasting_their_wait_still_give_one_output_per_raw_record() {
     };
     let _ = enricher.stop_within(Duration::from_secs(30));
     eprintln!(
-        "COMMIT-STALLS rounds={rounds} sent={sent} raw={raw} outputs={outputs} unconsumed={unconsumed} restarts=[{}] log={}",
+        "COMMIT-STALLS rounds={rounds} sent={sent} raw={raw} outputs={outputs} unconsumed={unconsumed} restarts=[{}] broker_restarts={broker_restarts} log={}",
         restarts.join(", "),
         dir.join("enricher.log").display()
     );
@@ -141,6 +152,37 @@ fn broker_complaints(log: &std::path::Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_else(|e| format!("({}: {e})", log.display()));
     let complaints: Vec<&str> = text.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
     complaints[complaints.len().saturating_sub(12)..].join("\n")
+}
+
+/// Restarts the broker, as its supervisor would, once it has answered no request for 60 s
+/// (seen: a node frozen for 35 s that never answered again); true if it did. The enricher must
+/// still give one output per raw record.
+async fn revive_if_silent(stack: &mut Stack, silent_since: &mut Option<Instant>) -> bool {
+    if broker_answers(&stack.kafka_brokers()).await {
+        *silent_since = None;
+        return false;
+    }
+    if silent_since.get_or_insert_with(Instant::now).elapsed() < Duration::from_secs(60) {
+        return false;
+    }
+    let complaints = broker_complaints(&stack.broker_logs()[0]);
+    eprintln!("STALL the broker answered nothing for 60 s; restarting it. Its last warnings:\n{complaints}");
+    stack.stop_server(Server::Broker, true);
+    stack.restart_server(Server::Broker).await.expect("the broker starts again");
+    *silent_since = None;
+    true
+}
+
+/// Whether the broker answers a metadata request within 10 s.
+async fn broker_answers(brokers: &str) -> bool {
+    let b = brokers.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: Result<rdkafka::consumer::BaseConsumer, _> =
+            rdkafka::ClientConfig::new().set("bootstrap.servers", &b).set("log_level", "0").create();
+        consumer.is_ok_and(|c| rdkafka::consumer::Consumer::fetch_metadata(&c, None, Duration::from_secs(10)).is_ok())
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// The sum of the enricher group's committed offsets on the raw topic: it moves only when a
